@@ -1,0 +1,1 @@
+"""The ``flowprep`` command (installed as the package flowprep.cli)."""

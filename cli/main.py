@@ -1,0 +1,52 @@
+"""The Click application behind the ``flowprep`` command.
+
+Exit codes: 0 every video published; 1 some videos failed (each is listed in
+the store with its reason, the rest are published); 2 bad usage, or the run
+could not start (backend unavailable, store locked).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import click
+
+from flowprep import __version__
+from flowprep.errors import FlowprepError, StoreError
+
+
+class _Group(click.Group):
+    """Turns project errors into one-line messages: exit 2 for usage, never a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except StoreError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1 if ctx.invoked_subcommand in ("verify",) else 2)
+        except FlowprepError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flowprep")
+def cli() -> None:
+    """Precompute dense optical flow for two-stream video models, and serve it."""
+
+
+from . import extract_cmd  # noqa: E402,F401  (registers commands)
+
+try:
+    from . import store_cmds  # noqa: E402,F401
+except ImportError:  # pragma: no cover - during development only
+    pass
+
+
+def main() -> None:
+    cli(prog_name="flowprep")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""flowprep: precompute dense optical flow for two-stream video models and serve it.
+
+    import flowprep
+    report = flowprep.extract(["videos/"], "out/", algo="tvl1")
+    store = flowprep.open_store("out/")
+    video = store[store.video_ids[0]]
+    video.flow(0)   # float32 (H, W, 2) pixels, [..., 0] = dx, [..., 1] = dy
+"""
+__version__ = "0.1.0"
+
+from .errors import FlowprepError  # noqa: E402
+
+
+def extract(inputs, out, **options):
+    """Extract frames and flow of ``inputs`` into store ``out``; see flowprep.extract.extract."""
+    from .extract import extract as _extract
+    if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__"):
+        inputs = [inputs]
+    return _extract([str(i) for i in inputs], str(out), **options)
+
+
+def open_store(path):
+    """Open a JPEG or HDF5 store for reading (format read from the store itself)."""
+    from .store import open_store as _open
+    return _open(str(path))
+
+
+__all__ = ["extract", "open_store", "FlowprepError", "__version__"]

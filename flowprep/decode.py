@@ -1,0 +1,152 @@
+"""Video -> RGB frames, streamed, and the resize rule.
+
+Frames come out one at a time as uint8 (H, W, 3) arrays in RGB order, already
+rotated by the container's display matrix (OpenCV's FFmpeg backend applies it
+when CAP_PROP_ORIENTATION_AUTO is on, which we set) and resized. The number of
+frames is what actually decodes; container metadata (CAP_PROP_FRAME_COUNT) is
+never trusted.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Iterator, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from .errors import ConfigError, DecodeError
+
+DEFAULT_SHORT_SIDE = 256
+
+
+@dataclass(frozen=True)
+class Resize:
+    """How frames are resized: ``short_side`` pixels (0 keeps the size) or a fixed ``size``.
+
+    Attributes:
+        short_side: target length of the shorter side in pixels, aspect kept; 0 = keep.
+        size: (width, height) in pixels; overrides short_side when set.
+    """
+
+    short_side: int = DEFAULT_SHORT_SIDE
+    size: Optional[Tuple[int, int]] = None
+
+    def __post_init__(self) -> None:
+        if self.size is not None:
+            w, h = self.size
+            if int(w) < 8 or int(h) < 8:
+                raise ConfigError(f"size must be at least 8x8 pixels, got {w}x{h}")
+        elif int(self.short_side) < 0 or 0 < int(self.short_side) < 8:
+            raise ConfigError(
+                f"short side must be 0 (keep the size) or at least 8 pixels, got {self.short_side}")
+
+    def output_size(self, width: int, height: int) -> Tuple[int, int]:
+        """(width, height) of the output for an input of width x height pixels."""
+        if self.size is not None:
+            return int(self.size[0]), int(self.size[1])
+        if self.short_side == 0:
+            return width, height
+        s = int(self.short_side)
+        if width <= height:
+            return s, max(1, int(round(height * s / width)))
+        return max(1, int(round(width * s / height))), s
+
+    def describe(self) -> dict:
+        return {"short_side": int(self.short_side),
+                "size": list(self.size) if self.size else None,
+                "interpolation": "area when shrinking, linear when enlarging"}
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """Parse 'WxH' into (width, height); raises ConfigError naming the text."""
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise ConfigError(f"size must look like WIDTHxHEIGHT, e.g. 340x256, got {text!r}") from None
+
+
+def resize_frame(frame: np.ndarray, out_w: int, out_h: int) -> np.ndarray:
+    """Resize (H, W, C) or (H, W) uint8 to (out_h, out_w[, C]); area filter when shrinking."""
+    h, w = frame.shape[:2]
+    if (w, h) == (out_w, out_h):
+        return frame
+    interp = cv2.INTER_AREA if out_w * out_h < w * h else cv2.INTER_LINEAR
+    return cv2.resize(frame, (out_w, out_h), interpolation=interp)
+
+
+class VideoReader:
+    """Streams the frames of one video file.
+
+    Use as an iterator of uint8 (H, W, 3) RGB frames at the output size. The
+    reader holds one frame at a time; ``frames_read`` counts what decoded.
+
+    Attributes:
+        path: the video file.
+        fps: frames per second from the container (0.0 when unknown).
+        src_width, src_height: decoded size before resizing, after rotation.
+        width, height: output size.
+    """
+
+    def __init__(self, path: str, resize: Resize = Resize()) -> None:
+        self.path = str(path)
+        if not os.path.isfile(self.path):
+            raise DecodeError(f"{self.path}: no such file")
+        if os.path.getsize(self.path) == 0:
+            raise DecodeError(f"{self.path}: empty file (0 bytes)")
+        self._cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise DecodeError(f"{self.path}: not a readable video (the FFmpeg decoder could not open it)")
+        self._cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+        fps = self._cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 0.0
+        self.resize = resize
+        self.frames_read = 0
+        self._first = self._read_raw()
+        if self._first is None:
+            self._cap.release()
+            raise DecodeError(f"{self.path}: no video frames decode")
+        self.src_height, self.src_width = self._first.shape[:2]
+        self.width, self.height = resize.output_size(self.src_width, self.src_height)
+
+    def _read_raw(self) -> Optional[np.ndarray]:
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            return None
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        return frame
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        frame = self._first
+        self._first = None
+        try:
+            while frame is not None:
+                if frame.shape[:2] != (self.src_height, self.src_width):
+                    raise DecodeError(
+                        f"{self.path}: frame {self.frames_read} is {frame.shape[1]}x{frame.shape[0]}, "
+                        f"the video started at {self.src_width}x{self.src_height} (size changes are not supported)")
+                if frame.dtype != np.uint8:  # high bit depth from some backends
+                    frame = (frame >> 8).astype(np.uint8) if frame.dtype == np.uint16 else frame.astype(np.uint8)
+                rgb = cv2.cvtColor(resize_frame(frame, self.width, self.height), cv2.COLOR_BGR2RGB)
+                self.frames_read += 1
+                yield rgb
+                frame = self._read_raw()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._cap.release()
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) RGB -> uint8 (H, W) luma (ITU-R BT.601, as cv2.COLOR_RGB2GRAY)."""
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)

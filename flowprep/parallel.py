@@ -1,0 +1,258 @@
+"""Local parallel extraction: N supervised worker processes.
+
+Each worker is a separate process (multiprocessing "spawn": no state shared
+with the parent, OpenCV threads start clean). The parent hands one video at a
+time to each idle worker and watches them:
+
+- a worker that dies (segfault, OOM kill) fails only the video it was on,
+  with the signal in the reason, and is replaced;
+- a video that exceeds ``timeout + timeout_per_frame x frames decoded`` seconds
+  has its worker killed and is recorded as failed ("timed out");
+- videos a worker committed but had not yet published (an HDF5 shard still
+  open) when it died are queued again once;
+- a full disk stops the dispatching of new videos; the run ends early with
+  every remaining input reported, not failed one by one.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from multiprocessing.connection import wait
+from typing import Any, Dict, List, Optional
+
+from .errors import DiskFullError, FlowprepError
+from .progress import Progress
+
+
+def _worker_main(conn, index: int, job) -> None:
+    """Body of a worker process: receive videos, process, report."""
+    import cv2
+    from .extract import process_video
+    from .flow import make_backend
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    cv2.setNumThreads(job.threads)
+    backend = None
+    writer = None
+    try:
+        writer = job.writer(f"{job.tmp_root.rsplit(os.sep, 1)[-1]}-w{index}-{os.getpid()}")
+        while True:
+            msg = conn.recv()
+            if msg[0] == "stop":
+                writer.close()
+                conn.send(("closed", writer.drain_published()))
+                return
+            vin = msg[1]
+            if backend is None:
+                try:
+                    backend = make_backend(job.choice, job.params, job.choice.device_for_worker(index),
+                                           job.opts.batch_size)
+                except FlowprepError as exc:
+                    conn.send(("fatal", str(exc)))
+                    return
+
+            def progress(frames: int, _vid=vin.video_id) -> None:
+                conn.send(("progress", frames))
+
+            try:
+                result = process_video(vin, job, backend, writer, progress)
+            except DiskFullError as exc:
+                conn.send(("diskfull", {"video_id": vin.video_id, "input": vin.path,
+                                        "status": "failed", "reason": str(exc)}))
+                writer.close()
+                conn.send(("closed", writer.drain_published()))
+                return
+            result["published_ids"] = writer.drain_published()
+            conn.send(("done", result))
+    except (EOFError, KeyboardInterrupt, BrokenPipeError):
+        return
+
+
+def _signal_name(code: Optional[int]) -> str:
+    if code is None:
+        return "unknown"
+    if code < 0:
+        try:
+            return signal.Signals(-code).name
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
+class _Worker:
+    def __init__(self, ctx, index: int, job) -> None:
+        self.index = index
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, index, job), daemon=True,
+                                name=f"flowprep-worker-{index}")
+        self.proc.start()
+        child.close()
+        self.task = None
+        self.started = 0.0
+        self.frames = 0
+        self.unsealed: List[Any] = []  # committed, not yet published (HDF5)
+
+    def assign(self, vin) -> None:
+        self.task, self.started, self.frames = vin, time.monotonic(), 0
+        self.conn.send(("task", vin))
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(5)
+
+
+def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]:
+    """Process ``videos`` with ``jobs`` workers; returns one result dict per video."""
+    if not videos:
+        return []
+    ctx = mp.get_context("spawn")
+    n = max(1, min(jobs, len(videos)))
+    queue = list(reversed(videos))
+    retried = set()
+    results: Dict[str, Dict[str, Any]] = {}
+    workers = [_Worker(ctx, i, job) for i in range(n)]
+    progress = Progress(len(videos), enabled=job.opts.progress)
+    stopping: Optional[str] = None
+    closing = False
+
+    def fail(vin, reason: str) -> None:
+        results[vin.video_id] = {"video_id": vin.video_id, "input": vin.path, "status": "failed",
+                                 "reason": reason}
+        progress.video_done(False)
+
+    def requeue_unsealed(w: _Worker, why: str) -> None:
+        for vin in w.unsealed:
+            results.pop(vin.video_id, None)
+            if vin.video_id in retried:
+                fail(vin, f"lost when its worker {why}, twice")
+            else:
+                retried.add(vin.video_id)
+                queue.append(vin)
+        w.unsealed = []
+
+    def replace(w: _Worker) -> None:
+        w.kill()
+        workers[workers.index(w)] = _Worker(ctx, w.index, job)
+
+    try:
+        while True:
+            for w in workers:
+                if w.task is None and queue and not stopping and not closing and w.proc.is_alive():
+                    w.assign(queue.pop())
+            if not any(w.task is not None for w in workers):
+                if closing or not workers:
+                    if not any(w.proc.is_alive() for w in workers):
+                        break
+                else:
+                    closing = True
+                    for w in workers:
+                        if w.proc.is_alive():
+                            try:
+                                w.conn.send(("stop",))
+                            except (BrokenPipeError, OSError):
+                                pass
+                    continue
+            ready = wait([w.conn for w in workers if w.proc.is_alive()]
+                         + [w.proc.sentinel for w in workers if w.proc.is_alive()], timeout=0.5)
+            for w in list(workers):
+                if w.conn in ready or (w.proc.sentinel in ready and w.conn.poll()):
+                    try:
+                        while w.conn.poll():
+                            msg = w.conn.recv()
+                            _handle(msg, w, results, progress, report)
+                            if msg[0] == "fatal":
+                                stopping = msg[1]
+                            elif msg[0] == "diskfull":
+                                stopping = msg[1]["reason"]
+                                results[w.task.video_id] = msg[1]
+                                w.task = None
+                            elif msg[0] == "closed":
+                                w.conn.close()
+                                w.proc.join(10)
+                                break
+                    except (EOFError, OSError):
+                        pass
+                if not w.proc.is_alive() and w.proc.exitcode is not None and not w.conn.closed:
+                    # died without saying goodbye
+                    why = f"crashed ({_signal_name(w.proc.exitcode)})"
+                    if w.task is not None:
+                        fail(w.task, f"{w.task.path}: the worker processing it {why} "
+                                     f"during decoding or flow; the rest of the run continued")
+                        w.task = None
+                    requeue_unsealed(w, why)
+                    if not closing and not stopping:
+                        replace(w)
+                    else:
+                        w.conn.close()
+                elif w.task is not None:
+                    limit = job.opts.timeout + job.opts.timeout_per_frame * w.frames
+                    elapsed = time.monotonic() - w.started
+                    if elapsed > limit:
+                        vin = w.task
+                        fail(vin, f"{vin.path}: timed out after {elapsed:.0f} s with {w.frames} "
+                                  f"frames decoded (limit {job.opts.timeout:.0f} s + "
+                                  f"{job.opts.timeout_per_frame:g} s per frame); the worker was killed")
+                        w.task = None
+                        requeue_unsealed(w, "was killed after a timeout")
+                        if not closing and not stopping:
+                            replace(w)
+                        else:
+                            w.kill()
+                            w.conn.close()
+            if stopping and not any(w.task for w in workers) and not closing:
+                closing = True
+                for w in workers:
+                    if w.proc.is_alive() and not w.conn.closed:
+                        try:
+                            w.conn.send(("stop",))
+                        except (BrokenPipeError, OSError):
+                            pass
+            progress.tick()
+    except KeyboardInterrupt:
+        for w in workers:
+            w.kill()
+        raise
+    finally:
+        for w in workers:
+            if w.proc.is_alive():
+                w.proc.join(30)
+            w.kill()
+        progress.close()
+    if stopping:
+        report.stopped = stopping
+        for vin in queue:
+            results.setdefault(vin.video_id, {
+                "video_id": vin.video_id, "input": vin.path, "status": "failed",
+                "reason": f"not processed: the run stopped early ({stopping})"})
+    return list(results.values())
+
+
+def _handle(msg, w: _Worker, results, progress, report) -> None:
+    kind = msg[0]
+    if kind == "progress":
+        w.frames += msg[1]
+        progress.frames(msg[1])
+    elif kind == "done":
+        res = msg[1]
+        published = set(res.pop("published_ids", []))
+        vin = w.task
+        w.task = None
+        results[res["video_id"]] = res
+        if res["status"] == "published" and res["video_id"] not in published:
+            w.unsealed.append(vin)
+        _seal(w, published)
+        progress.video_done(res["status"] == "published")
+    elif kind == "closed":
+        _seal(w, set(msg[1]))
+    elif kind == "fatal":
+        if w.task is not None:
+            w.task = None
+
+
+def _seal(w: _Worker, published) -> None:
+    if published:
+        w.unsealed = [v for v in w.unsealed if v.video_id not in published]

@@ -1,0 +1,144 @@
+"""Float flow <-> uint8, and per-flow statistics. Pure functions.
+
+Convention (fixed scheme, bound B pixels), one component at a time:
+
+    q = round((clip(d, -B, B) + B) * 255 / (2B))          uint8
+    d = q * 2B / 255 - B                                   float32, pixels
+
+``dequantize_fixed`` is the exact inverse map of the quantization grid: every
+d in [-B, B] comes back within half a step (B / 255 px), and under the map
+255 - q dequantizes to exactly -d, so a horizontal flip done in uint8 space
+(255 - q on the dx channel) is exact.
+
+Adaptive scheme: each flow component is mapped from its own [lo, hi] onto
+[0, 255]; (lo, hi) are stored per flow and per component:
+
+    q = round((d - lo) * 255 / (hi - lo))                  (q = 0 when hi == lo)
+    d = lo + q * (hi - lo) / 255
+
+Flipping an adaptive dx component maps q -> 255 - q and (lo, hi) -> (-hi, -lo).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from .errors import ConfigError
+
+SCHEMES = ("fixed", "adaptive")
+DEFAULT_BOUND = 20.0
+
+
+def check_bound(bound: float) -> float:
+    """Validate a quantization bound in pixels; returns it as float."""
+    try:
+        b = float(bound)
+    except (TypeError, ValueError):
+        raise ConfigError(f"bound must be a number of pixels, got {bound!r}") from None
+    if not np.isfinite(b) or b <= 0:
+        raise ConfigError(f"bound must be a positive number of pixels, got {bound!r}")
+    return b
+
+
+def quantize_fixed(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
+    """Linearly map flow in [-bound, bound] px to uint8 [0, 255], clipping outside.
+
+    Args:
+        flow: float array of any shape (usually (H, W, 2) or (H, W)), pixels.
+        bound: B in pixels, > 0.
+    Returns:
+        uint8 array of the same shape.
+    """
+    b = np.float32(bound)
+    d = np.clip(np.asarray(flow, dtype=np.float32), -b, b)
+    q = np.rint((d + b) * (np.float32(255.0) / (2 * b)))
+    return q.astype(np.uint8)
+
+
+def dequantize_fixed(q: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
+    """Inverse of :func:`quantize_fixed`.
+
+    Args:
+        q: uint8 array of any shape.
+        bound: B in pixels, as used for quantization.
+    Returns:
+        float32 array of the same shape, pixels in [-bound, bound].
+    """
+    b = np.float32(bound)
+    return np.asarray(q, dtype=np.float32) * (2 * b / np.float32(255.0)) - b
+
+
+def quantize_adaptive(flow: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Map each component of one flow from its own [min, max] onto [0, 255].
+
+    Args:
+        flow: float (H, W, 2) flow in pixels.
+    Returns:
+        (q, ranges): q uint8 (H, W, 2); ranges float32 (2, 2) = [[lo_x, hi_x], [lo_y, hi_y]].
+    """
+    flow = np.asarray(flow, dtype=np.float32)
+    q = np.empty(flow.shape, dtype=np.uint8)
+    ranges = np.zeros((2, 2), dtype=np.float32)
+    for c in range(2):
+        comp = flow[..., c]
+        lo, hi = np.float32(comp.min()), np.float32(comp.max())
+        ranges[c] = (lo, hi)
+        if hi > lo:
+            q[..., c] = np.rint((comp - lo) * (np.float32(255.0) / (hi - lo))).astype(np.uint8)
+        else:
+            q[..., c] = 0
+    return q, ranges
+
+
+def dequantize_adaptive(q: np.ndarray, ranges: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`quantize_adaptive`.
+
+    Args:
+        q: uint8 (H, W, 2).
+        ranges: float (2, 2) = [[lo_x, hi_x], [lo_y, hi_y]] pixels.
+    Returns:
+        float32 (H, W, 2) flow in pixels.
+    """
+    ranges = np.asarray(ranges, dtype=np.float32)
+    lo = ranges[:, 0]
+    scale = (ranges[:, 1] - ranges[:, 0]) / np.float32(255.0)
+    return np.asarray(q, dtype=np.float32) * scale + lo
+
+
+def dequantize(q: np.ndarray, quant: dict, ranges: np.ndarray | None = None) -> np.ndarray:
+    """Dequantize uint8 (H, W, 2) flow by a store's quantization record.
+
+    Args:
+        q: uint8 (H, W, 2).
+        quant: {"scheme": "fixed", "bound": B} or {"scheme": "adaptive"}.
+        ranges: float (2, 2) per-component [lo, hi], required for adaptive.
+    Returns:
+        float32 (H, W, 2) pixels.
+    """
+    if quant["scheme"] == "fixed":
+        return dequantize_fixed(q, quant["bound"])
+    if ranges is None:
+        raise ConfigError("adaptive quantization needs the flow's stored (lo, hi) ranges")
+    return dequantize_adaptive(q, ranges)
+
+
+def mean_flow(flow: np.ndarray) -> np.ndarray:
+    """Mean displacement vector of one float flow (before quantization).
+
+    Args:
+        flow: float (H, W, 2) pixels.
+    Returns:
+        float32 (2,) = (mean dx, mean dy), pixels.
+    """
+    return np.asarray(flow, dtype=np.float64).reshape(-1, 2).mean(axis=0).astype(np.float32)
+
+
+def clipped_fraction(flow: np.ndarray, bound: float) -> float:
+    """Fraction of flow components with |d| > bound (lost to clipping), in [0, 1].
+
+    Args:
+        flow: float (H, W, 2) pixels.
+        bound: B pixels.
+    """
+    return float(np.count_nonzero(np.abs(flow) > bound)) / float(flow.size)

@@ -1,0 +1,311 @@
+"""What every store shares: the video reader API, store-level files, failure records.
+
+Store-level files (both formats):
+
+    OUT/flowprep.json              {"format", "store_version", "config", "config_key", ...}
+    OUT/.flowprep/failures/*.json  one record per failed input: {"input", "video_id", "reason"}
+    OUT/.flowprep/tmp/, locks/     work in progress; never visible as videos
+
+Per-video metadata (the ``meta`` dict, meta.json in the JPEG store) holds
+counts, fps, size, the quantization record, the per-flow mean vectors and
+clipped fractions (and per-flow (lo, hi) ranges for adaptive quantization),
+the source path and the config key it was made with.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Dict, Iterator, List, Optional
+
+import numpy as np
+
+from .. import quantize as qz
+from ..errors import StoreError
+from ..fsutil import atomic_write_json, read_json
+from . import codec
+
+STORE_FILE = "flowprep.json"
+META_DIR = ".flowprep"
+STORE_VERSION = 1
+
+
+def config_key(config: Dict[str, Any]) -> str:
+    """Stable short hash of the output-affecting configuration."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha1(blob).hexdigest()[:16]
+
+
+def read_store_file(root: str) -> Dict[str, Any]:
+    path = os.path.join(root, STORE_FILE)
+    if not os.path.isfile(path):
+        raise StoreError(f"{root}: not a flowprep store (no {STORE_FILE})")
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as exc:
+        raise StoreError(f"{path}: unreadable store file ({exc})") from None
+
+
+def failure_path(root: str, video_id: str) -> str:
+    h = hashlib.sha1(video_id.encode()).hexdigest()[:20]
+    return os.path.join(root, META_DIR, "failures", h + ".json")
+
+
+def record_failure(root: str, input_path: str, video_id: str, reason: str) -> None:
+    """Record that ``input_path`` (as ``video_id``) failed, with a reason a person understands."""
+    path = failure_path(root, video_id)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    atomic_write_json(path, {"input": input_path, "video_id": video_id, "reason": reason})
+
+
+def clear_failure(root: str, video_id: str) -> None:
+    try:
+        os.unlink(failure_path(root, video_id))
+    except FileNotFoundError:
+        pass
+
+
+def read_failures(root: str) -> Dict[str, Dict[str, str]]:
+    """All failure records: input path -> {"video_id", "reason"}."""
+    d = os.path.join(root, META_DIR, "failures")
+    out: Dict[str, Dict[str, str]] = {}
+    if not os.path.isdir(d):
+        return out
+    for name in sorted(os.listdir(d)):
+        if not name.endswith(".json"):
+            continue
+        try:
+            rec = read_json(os.path.join(d, name))
+        except (OSError, ValueError):
+            continue
+        out[rec["input"]] = {"video_id": rec["video_id"], "reason": rec["reason"]}
+    return out
+
+
+class Video:
+    """One published video, read through the API of DESIGN.md.
+
+    Subclasses provide the stored payloads; decoding and dequantization live here.
+
+    Attributes:
+        video_id: the video's id (path relative to the input root, no extension).
+        meta: the stored metadata dict.
+    """
+
+    def __init__(self, video_id: str, meta: Dict[str, Any]) -> None:
+        self.video_id = video_id
+        self.meta = meta
+
+    # --- metadata -------------------------------------------------------
+    @property
+    def num_frames(self) -> int:
+        return int(self.meta["num_frames"])
+
+    @property
+    def num_flows(self) -> int:
+        return int(self.meta["num_flows"])
+
+    @property
+    def fps(self) -> float:
+        return float(self.meta["fps"])
+
+    @property
+    def height(self) -> int:
+        return int(self.meta["height"])
+
+    @property
+    def width(self) -> int:
+        return int(self.meta["width"])
+
+    @property
+    def step(self) -> int:
+        return int(self.meta["step"])
+
+    @property
+    def has_backward(self) -> bool:
+        return bool(self.meta.get("backward", False))
+
+    @property
+    def quant(self) -> Dict[str, Any]:
+        """{"scheme": "fixed", "bound": B} or {"scheme": "adaptive"}."""
+        return self.meta["quant"]
+
+    @property
+    def label(self) -> Optional[int]:
+        return self.meta.get("label")
+
+    @property
+    def mean_flow(self) -> np.ndarray:
+        """float32 (num_flows, 2): per-flow mean (dx, dy) in pixels, before quantization."""
+        return np.asarray(self.meta["mean_flow"], dtype=np.float32).reshape(-1, 2)
+
+    @property
+    def mean_flow_backward(self) -> np.ndarray:
+        """float32 (num_flows, 2) for the backward flows (frame i+step -> i)."""
+        self._need_backward()
+        return np.asarray(self.meta["mean_flow_backward"], dtype=np.float32).reshape(-1, 2)
+
+    @property
+    def clipped_fraction(self) -> np.ndarray:
+        """float32 (num_flows,): fraction of flow components beyond the bound."""
+        return np.asarray(self.meta["clipped_fraction"], dtype=np.float32)
+
+    def flow_ranges(self, i: int, backward: bool = False) -> Optional[np.ndarray]:
+        """float32 (2, 2) [[lo_x, hi_x], [lo_y, hi_y]] for adaptive quantization, else None."""
+        key = "ranges_backward" if backward else "ranges"
+        if key not in self.meta:
+            return None
+        return np.asarray(self.meta[key][i], dtype=np.float32)
+
+    # --- payloads (subclasses) ------------------------------------------
+    def rgb_bytes(self, i: int) -> bytes:
+        """The stored JPEG bytes of frame i (0-based)."""
+        raise NotImplementedError
+
+    def flow_payload(self, i: int, backward: bool = False):
+        """(x, y) as stored: two JPEG byte strings, or two uint8 (H, W) arrays."""
+        raise NotImplementedError
+
+    # --- decoded access ---------------------------------------------------
+    def _check(self, i: int, n: int, what: str) -> int:
+        if not (-n <= i < n):
+            raise IndexError(f"{self.video_id}: {what} index {i} out of range [0, {n})")
+        return i % n
+
+    def _need_backward(self) -> None:
+        if not self.has_backward:
+            raise StoreError(f"{self.video_id}: no backward flow stored (extract with --backward)")
+
+    def rgb(self, i: int) -> np.ndarray:
+        """uint8 (H, W, 3), RGB order, frame i in [0, num_frames)."""
+        i = self._check(i, self.num_frames, "frame")
+        return codec.decode_rgb(self.rgb_bytes(i), f"{self.video_id} frame {i}")
+
+    def flow_quantized(self, i: int, backward: bool = False) -> np.ndarray:
+        """uint8 (H, W, 2) as stored, flow i in [0, num_flows); [..., 0] = x, [..., 1] = y."""
+        i = self._check(i, self.num_flows, "flow")
+        if backward:
+            self._need_backward()
+        x, y = self.flow_payload(i, backward)
+        if isinstance(x, (bytes, bytearray, memoryview)):
+            where = f"{self.video_id} {'backward ' if backward else ''}flow {i}"
+            x = codec.decode_grey(bytes(x), where + " x")
+            y = codec.decode_grey(bytes(y), where + " y")
+        return np.stack([x, y], axis=-1)
+
+    def flow(self, i: int, backward: bool = False) -> np.ndarray:
+        """float32 (H, W, 2) pixels, [..., 0] = dx, [..., 1] = dy, flow i (frame i -> i+step).
+
+        With backward=True, the flow from frame i+step back to frame i.
+        """
+        q = self.flow_quantized(i, backward)
+        return qz.dequantize(q, self.quant, self.flow_ranges(i % self.num_flows, backward))
+
+    def __repr__(self) -> str:
+        return (f"<{type(self).__name__} {self.video_id!r} frames={self.num_frames} "
+                f"flows={self.num_flows} {self.width}x{self.height}>")
+
+
+class Store:
+    """A published store, read-only. Subclasses list videos and make Video objects.
+
+    Attributes:
+        root: the store's directory.
+        info: the parsed flowprep.json.
+    """
+
+    format = ""
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+        self.info = read_store_file(self.root)
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        """Algorithm and its parameters, quantization, resize, step, versions."""
+        return self.info["config"]
+
+    @property
+    def failures(self) -> Dict[str, str]:
+        """input path -> reason, for inputs that failed and were not published since."""
+        published = set(self.video_ids)
+        return {inp: rec["reason"] for inp, rec in read_failures(self.root).items()
+                if rec["video_id"] not in published}
+
+    @property
+    def video_ids(self) -> List[str]:
+        raise NotImplementedError
+
+    def meta(self, video_id: str) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def __getitem__(self, video_id: str) -> Video:
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        """Re-read the list of published videos (a running extract may have added some)."""
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def __contains__(self, video_id: object) -> bool:
+        return video_id in set(self.video_ids)
+
+    def __iter__(self) -> Iterator[Video]:
+        for vid in self.video_ids:
+            yield self[vid]
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.root!r} videos={len(self)}>"
+
+
+class VideoWriter:
+    """Receives one video's frames in order; publishes on ``commit``, leaves nothing on ``abort``."""
+
+    def add_rgb(self, rgb: np.ndarray) -> None:
+        """Append frame: uint8 (H, W, 3) RGB."""
+        raise NotImplementedError
+
+    def add_flow(self, q: np.ndarray, backward: bool = False) -> None:
+        """Append quantized flow: uint8 (H, W, 2)."""
+        raise NotImplementedError
+
+    def commit(self, meta: Dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+
+class StoreWriter:
+    """A worker's writer into a store; a context manager. ``begin`` returns a VideoWriter.
+
+    A committed video is published either at once (JPEG store) or when its
+    shard is sealed (HDF5 store); ``drain_published`` returns the ids that
+    became published since the last call, so the caller knows which videos
+    are safe and which would be lost if this worker died now.
+    """
+
+    _published: List[str]
+
+    def begin(self, video_id: str) -> VideoWriter:
+        raise NotImplementedError
+
+    def drain_published(self) -> List[str]:
+        pending = getattr(self, "_published", [])
+        out = list(pending)
+        pending.clear()
+        return out
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "StoreWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def write_store_file(root: str, info: Dict[str, Any]) -> None:
+    atomic_write_json(os.path.join(root, STORE_FILE), info)
