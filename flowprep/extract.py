@@ -124,11 +124,15 @@ def build_config(opts: ExtractOptions, choice: FlowChoice, params: Dict[str, Any
     cfg = {
         "algo": choice.algo, "implementation": choice.implementation, "params": params,
         "quant": quant, "resize": opts.resize.describe(), "step": int(opts.step),
-        "backward": bool(opts.backward), "format": opts.format, "jpeg_quality": int(opts.jpeg_quality),
+        "backward": bool(opts.backward), "jpeg_quality": int(opts.jpeg_quality),
         "grey": "ITU-R BT.601 luma of the resized RGB frame",
     }
-    if opts.format == "hdf5":
-        cfg["payload"] = opts.payload
+    # The store format is not output-affecting (a JPEG store and an HDF5 store with the
+    # JPEG payload hold the same bytes; flowprep convert moves between them), so it is
+    # recorded in flowprep.json, not hashed. The raw HDF5 payload stores different flow
+    # data (no JPEG loss), so it is.
+    if opts.format == "hdf5" and opts.payload == "raw":
+        cfg["payload"] = "raw"
     return cfg
 
 
