@@ -9,11 +9,16 @@
 __version__ = "0.1.0"
 
 from .errors import FlowprepError  # noqa: E402
+from .extract import extract as _extract  # noqa: E402
+from .store import open_store as _open_store  # noqa: E402
 
 
 def extract(inputs, out, **options):
-    """Extract frames and flow of ``inputs`` into store ``out``; see flowprep.extract.extract."""
-    from .extract import extract as _extract
+    """Extract frames and flow of ``inputs`` into store ``out``.
+
+    ``inputs``: a path or a list of paths (video files, folders, .txt lists);
+    options are the fields of flowprep.extract.ExtractOptions. Returns a Report.
+    """
     if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__"):
         inputs = [inputs]
     return _extract([str(i) for i in inputs], str(out), **options)
@@ -21,8 +26,7 @@ def extract(inputs, out, **options):
 
 def open_store(path):
     """Open a JPEG or HDF5 store for reading (format read from the store itself)."""
-    from .store import open_store as _open
-    return _open(str(path))
+    return _open_store(str(path))
 
 
 __all__ = ["extract", "open_store", "FlowprepError", "__version__"]
