@@ -1,0 +1,744 @@
+"""The HDF5 shard store: many videos per shard file, an index written last.
+
+On disk::
+
+    OUT/flowprep.json                       store config, format "hdf5"
+    OUT/shards/<writer>-<n>.h5              sealed shards; immutable once here
+    OUT/index/<writer>-<n>.json             one index part per sealed shard
+    OUT/.flowprep/tmp/<run>/<writer>-<n>.h5.tmp   a shard being written
+
+Writing. Every worker process writes its own shards (``<writer>`` is its
+unique worker tag: host, run, worker, pid), so no two processes ever write
+one file. A shard is filled under a temporary name inside the run's staging
+area, then *sealed* when it passes ``shard_size`` or its writer closes: the
+file is closed and fsynced, renamed into ``OUT/shards/``, and only then is its
+index part written (atomically: temp name, fsync, rename). A crash at any
+moment therefore leaves either an index part pointing at a complete shard,
+or nothing indexed (a temp file the next run removes with the run's staging
+area, or at worst a renamed shard that no index part names, which readers
+ignore and ``flowprep verify`` reports). Resume redoes exactly the videos no
+index part names.
+
+Index design. Several extract jobs (``--shard I/N`` parts, other machines on
+a shared filesystem) may publish into one OUT at once: each sealed shard gets
+its own part file, so nobody rewrites anybody else's file and readers merge
+the parts. A part records ``sealed_ns`` (wall clock, ns) and its shard name;
+when a video appears in several parts (a rerun with ``--force`` or a new
+configuration), the entry with the largest ``(sealed_ns, shard)`` wins: the
+newest, and deterministic even on a tie. Older copies stay in their shards
+as dead bytes (``flowprep inspect`` counts them; ``flowprep convert`` to a new
+store drops them). A part::
+
+    {"flowprep_index": 1, "shard": "<name>.h5", "shard_bytes": 123, "sealed_ns": 1700000000000000000,
+     "writer": "<tag>", "payload": "jpeg",
+     "videos": {"<video_id>": {"group": "videos/0", "config_key": "...", "num_frames": 120,
+                                "num_flows": 119, "label": 3}}}
+
+Inside a shard, one group per video (named by commit order, since video ids
+contain '/' and arbitrary characters; the id is the group's ``video_id``
+attribute)::
+
+    /videos/<k>/meta        uint8 (M,)    the meta dict as UTF-8 JSON (the JPEG store's meta.json)
+    /videos/<k>/blob        uint8 (T,)    every encoded frame of the video, concatenated in
+                                          write order, chunked (64 KiB)
+    /videos/<k>/rgb         int64 (N, 3)  per RGB frame: (offset in blob, length, zlib.crc32)
+    /videos/<k>/flow_x      int64 (F, 3)  per flow: grey JPEG of dx        (payload "jpeg")
+    /videos/<k>/flow_y      int64 (F, 3)  per flow: grey JPEG of dy        (payload "jpeg")
+    /videos/<k>/bflow_x, bflow_y           the backward flow (--backward)  (payload "jpeg")
+    /videos/<k>/flow        uint8 (F, H, W, 2) gzip, one chunk per flow    (payload "raw")
+    /videos/<k>/flow_crc32  uint32 (F,)   zlib.crc32 of each flow's uint8 bytes (C order)
+    /videos/<k>/bflow, bflow_crc32         the backward flow                (payload "raw")
+
+Why one concatenated byte dataset plus a table, not variable-length uint8:
+HDF5 vlen data lives in the global heap, one heap object per element, which
+is neither chunked nor compressible, costs a heap lookup per read and is not
+readable as plain bytes by other tools; appending is also slow. A 1-D
+chunked ``blob`` is appended to with plain resize + write (frames are
+buffered up to 1 MiB, so a 10-minute video is never held in memory), a frame
+is one contiguous slice, and the frames of one time step (RGB, dx, dy) lie
+next to each other, so reading a flow's x and y touches the same chunk.
+One blob per video (not per stream) wastes at most one partially filled
+chunk per video. The tables are small (24 bytes a frame), kept in memory
+while writing and stored exactly sized at commit; they carry the checksum
+that ``flowprep verify`` checks. Raw flow (``payload="raw"``) is the
+quantized uint8 exactly as computed, gzip-compressed one chunk per flow, so
+it is lossless after quantization; RGB stays JPEG.
+
+Reading. Handles are opened lazily, read-only, with HDF5 file locking off
+(``locking=False``), in the process that reads: the store object notes the
+pid that opened them and reopens after a fork; pickling drops them. A store
+object can therefore be handed to DataLoader workers under fork, spawn or
+forkserver. Sealed shards never change, so no locking is needed.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import time
+import zlib
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..errors import DiskFullError, StoreError, WriteError
+from ..fsutil import atomic_write_json, read_json
+from . import codec
+from .base import Store, StoreWriter, Video, VideoWriter, clear_failure
+
+SHARD_DIR = "shards"
+INDEX_DIR = "index"
+SHARD_EXT = ".h5"
+INDEX_VERSION = 1
+SHARD_VERSION = 1
+BLOB_CHUNK = 64 * 1024
+FLUSH_BYTES = 1 << 20
+RAW_COMPRESSION = ("gzip", 4)
+#: file format bounds: HDF5 1.10 or newer can read the shards.
+LIBVER = ("v110", "v110")
+
+#: (stream name, backward) of the JPEG-payload flow tables.
+JPEG_FLOW_STREAMS = {False: ("flow_x", "flow_y"), True: ("bflow_x", "bflow_y")}
+RAW_FLOW_STREAMS = {False: "flow", True: "bflow"}
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:  # pragma: no cover - h5py is a dependency
+        raise StoreError("the HDF5 store needs h5py: pip install h5py") from None
+    return h5py
+
+
+def open_h5(path: str, mode: str = "r"):
+    """Open an HDF5 file without HDF5 file locking (shared filesystems, forked readers)."""
+    h5py = _h5py()
+    kwargs: Dict[str, Any] = {"locking": False}
+    if mode != "r":
+        kwargs["libver"] = LIBVER
+    try:
+        return h5py.File(path, mode, **kwargs)
+    except TypeError:  # pragma: no cover - h5py < 3.5 has no locking argument
+        os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
+        return h5py.File(path, mode)
+
+
+def _io_error(path: str, exc: BaseException) -> WriteError:
+    text = str(exc)
+    if getattr(exc, "errno", None) in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) \
+            or "No space left" in text or "Disk quota" in text:
+        return DiskFullError(f"{path}: no space left on the store's filesystem ({text})")
+    return WriteError(f"{path}: HDF5 write failed ({text})")
+
+
+def _safe_tag(tag: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", tag) or "w"
+
+
+# --------------------------------------------------------------------------------------
+# index
+
+
+def index_dir(root: str) -> str:
+    return os.path.join(root, INDEX_DIR)
+
+
+def shard_dir(root: str) -> str:
+    return os.path.join(root, SHARD_DIR)
+
+
+def read_index_parts(root: str) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
+    """Every index part of ``root``, oldest first, and the parts that could not be read.
+
+    Returns:
+        (parts, errors): parts are the parsed JSON dicts with "_part" (file name) added,
+        sorted by (sealed_ns, shard); errors are (part file, reason).
+    """
+    d = index_dir(root)
+    parts: List[Dict[str, Any]] = []
+    errors: List[Tuple[str, str]] = []
+    try:
+        names = sorted(os.listdir(d))
+    except FileNotFoundError:
+        return parts, errors
+    for name in names:
+        if not name.endswith(".json") or name.startswith("."):
+            continue
+        path = os.path.join(d, name)
+        try:
+            part = read_json(path)
+            if part.get("flowprep_index") != INDEX_VERSION:
+                raise ValueError(f"unknown index version {part.get('flowprep_index')!r}")
+            int(part["sealed_ns"])
+            str(part["shard"])
+            dict(part["videos"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            errors.append((name, f"unreadable index part ({exc})"))
+            continue
+        part["_part"] = name
+        parts.append(part)
+    parts.sort(key=lambda p: (int(p["sealed_ns"]), str(p["shard"])))
+    return parts, errors
+
+
+def merge_index(parts: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
+    """video_id -> winning entry (newest part wins), each with "shard", "sealed_ns" added.
+
+    ``parts`` must be sorted oldest first (as :func:`read_index_parts` returns them).
+    """
+    out: Dict[str, Dict[str, Any]] = {}
+    for part in parts:
+        for vid, entry in part["videos"].items():
+            e = dict(entry)
+            e["shard"] = part["shard"]
+            e["sealed_ns"] = int(part["sealed_ns"])
+            out[vid] = e
+    return out
+
+
+def load_index(root: str, check_shards: bool = True) -> Dict[str, Dict[str, Any]]:
+    """The merged index of ``root``; with check_shards, entries whose shard is missing are dropped."""
+    parts, _ = read_index_parts(root)
+    if check_shards:
+        present = set()
+        try:
+            present = set(os.listdir(shard_dir(root)))
+        except FileNotFoundError:
+            pass
+        parts = [p for p in parts if p["shard"] in present]
+    return merge_index(parts)
+
+
+def published_keys(root: str) -> Dict[str, str]:
+    """video_id -> config_key of every video an index part names (for resume)."""
+    return {vid: e.get("config_key") for vid, e in load_index(root).items()}
+
+
+# --------------------------------------------------------------------------------------
+# reading
+
+
+class Hdf5Video(Video):
+    """One video inside a shard. Payload reads go through the store's per-process handles."""
+
+    def __init__(self, video_id: str, meta: Dict[str, Any], store: "Hdf5Store", shard: str,
+                 group: str) -> None:
+        super().__init__(video_id, meta)
+        self.store = store
+        self.shard = shard
+        self.group = group
+        self._tables: Dict[Any, Any] = {}
+        self._handle: Any = None
+        self._ds: Dict[str, Any] = {}
+
+    @property
+    def payload(self) -> str:
+        """"jpeg" or "raw": how this video's flow is stored."""
+        return "raw" if self._is_raw(False) else "jpeg"
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        state["_ds"] = {}
+        return state
+
+    def _group(self):
+        f = self.store._file(self.shard)
+        if f is not self._handle:
+            self._handle, self._ds = f, {}
+        g = self._ds.get("")
+        if g is None:
+            try:
+                g = self._ds[""] = f[self.group]
+            except KeyError:
+                raise StoreError(f"{self.store.root}: {self.video_id}: shard {self.shard} has no "
+                                 f"group {self.group}; run flowprep verify") from None
+        return g
+
+    def _is_raw(self, backward: bool) -> bool:
+        key = ("raw", backward)
+        if key not in self._tables:
+            self._tables[key] = RAW_FLOW_STREAMS[backward] in self._group()  # type: ignore[index]
+        return bool(self._tables[key])  # type: ignore[index]
+
+    def _dataset(self, name: str):
+        g = self._group()
+        ds = self._ds.get(name)
+        if ds is None:
+            try:
+                ds = self._ds[name] = g[name]
+            except KeyError:
+                raise StoreError(f"{self.store.root}: {self.video_id}: shard {self.shard} has no "
+                                 f"{self.group}/{name}") from None
+        return ds
+
+    def table(self, stream: str) -> np.ndarray:
+        """int64 (n, 3) of a JPEG stream ("rgb", "flow_x", ...): (offset, length, crc32) per item."""
+        t = self._tables.get(stream)
+        if t is None:
+            t = self._tables[stream] = np.asarray(self._dataset(stream)[()], dtype=np.int64).reshape(-1, 3)
+        return t
+
+    def _bytes(self, stream: str, i: int) -> bytes:
+        t = self.table(stream)
+        off, length = int(t[i, 0]), int(t[i, 1])
+        return self._dataset("blob")[off:off + length].tobytes()
+
+    def rgb_bytes(self, i: int) -> bytes:
+        i = self._check(i, self.num_frames, "frame")
+        return self._bytes("rgb", i)
+
+    def flow_payload(self, i: int, backward: bool = False):
+        """(x, y): two JPEG byte strings (payload "jpeg") or two uint8 (H, W) arrays ("raw")."""
+        i = self._check(i, self.num_flows, "flow")
+        if backward:
+            self._need_backward()
+        if self._is_raw(backward):
+            q = self._dataset(RAW_FLOW_STREAMS[backward])[i]
+            return q[..., 0], q[..., 1]
+        sx, sy = JPEG_FLOW_STREAMS[backward]
+        return self._bytes(sx, i), self._bytes(sy, i)
+
+    def flow_quantized(self, i: int, backward: bool = False) -> np.ndarray:
+        if self._is_raw(backward):  # one read, no stacking
+            i = self._check(i, self.num_flows, "flow")
+            if backward:
+                self._need_backward()
+            return self._dataset(RAW_FLOW_STREAMS[backward])[i]
+        return super().flow_quantized(i, backward)
+
+
+class Hdf5Store(Store):
+    """Reader of an HDF5 shard store (merges the index parts; newest entry wins).
+
+    Safe to pickle and to use after fork: shard handles belong to the process
+    that opened them and are reopened lazily elsewhere.
+    """
+
+    format = "hdf5"
+    max_open_files = 64
+    meta_cache_size = 512
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self._entries: Optional[Dict[str, Dict[str, Any]]] = None
+        self._ids: Optional[List[str]] = None
+        self._pid = os.getpid()
+        self._files: "OrderedDict[str, Any]" = OrderedDict()
+        self._metas: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_files"] = OrderedDict()
+        state["_metas"] = OrderedDict()
+        state["_pid"] = None
+        return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+    # --- index ----------------------------------------------------------
+    def refresh(self) -> None:
+        self._entries = None
+        self._ids = None
+        self._metas = OrderedDict()
+
+    @property
+    def entries(self) -> Dict[str, Dict[str, Any]]:
+        """video_id -> index entry {"shard", "group", "config_key", "num_frames", ...}."""
+        if self._entries is None:
+            self._entries = load_index(self.root)
+        return self._entries
+
+    @property
+    def video_ids(self) -> List[str]:
+        if self._ids is None:
+            self._ids = sorted(self.entries)
+        return self._ids
+
+    def __contains__(self, video_id: object) -> bool:
+        return video_id in self.entries
+
+    # --- handles --------------------------------------------------------
+    def _file(self, shard: str):
+        """The open read-only h5py.File of ``shard`` in this process."""
+        pid = os.getpid()
+        if self._pid != pid:
+            # Inherited through fork: never use the parent's handles; drop them unclosed-by-us
+            # (h5py closes the child's copies of the descriptors, the parent's are untouched).
+            self._files = OrderedDict()
+            self._pid = pid
+        f = self._files.get(shard)
+        if f is not None:
+            self._files.move_to_end(shard)
+            return f
+        path = os.path.join(shard_dir(self.root), shard)
+        try:
+            f = open_h5(path, "r")
+        except FileNotFoundError:
+            raise StoreError(f"{path}: shard missing (named by the index); run flowprep verify") from None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open shard ({exc}); run flowprep verify") from None
+        self._files[shard] = f
+        while len(self._files) > self.max_open_files:
+            _, old = self._files.popitem(last=False)
+            try:
+                old.close()
+            except Exception:
+                pass
+        return f
+
+    def close(self) -> None:
+        """Close this process's shard handles (they reopen on the next read)."""
+        if self._pid == os.getpid():
+            for f in self._files.values():
+                try:
+                    f.close()
+                except Exception:
+                    pass
+        self._files = OrderedDict()
+
+    # --- videos ---------------------------------------------------------
+    def _entry(self, video_id: str) -> Dict[str, Any]:
+        try:
+            return self.entries[video_id]
+        except KeyError:
+            raise KeyError(video_id) from None
+
+    def meta(self, video_id: str) -> Dict[str, Any]:
+        m = self._metas.get(video_id)
+        if m is not None:
+            self._metas.move_to_end(video_id)
+            return m
+        e = self._entry(video_id)
+        f = self._file(e["shard"])
+        try:
+            raw = f[e["group"]]["meta"][()]
+            m = json.loads(np.asarray(raw, dtype=np.uint8).tobytes().decode())
+        except (KeyError, OSError, ValueError) as exc:
+            raise StoreError(f"{self.root}: {video_id}: unreadable metadata in shard {e['shard']} "
+                             f"{e['group']} ({exc})") from None
+        self._metas[video_id] = m
+        while len(self._metas) > self.meta_cache_size:
+            self._metas.popitem(last=False)
+        return m
+
+    def __getitem__(self, video_id: str) -> Hdf5Video:
+        e = self._entry(video_id)
+        return Hdf5Video(video_id, self.meta(video_id), self, e["shard"], e["group"])
+
+
+# --------------------------------------------------------------------------------------
+# writing
+
+
+class Hdf5VideoWriter(VideoWriter):
+    """Appends one video's frames into the writer's open shard; a group per video.
+
+    Besides the array API (``add_rgb``, ``add_flow``), ``add_rgb_bytes`` /
+    ``add_flow_bytes`` / ``add_flow_raw`` take stored payloads as they are, so
+    ``flowprep convert`` copies JPEG bytes without re-encoding.
+    """
+
+    def __init__(self, owner: "Hdf5StoreWriter", video_id: str, group) -> None:
+        self.owner = owner
+        self.video_id = video_id
+        self.group = group
+        self.name = group.name.lstrip("/")
+        self.blob = group.create_dataset("blob", shape=(0,), maxshape=(None,), dtype=np.uint8,
+                                         chunks=(BLOB_CHUNK,))
+        self.blob_len = 0
+        self.buf: List[bytes] = []
+        self.buf_len = 0
+        self.tables: Dict[str, List[Tuple[int, int, int]]] = {"rgb": []}
+        self.raw: Dict[bool, Any] = {}
+        self.raw_crc: Dict[bool, List[int]] = {False: [], True: []}
+        self.done = False
+
+    # --- payload-level appends -----------------------------------------
+    def _append(self, stream: str, data: bytes) -> None:
+        off = self.blob_len + self.buf_len
+        self.tables.setdefault(stream, []).append((off, len(data), zlib.crc32(data)))
+        self.buf.append(data)
+        self.buf_len += len(data)
+        if self.buf_len >= FLUSH_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.buf_len:
+            return
+        data = np.frombuffer(b"".join(self.buf), dtype=np.uint8)
+        try:
+            self.blob.resize((self.blob_len + data.size,))
+            self.blob[self.blob_len:] = data
+        except (OSError, ValueError) as exc:
+            raise _io_error(self.owner.tmp_path, exc) from None
+        self.blob_len += data.size
+        self.buf, self.buf_len = [], 0
+
+    def add_rgb_bytes(self, data: bytes) -> None:
+        """Append frame: its JPEG bytes as stored."""
+        self._append("rgb", bytes(data))
+
+    def add_flow_bytes(self, x: bytes, y: bytes, backward: bool = False) -> None:
+        """Append flow: grey JPEG bytes of dx and dy (payload "jpeg")."""
+        if self.owner.payload != "jpeg":
+            raise StoreError("add_flow_bytes needs a writer with payload 'jpeg'")
+        sx, sy = JPEG_FLOW_STREAMS[backward]
+        self._append(sx, bytes(x))
+        self._append(sy, bytes(y))
+
+    def add_flow_raw(self, q: np.ndarray, backward: bool = False) -> None:
+        """Append flow: uint8 (H, W, 2) quantized flow, stored losslessly (payload "raw")."""
+        if self.owner.payload != "raw":
+            raise StoreError("add_flow_raw needs a writer with payload 'raw'")
+        q = np.ascontiguousarray(q, dtype=np.uint8)
+        if q.ndim != 3 or q.shape[2] != 2:
+            raise StoreError(f"flow must be uint8 (H, W, 2), got shape {q.shape}")
+        ds = self.raw.get(backward)
+        try:
+            if ds is None:
+                h, w = q.shape[:2]
+                ds = self.raw[backward] = self.group.create_dataset(
+                    RAW_FLOW_STREAMS[backward], shape=(0, h, w, 2), maxshape=(None, h, w, 2),
+                    dtype=np.uint8, chunks=(1, h, w, 2), compression=RAW_COMPRESSION[0],
+                    compression_opts=RAW_COMPRESSION[1])
+            if q.shape != ds.shape[1:]:
+                raise StoreError(f"{self.video_id}: flow shape {q.shape} differs from the "
+                                 f"video's {ds.shape[1:]}")
+            n = ds.shape[0]
+            ds.resize((n + 1,) + ds.shape[1:])
+            ds[n] = q
+        except (OSError, ValueError) as exc:
+            raise _io_error(self.owner.tmp_path, exc) from None
+        self.raw_crc[backward].append(zlib.crc32(q.tobytes()))
+
+    # --- the VideoWriter API ---------------------------------------------
+    def add_rgb(self, rgb: np.ndarray) -> None:
+        self.add_rgb_bytes(codec.encode_rgb(rgb, self.owner.quality))
+
+    def add_flow(self, q: np.ndarray, backward: bool = False) -> None:
+        if self.owner.payload == "raw":
+            self.add_flow_raw(q, backward)
+            return
+        self.add_flow_bytes(codec.encode_grey(np.ascontiguousarray(q[..., 0]), self.owner.quality),
+                            codec.encode_grey(np.ascontiguousarray(q[..., 1]), self.owner.quality),
+                            backward)
+
+    def _counts_match(self, meta: Dict[str, Any]) -> None:
+        nf, nfl = int(meta["num_frames"]), int(meta["num_flows"])
+        got = {"rgb": len(self.tables["rgb"])}
+        want = {"rgb": nf}
+        dirs = [False, True] if meta.get("backward") else [False]
+        for b in dirs:
+            if self.owner.payload == "raw":
+                got[RAW_FLOW_STREAMS[b]] = len(self.raw_crc[b])
+                want[RAW_FLOW_STREAMS[b]] = nfl
+            else:
+                for s in JPEG_FLOW_STREAMS[b]:
+                    got[s] = len(self.tables.get(s, []))
+                    want[s] = nfl
+        if got != want:
+            raise StoreError(f"{self.video_id}: written counts {got} differ from the metadata's {want}")
+
+    def commit(self, meta: Dict[str, Any]) -> None:
+        """Finish the video in the shard; it is published when the shard is sealed."""
+        self._counts_match(meta)
+        self._flush()
+        g = self.group
+        try:
+            for stream, rows in self.tables.items():
+                g.create_dataset(stream, data=np.asarray(rows, dtype=np.int64).reshape(-1, 3))
+            for b, crcs in self.raw_crc.items():
+                if b in self.raw or crcs:
+                    g.create_dataset(RAW_FLOW_STREAMS[b] + "_crc32", data=np.asarray(crcs, np.uint32))
+            if self.owner.payload == "raw" and False not in self.raw:
+                # no flow at all (cannot happen through extract): keep the layout complete
+                h, w = int(meta["height"]), int(meta["width"])
+                g.create_dataset("flow", shape=(0, h, w, 2), maxshape=(None, h, w, 2), dtype=np.uint8,
+                                 chunks=(1, h, w, 2))
+                g.create_dataset("flow_crc32", data=np.zeros(0, np.uint32))
+            blob = json.dumps(meta, sort_keys=True).encode()
+            g.create_dataset("meta", data=np.frombuffer(blob, dtype=np.uint8))
+            g.attrs["video_id"] = self.video_id
+            g.attrs["config_key"] = str(meta.get("config_key", ""))
+        except (OSError, ValueError) as exc:
+            raise _io_error(self.owner.tmp_path, exc) from None
+        self.done = True
+        self.owner._committed(self, meta)
+
+    def abort(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.owner._aborted(self)
+
+
+class Hdf5StoreWriter(StoreWriter):
+    """One worker's writer: fills its own shard files, seals them, writes their index parts.
+
+    Args:
+        root: the store (OUT).
+        tmp_root: this run's staging directory inside OUT/.flowprep/tmp (same filesystem).
+        worker_tag: unique per writing process; names its shards.
+        jpeg_quality: JPEG quality of RGB frames and (payload "jpeg") flow planes.
+        shard_size: bytes; a shard is sealed after the commit that makes it pass this size.
+        payload: "jpeg" (the JPEG store's bytes) or "raw" (uint8 flow, gzip, lossless).
+    """
+
+    def __init__(self, root: str, tmp_root: str, worker_tag: str,
+                 jpeg_quality: int = codec.DEFAULT_JPEG_QUALITY, shard_size: int = 1 << 30,
+                 payload: str = "jpeg") -> None:
+        if payload not in ("jpeg", "raw"):
+            raise StoreError(f"payload must be 'jpeg' or 'raw', got {payload!r}")
+        if int(shard_size) <= 0:
+            raise StoreError(f"shard_size must be a positive number of bytes, got {shard_size!r}")
+        self.root = os.path.abspath(root)
+        self.tmp_root = tmp_root
+        self.tag = _safe_tag(worker_tag)
+        self.quality = int(jpeg_quality)
+        self.shard_size = int(shard_size)
+        self.payload = payload
+        self._published = []
+        self._seq = 0
+        self._file = None
+        self._name = ""
+        self.tmp_path = ""
+        self._videos: Dict[str, Dict[str, Any]] = {}
+        self._groups = 0
+        self._open: Optional[Hdf5VideoWriter] = None
+        os.makedirs(tmp_root, exist_ok=True)
+
+    # --- shard lifecycle --------------------------------------------------
+    def _open_shard(self) -> None:
+        while True:
+            name = f"{self.tag}-{self._seq:04d}{SHARD_EXT}"
+            self._seq += 1
+            if not os.path.exists(os.path.join(shard_dir(self.root), name)):
+                break
+        self._name = name
+        self.tmp_path = os.path.join(self.tmp_root, name + ".tmp")
+        try:
+            self._file = open_h5(self.tmp_path, "w")
+            self._file.attrs["flowprep_shard"] = SHARD_VERSION
+            self._file.attrs["writer"] = self.tag
+            self._file.attrs["payload"] = self.payload
+            self._file.create_group("videos")
+        except OSError as exc:
+            raise _io_error(self.tmp_path, exc) from None
+        self._videos = {}
+        self._groups = 0
+
+    def begin(self, video_id: str) -> Hdf5VideoWriter:
+        if self._open is not None and not self._open.done:
+            self._open.abort()
+        if self._file is None:
+            self._open_shard()
+        gname = f"videos/{self._groups}"
+        self._groups += 1
+        try:
+            g = self._file.create_group(gname)
+        except (OSError, ValueError) as exc:
+            raise _io_error(self.tmp_path, exc) from None
+        self._open = Hdf5VideoWriter(self, video_id, g)
+        return self._open
+
+    def _committed(self, vw: Hdf5VideoWriter, meta: Dict[str, Any]) -> None:
+        self._videos[vw.video_id] = {
+            "group": vw.name, "config_key": meta.get("config_key"),
+            "num_frames": int(meta["num_frames"]), "num_flows": int(meta["num_flows"]),
+            "label": meta.get("label")}
+        self._open = None
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise _io_error(self.tmp_path, exc) from None
+        if os.path.getsize(self.tmp_path) >= self.shard_size:
+            self.seal()
+
+    def _aborted(self, vw: Hdf5VideoWriter) -> None:
+        self._open = None
+        try:
+            del self._file[vw.name]  # its space is reused by the next video of this session
+        except Exception as exc:  # the shard is unusable: drop it, and its unsealed videos
+            lost = sorted(self._videos)
+            self._discard()
+            if lost:
+                raise WriteError(f"{self.tmp_path}: could not remove an aborted video ({exc}); "
+                                 f"the shard was dropped with {len(lost)} unpublished videos") from None
+
+    def _discard(self) -> None:
+        try:
+            if self._file is not None:
+                self._file.close()
+        except Exception:
+            pass
+        self._file = None
+        self._videos = {}
+        try:
+            os.unlink(self.tmp_path)
+        except OSError:
+            pass
+
+    def seal(self) -> List[str]:
+        """Close the open shard, move it into OUT/shards, then write its index part.
+
+        Returns the video ids it published (also queued for ``drain_published``).
+        """
+        if self._file is None:
+            return []
+        if self._open is not None and not self._open.done:
+            self._open.abort()
+        if not self._videos:
+            self._discard()
+            return []
+        videos, name, tmp = self._videos, self._name, self.tmp_path
+        try:
+            self._file.close()
+        except OSError as exc:
+            raise _io_error(tmp, exc) from None
+        self._file = None
+        self._videos = {}
+        dest_dir = shard_dir(self.root)
+        dest = os.path.join(dest_dir, name)
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.makedirs(dest_dir, exist_ok=True)
+            os.makedirs(index_dir(self.root), exist_ok=True)
+            size = os.path.getsize(tmp)
+            os.rename(tmp, dest)
+            _fsync_dir(dest_dir)
+        except OSError as exc:
+            raise _io_error(tmp, exc) from None
+        part = {"flowprep_index": INDEX_VERSION, "shard": name, "shard_bytes": size,
+                "sealed_ns": time.time_ns(), "writer": self.tag, "payload": self.payload,
+                "videos": videos}
+        atomic_write_json(os.path.join(index_dir(self.root), name[: -len(SHARD_EXT)] + ".json"), part)
+        ids = sorted(videos)
+        for vid in ids:
+            clear_failure(self.root, vid)
+        self._published.extend(ids)
+        return ids
+
+    def close(self) -> None:
+        """Seal the open shard (if it holds committed videos)."""
+        self.seal()
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
