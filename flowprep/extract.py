@@ -304,10 +304,15 @@ class Report:
         return asdict(self)
 
 
-def prepare(inputs: Sequence[str], out: str, opts: ExtractOptions):
-    """Validate options, resolve the backend and discover inputs (no files written)."""
+def prepare(inputs: Sequence[str], out: str, opts: ExtractOptions,
+            choice: Optional[FlowChoice] = None):
+    """Validate options, resolve the backend and discover inputs (no files written).
+
+    ``choice`` given (resolved elsewhere, e.g. on a dask worker) is used as is.
+    """
     opts.validate()
-    choice = resolve(opts.algo, opts.device, opts.backend)
+    if choice is None:
+        choice = resolve(opts.algo, opts.device, opts.backend)
     params = merge_params(opts.algo, opts.params)
     config = build_config(opts, choice, params)
     videos = discover(inputs)
@@ -336,16 +341,23 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
     if unknown:
         raise ConfigError(f"unknown extract option(s): {', '.join(sorted(unknown))}")
     opts = ExtractOptions(**options)
-    choice, params, config, videos = prepare(inputs, out, opts)
+    choice = None
+    if opts.scheduler:
+        # the workers compute the flow: resolve the backend and devices where they run
+        opts.validate()
+        from .distributed import resolve_on_cluster
+        choice = resolve_on_cluster(opts.scheduler, opts.algo, opts.device, opts.backend)
+    choice, params, config, videos = prepare(inputs, out, opts, choice)
     index, count = parse_shard(opts.shard)
     mine = select_shard(videos, index, count)
     t0 = time.perf_counter()
     root = os.path.abspath(out)
     os.makedirs(root, exist_ok=True)
     key = config_key(config)
-    _write_store_info(root, opts.format, config, key, class_names(videos))
     report = Report(root=root, not_in_shard=len(videos) - len(mine))
     with RunLock(root, index, count) as lock:
+        # under the run lock: a run refused by the lock must not touch flowprep.json
+        _write_store_info(root, opts.format, config, key, class_names(videos), lock)
         clean_stale(root)
         done = {} if opts.force else published_keys(opts.format, root)
         todo = []
@@ -375,16 +387,35 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
 
 
 def _write_store_info(root: str, fmt: str, config: Dict[str, Any], key: str,
-                      classes: List[str]) -> None:
+                      classes: List[str], lock=None) -> None:
+    """Create or update OUT/flowprep.json (under store.lock: shard parts start together).
+
+    A store whose other parts are being extracted right now (``lock.others_alive()``)
+    keeps its configuration: a part with another configuration or other classes
+    (label numbering) would mix two stores in one, so it is refused.
+    """
+    from .errors import LockedError
+    from .lock import store_lock
     path = os.path.join(root, STORE_FILE)
-    if os.path.exists(path):
-        info = read_store_file(root)
-        if info.get("format") != fmt:
-            raise ConfigError(
-                f"{root} is a {info.get('format')} store; extract into it with --format "
-                f"{info.get('format')}, or convert it (flowprep convert)")
-        if info.get("config_key") == key and info.get("classes") == classes:
-            return
-    info = {"format": fmt, "store_version": STORE_VERSION, "config": config, "config_key": key,
-            "classes": classes, "versions": versions()}
-    write_store_file(root, info)
+    with store_lock(root):
+        if os.path.exists(path):
+            info = read_store_file(root)
+            if info.get("format") != fmt:
+                raise ConfigError(
+                    f"{root} is a {info.get('format')} store; extract into it with --format "
+                    f"{info.get('format')}, or convert it (flowprep convert)")
+            if info.get("config_key") == key and info.get("classes") == classes:
+                return
+            if lock is not None and lock.others_alive():
+                what = ("configuration (config key "
+                        f"{info.get('config_key')}, this run's is {key})"
+                        if info.get("config_key") != key else
+                        "list of classes (the inputs differ, so labels would be numbered "
+                        "differently)")
+                raise LockedError(
+                    f"{root}: other parts of this store are being extracted right now with "
+                    f"another {what}; give every --shard part the same inputs and options, "
+                    f"or wait for them to finish")
+        info = {"format": fmt, "store_version": STORE_VERSION, "config": config,
+                "config_key": key, "classes": classes, "versions": versions()}
+        write_store_file(root, info)

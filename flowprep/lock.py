@@ -2,30 +2,75 @@
 
     OUT/.flowprep/locks/extract.lock          shared by sharded runs, exclusive for a whole run
     OUT/.flowprep/locks/part-I-of-N.lock      exclusive: one run per shard part
+    OUT/.flowprep/locks/count-N.lock          shared by the runs of an I/N split: a run with
+                                              another N (whose parts overlap) is refused
     OUT/.flowprep/locks/run-<token>.lock      held while run <token> lives; its staging
                                               area OUT/.flowprep/tmp/<token>/ is stale once free
+    OUT/.flowprep/locks/store.lock            exclusive, held for moments: read-modify-write
+                                              of store-level files (flowprep.json, the lists)
+
+flock works across the nodes of a cluster on NFSv4 and on Lustre/GPFS mounted
+with flock support (Lustre: the ``flock`` mount option); see docs/cluster.md.
 """
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+import re
 import shutil
 import socket
 import uuid
-from typing import List, Optional
+from typing import Iterator, List, Optional
 
 from .errors import LockedError
 from .store.base import META_DIR
 
 
-def _flock(path: str, exclusive: bool) -> Optional[int]:
+def _flock(path: str, exclusive: bool, block: bool = False) -> Optional[int]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+                    | (0 if block else fcntl.LOCK_NB))
     except OSError:
         os.close(fd)
         return None
     return fd
+
+
+def _held(path: str) -> bool:
+    """True when some live process holds a lock on ``path`` (probed, not kept)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe lock, if it was taken
+    return False
+
+
+@contextlib.contextmanager
+def store_lock(root: str) -> Iterator[None]:
+    """Exclusive lock for a short read-modify-write of store-level files (blocks until free).
+
+    Concurrent shard runs and ``flowprep index`` serialize through it; when the
+    lock directory cannot be created (a read-only store) it is a no-op.
+    """
+    d = os.path.join(root, META_DIR, "locks")
+    try:
+        os.makedirs(d, exist_ok=True)
+        fd = _flock(os.path.join(d, "store.lock"), exclusive=True, block=True)
+    except OSError:
+        fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 class RunLock:
@@ -46,17 +91,41 @@ class RunLock:
                 + "; wait for it to finish, or split the work into disjoint --shard I/N parts")
         self._fds.append(fd)
         if not whole:
+            # Parts of different splits overlap: take ours (shared, blocking: others only
+            # probe it for a moment), then refuse if a split with another N is running.
+            fd = _flock(os.path.join(self.dir, f"count-{count}.lock"), exclusive=False, block=True)
+            assert fd is not None
+            self._fds.append(fd)
+            for name in sorted(os.listdir(self.dir)):
+                m = re.fullmatch(r"count-(\d+)\.lock", name)
+                if m and int(m.group(1)) != count and _held(os.path.join(self.dir, name)):
+                    self.release()
+                    raise LockedError(
+                        f"{root}: another flowprep extract is running this store split into "
+                        f"{m.group(1)} parts; parts of an I/{count} split would overlap with "
+                        f"it: use --shard I/{m.group(1)}, or wait for it to finish")
             fd = _flock(os.path.join(self.dir, f"part-{index}-of-{count}.lock"), exclusive=True)
             if fd is None:
                 self.release()
                 raise LockedError(
                     f"{root}: another flowprep extract is already running shard {index}/{count}")
             self._fds.append(fd)
-        fd = _flock(os.path.join(self.dir, f"run-{self.token}.lock"), exclusive=True)
+        # blocking: others_alive() and clean_stale() may be probing it for a moment
+        fd = _flock(os.path.join(self.dir, f"run-{self.token}.lock"), exclusive=True, block=True)
         assert fd is not None
         self._fds.append(fd)
         self.tmp_root = os.path.join(root, META_DIR, "tmp", self.token)
         os.makedirs(self.tmp_root, exist_ok=True)
+
+    def others_alive(self) -> bool:
+        """True when another extract run on this store (another shard part) is alive."""
+        own = f"run-{self.token}.lock"
+        try:
+            names = os.listdir(self.dir)
+        except OSError:
+            return False
+        return any(n.startswith("run-") and n.endswith(".lock") and n != own
+                   and _held(os.path.join(self.dir, n)) for n in names)
 
     def release(self) -> None:
         for fd in self._fds:

@@ -7,17 +7,65 @@
 Rewritten from the store's published videos at the end of every run (and by
 ``flowprep index``). Video ids containing whitespace are written with the
 whitespace kept; such ids are not readable by whitespace-splitting loaders.
+
+Concurrent runs (the parts of a ``--shard I/N`` split) rewrite them one at a
+time under OUT/.flowprep/locks/store.lock, each from a scan started inside the
+lock, so the lists written last hold every video published by every run that
+has finished. A caller skips its own rescan when a scan that started after
+its call has already finished (OUT/.flowprep/lists.gen counts finished scans).
 """
 from __future__ import annotations
 
 import os
 
+from ..errors import WriteError
 from ..fsutil import atomic_write_bytes
-from .base import read_store_file
+from .base import META_DIR, read_store_file
+
+
+GEN_FILE = "lists.gen"
+
+
+def _read_gen(root: str) -> int:
+    try:
+        with open(os.path.join(root, META_DIR, GEN_FILE), "rb") as fh:
+            return int(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _count_listed(root: str) -> int:
+    try:
+        with open(os.path.join(root, "rgb_list.txt"), "rb") as fh:
+            return sum(1 for _ in fh)
+    except OSError:
+        return -1
 
 
 def write_lists(root: str, fmt: str | None = None) -> int:
-    """(Re)write the lists for every published video; returns how many videos they list."""
+    """(Re)write the lists for every published video; returns how many videos they list.
+
+    Safe to call from many processes at once (see the module docstring).
+    """
+    from ..lock import store_lock
+    # Scans are serialized and counted when they finish. Scan asked+1 may have been under
+    # way at this call; scan asked+2 started after it, so it lists every video we published.
+    asked = _read_gen(root)
+    with store_lock(root):
+        gen = _read_gen(root)
+        if gen >= asked + 2:
+            n = _count_listed(root)
+            if n >= 0:
+                return n
+        n = _write_lists(root)
+        try:
+            atomic_write_bytes(os.path.join(root, META_DIR, GEN_FILE), f"{gen + 1}\n".encode())
+        except (OSError, WriteError):
+            pass  # a read-only store: nothing to coordinate with
+        return n
+
+
+def _write_lists(root: str) -> int:
     from . import open_store
     store = open_store(root)
     store.refresh()

@@ -1,0 +1,406 @@
+"""Extraction on a dask.distributed cluster: ``flowprep extract --scheduler ADDRESS``.
+
+The client (the process running ``flowprep extract``) discovers the inputs,
+holds the store's run lock and submits one dask task per video with
+``client.submit``; the workers decode, compute the flow and write into the
+shared store directly. Requirements: every worker sees OUT and the inputs at
+the same paths as the client (a shared filesystem), and runs the same
+flowprep version (both are checked).
+
+Per worker process, and per worker thread, flowprep keeps its own store
+writer and flow backend, cached for the run (``_STATES``, keyed by the run's
+token): they are made by the first task of the run on that thread and
+closed, which seals HDF5 shards, by a final ``client.run`` on every worker.
+Each state takes the lowest free *slot* on its host (a file lock in the
+host's temp directory, released by the kernel when the process dies) and uses
+``choice.device_for_worker(slot)``, so the workers of one host spread over
+its GPUs round robin, and a restarted worker takes the slot of the one it
+replaces.
+
+Failures:
+
+- a task whose worker process dies (crash, OOM kill, SIGKILL, a lost node)
+  is rescheduled by dask on another worker; one that kills
+  ``distributed.scheduler.allowed-failures`` workers (default 3) fails with
+  KilledWorker, and its video is recorded as failed with that reason;
+- a video's own error (process_video's status "failed") is a result, never
+  retried;
+- a video committed on a worker whose HDF5 shard was never sealed (the worker
+  died, or was unreachable at the end) is submitted again once; lost twice,
+  it is recorded as failed;
+- a full disk, or a backend that cannot start on a worker, stops the run:
+  pending tasks are cancelled and reported "not processed".
+
+dask is an optional extra (``pip install 'flowprep[dask]'``), imported only
+inside this module's functions.
+"""
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import socket
+import tempfile
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+from .errors import BackendUnavailable, ConfigError, DiskFullError, FlowprepError
+
+INSTALL_HINT = "pip install 'flowprep[dask]'"
+CONNECT_TIMEOUT_S = 30
+CLOSE_WAIT_S = 30.0
+MARKER = "dask-client"
+
+_CLIENTS: Dict[str, Any] = {}
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"--scheduler runs videos on a dask.distributed cluster, but dask.distributed is not "
+            f"installed here ({exc}); install it with: {INSTALL_HINT}") from None
+    return distributed
+
+
+def connect(address: str):
+    """A connected dask Client for ``address`` (cached per process).
+
+    Raises:
+        BackendUnavailable when dask is not installed; ConfigError when no
+        scheduler answers at ``address``.
+    """
+    distributed = _distributed()
+    client = _CLIENTS.get(address)
+    if client is not None and client.status == "running":
+        return client
+    try:
+        client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ConfigError(
+            f"--scheduler {address}: no dask scheduler answered ({type(exc).__name__}: {exc}); "
+            f"start one with `dask scheduler` and workers with `dask worker {address}`, "
+            f"or check the address (e.g. tcp://HOST:8786)") from None
+    _CLIENTS[address] = client
+    return client
+
+
+# --------------------------------------------------------------------------- worker side
+
+def _resolve_here(algo: str, device: str, backend: str):
+    from . import __version__
+    from .flow import resolve
+    return resolve(algo, device, backend), __version__, socket.gethostname()
+
+
+def resolve_on_cluster(address: str, algo: str, device: str, backend: str):
+    """``flow.resolve`` run on one of the cluster's workers (they compute the flow).
+
+    Waits for the first worker to join. Raises BackendUnavailable when the
+    workers cannot run the choice, or run another flowprep version.
+    """
+    from . import __version__
+    client = connect(address)
+    fut = client.submit(_resolve_here, algo, device, backend, pure=False)
+    try:
+        choice, version, host = fut.result()
+    except FlowprepError as exc:
+        raise type(exc)(f"on the dask workers: {exc}") from None
+    except ImportError as exc:
+        raise BackendUnavailable(
+            f"the dask workers at {address} cannot import flowprep ({exc}); install flowprep "
+            f"{__version__} in the workers' environment") from None
+    finally:
+        fut.release()
+    if version != __version__:
+        raise BackendUnavailable(
+            f"the dask workers run flowprep {version} (seen on {host}), this client "
+            f"flowprep {__version__}; install the same version on both sides")
+    return choice
+
+
+def slot_dir() -> str:
+    """This host's directory of GPU slot locks (shared by the flowprep workers of a user)."""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return os.path.join(tempfile.gettempdir(), f"flowprep-slots-{uid}")
+
+
+def acquire_slot(directory: Optional[str] = None) -> Tuple[int, int]:
+    """The lowest free slot index on this host, and the fd whose lock holds it.
+
+    The lock is released when the fd is closed or the process dies. Slot files
+    are never removed (removing a lock file races with its next user).
+    """
+    d = directory or slot_dir()
+    os.makedirs(d, exist_ok=True)
+    for i in itertools.count():
+        fd = os.open(os.path.join(d, f"slot-{i}.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        return i, fd
+    raise AssertionError("unreachable")
+
+
+def _worker_threads() -> int:
+    """Task threads of this dask worker process (1 outside a worker)."""
+    try:
+        from distributed import get_worker
+        w = get_worker()
+    except (ImportError, ValueError):
+        return 1
+    n = getattr(getattr(w, "state", None), "nthreads", None) or getattr(w, "nthreads", None)
+    return max(1, int(n or 1))
+
+
+class _WorkerState:
+    """One worker thread's writer and backend for one run."""
+
+    _serial = itertools.count()
+
+    def __init__(self, job, token: str) -> None:
+        import cv2
+        from .flow import make_backend
+        if not os.path.isfile(os.path.join(job.tmp_root, MARKER)):
+            raise BackendUnavailable(
+                f"the dask worker on {socket.gethostname()} does not see the store {job.root} "
+                f"(no {os.path.join(job.tmp_root, MARKER)}): the workers must share a filesystem "
+                f"with the client and see OUT at the same path")
+        self.lock = threading.Lock()
+        host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())
+        self.tag = f"{token}-dask-{host}-{os.getpid()}-{next(self._serial)}"
+        self.slot, self.slot_fd = (acquire_slot() if job.choice.device_kind == "cuda"
+                                   else (0, None))
+        self.device = job.choice.device_for_worker(self.slot)
+        try:
+            cv2.setNumThreads(max(1, (os.cpu_count() or 1) // _worker_threads()))
+            self.backend = make_backend(job.choice, job.params, self.device, job.opts.batch_size)
+            self.writer = job.writer(self.tag)
+        except BaseException:
+            self.release_slot()
+            raise
+
+    def release_slot(self) -> None:
+        if self.slot_fd is not None:
+            os.close(self.slot_fd)
+            self.slot_fd = None
+
+    def close(self) -> List[str]:
+        """Seal and close the writer; the ids it published since the last drain."""
+        try:
+            self.writer.close()
+            return self.writer.drain_published()
+        finally:
+            self.release_slot()
+
+
+_STATES: Dict[Tuple[str, int], _WorkerState] = {}
+_STATES_LOCK = threading.Lock()
+
+
+def _state_for(job, token: str) -> _WorkerState:
+    key = (token, threading.get_ident())
+    with _STATES_LOCK:
+        st = _STATES.get(key)
+    if st is None:
+        st = _WorkerState(job, token)
+        with _STATES_LOCK:
+            _STATES[key] = st
+    return st
+
+
+def _process_task(vin, job, token: str) -> Dict[str, Any]:
+    """The dask task of one video (runs on a worker). Never raises for a video's own error."""
+    from .extract import process_video
+    base = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
+    try:
+        st = _state_for(job, token)
+    except FlowprepError as exc:
+        return dict(base, status="fatal", reason=f"{socket.gethostname()}: {exc}")
+    with st.lock:
+        try:
+            res = process_video(vin, job, st.backend, st.writer)
+        except DiskFullError as exc:
+            res = dict(base, status="failed", reason=str(exc), stop=str(exc))
+        res["published_ids"] = st.writer.drain_published()
+        res["tag"] = st.tag
+        res["device"] = st.device
+        res["host"] = socket.gethostname()
+        res["pid"] = os.getpid()
+    return res
+
+
+def _close_run(token: str) -> Dict[str, Optional[List[str]]]:
+    """Close this process's states of run ``token`` (via client.run): tag -> published ids.
+
+    None for a state still busy after CLOSE_WAIT_S (its unsealed videos count as lost).
+    """
+    with _STATES_LOCK:
+        keys = [k for k in _STATES if k[0] == token]
+        states = [_STATES.pop(k) for k in keys]
+    out: Dict[str, Optional[List[str]]] = {}
+    for st in states:
+        if not st.lock.acquire(timeout=CLOSE_WAIT_S):
+            out[st.tag] = None
+            continue
+        try:
+            out[st.tag] = st.close()
+        except Exception:  # noqa: BLE001 - a failed seal loses that shard's videos: redo them
+            out[st.tag] = None
+        finally:
+            st.lock.release()
+    return out
+
+
+# --------------------------------------------------------------------------- client side
+
+def _not_processed(vin, why: str) -> Dict[str, Any]:
+    return {"video_id": vin.video_id, "input": vin.path, "status": "failed",
+            "reason": f"not processed: the run stopped early ({why})"}
+
+
+def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any]]:
+    """Process ``videos`` on the dask cluster at ``address``; one result dict per video.
+
+    The result dicts are those of parallel.run_local: {"video_id", "input",
+    "status": "published" | "failed", "reason", "frames", "flows", ...}.
+    Sets ``report.stopped`` when the run ended early (disk full, a backend that
+    cannot start on a worker, the scheduler lost).
+    """
+    if not videos:
+        return []
+    distributed = _distributed()
+    from distributed.scheduler import KilledWorker
+    from .fsutil import atomic_write_bytes
+    from .progress import Progress
+
+    client = connect(address)
+    token = os.path.basename(job.tmp_root)
+    atomic_write_bytes(os.path.join(job.tmp_root, MARKER), f"{socket.gethostname()}\n".encode())
+    progress = Progress(len(videos), enabled=job.opts.progress)
+    results: Dict[str, Dict[str, Any]] = {}
+    attempts: Dict[str, int] = {}
+    pending: Dict[Any, Any] = {}  # future -> VideoInput
+    unsealed: Dict[str, Dict[str, Any]] = {}  # writer tag -> {video_id: VideoInput}
+    lost_once = set()
+    stopping: Optional[str] = None
+
+    def submit(vin):
+        n = attempts.get(vin.video_id, 0)
+        attempts[vin.video_id] = n + 1
+        fut = client.submit(_process_task, vin, job, token,
+                            key=f"flowprep-video-{token}-{n}-{vin.video_id}")
+        pending[fut] = vin
+        return fut
+
+    def seal(tag: str, ids) -> None:
+        box = unsealed.get(tag)
+        if box:
+            for vid in ids:
+                box.pop(vid, None)
+
+    def stop(why: str) -> None:
+        nonlocal stopping
+        if stopping is None:
+            stopping = why
+            try:
+                client.cancel(list(pending))
+            except Exception:  # noqa: BLE001 - the scheduler may be gone already
+                pass
+
+    def handle(vin, res: Dict[str, Any]) -> None:
+        status = res.get("status")
+        if status == "fatal":  # the worker could not start its backend or writer
+            stop(res["reason"])
+            results[vin.video_id] = _not_processed(vin, stopping)
+            return
+        published = set(res.pop("published_ids", []))
+        tag = res.pop("tag", None)
+        res.pop("pid", None)
+        if res.pop("stop", None):
+            stop(res["reason"])
+        if tag is not None:
+            seal(tag, published)
+            if status == "published" and vin.video_id not in published:
+                unsealed.setdefault(tag, {})[vin.video_id] = vin
+        results[vin.video_id] = res
+        progress.frames(int(res.get("frames") or 0))
+        progress.video_done(status == "published")
+
+    ac = distributed.as_completed([submit(v) for v in videos], loop=client.loop, with_results=True,
+                                  raise_errors=False)
+    try:
+        while True:
+            for fut, value in ac:
+                vin = pending.pop(fut, None)
+                fut.release()
+                if vin is None:
+                    continue
+                if isinstance(value, KilledWorker):
+                    results[vin.video_id] = {
+                        "video_id": vin.video_id, "input": vin.path, "status": "failed",
+                        "reason": f"{vin.path}: every dask worker that processed it died "
+                                  f"(crash, or killed for memory); dask gave up on it ({value})"}
+                    progress.video_done(False)
+                elif isinstance(value, BaseException):
+                    if stopping is not None:
+                        results[vin.video_id] = _not_processed(vin, stopping)
+                    elif isinstance(value, ImportError):
+                        stop(f"the dask workers cannot import flowprep ({value})")
+                        results[vin.video_id] = _not_processed(vin, stopping)
+                    else:
+                        results[vin.video_id] = {
+                            "video_id": vin.video_id, "input": vin.path, "status": "failed",
+                            "reason": f"internal error on a dask worker "
+                                      f"{type(value).__name__}: {value}"}
+                        progress.video_done(False)
+                else:
+                    handle(vin, value)
+                progress.tick()
+            # every task is done: seal the workers' writers, then redo what was lost
+            closed = client.run(_close_run, token, on_error="return")
+            for out in closed.values():
+                if isinstance(out, BaseException):
+                    continue
+                for tag, ids in out.items():
+                    if ids is not None:
+                        seal(tag, ids)
+            lost = [vin for box in unsealed.values() for vin in box.values()]
+            unsealed.clear()
+            redo = []
+            for vin in lost:
+                progress.done -= 1
+                if stopping is not None:
+                    results[vin.video_id] = _not_processed(vin, stopping)
+                    progress.video_done(False)
+                elif vin.video_id in lost_once:
+                    results[vin.video_id] = {
+                        "video_id": vin.video_id, "input": vin.path, "status": "failed",
+                        "reason": f"{vin.path}: committed twice on dask workers that were lost "
+                                  f"before their HDF5 shard was sealed"}
+                    progress.video_done(False)
+                else:
+                    lost_once.add(vin.video_id)
+                    results.pop(vin.video_id, None)
+                    redo.append(vin)
+            if not redo:
+                break
+            for vin in redo:
+                ac.add(submit(vin))
+    except KeyboardInterrupt:
+        client.cancel(list(pending))
+        raise
+    except (OSError, TimeoutError) as exc:  # the scheduler went away
+        stop(f"lost the dask scheduler at {address}: {type(exc).__name__}: {exc}")
+    finally:
+        progress.close()
+    for vin in pending.values():
+        results.setdefault(vin.video_id, _not_processed(vin, stopping or "cancelled"))
+    if stopping:
+        report.stopped = stopping
+        for vin in videos:
+            results.setdefault(vin.video_id, _not_processed(vin, stopping))
+    return [results[v.video_id] for v in videos if v.video_id in results]
