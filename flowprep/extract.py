@@ -237,6 +237,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
             "num_frames": n, "num_flows": n_flows, "fps": reader.fps,
             "width": reader.width, "height": reader.height,
             "src_width": reader.src_width, "src_height": reader.src_height,
+            "container_frames": reader.container_frames, "decode_errors": reader.decode_errors,
             "step": step, "backward": bool(opts.backward),
             "quant": job.config["quant"], "config_key": job.key,
             "flow": backend.describe(), "flowprep_version": __version__,
@@ -244,8 +245,13 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         for k, v in sink.stats.items():
             if v:
                 meta[k] = v
+        warnings = reader.warnings()
+        if warnings:  # published anyway: see docs/reliability.md, "Damaged inputs"
+            meta["warnings"] = warnings
         vw.commit(meta)
         result.update(status="published", frames=n, flows=n_flows)
+        if warnings:
+            result["warnings"] = warnings
     except DiskFullError:
         if vw is not None:
             vw.abort()
@@ -295,6 +301,8 @@ class Report:
     seconds: float = 0.0
     stopped: Optional[str] = None
     not_in_shard: int = 0
+    #: input path -> problems of inputs published anyway (truncated, corrupt packets skipped)
+    warnings: Dict[str, List[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -378,6 +386,8 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
             if res["status"] == "published":
                 report.published.append(res["video_id"])
                 report.frames += int(res.get("frames", 0))
+                if res.get("warnings"):
+                    report.warnings[res["input"]] = list(res["warnings"])
             else:
                 report.failed[res["input"]] = res["reason"]
                 record_failure(root, res["input"], res["video_id"], res["reason"])

@@ -50,6 +50,8 @@ class FlowBackend:
         Returns:
             float32 (B, H, W, 2) flows in pixels.
         """
+        if len(pairs) == 1:
+            return self.compute(*pairs[0])[None]  # a view: no copy on the per-frame path
         return np.stack([self.compute(a, b) for a, b in pairs])
 
     def describe(self) -> Dict[str, Any]:
