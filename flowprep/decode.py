@@ -4,7 +4,16 @@ Frames come out one at a time as uint8 (H, W, 3) arrays in RGB order, already
 rotated by the container's display matrix (OpenCV's FFmpeg backend applies it
 when CAP_PROP_ORIENTATION_AUTO is on, which we set) and resized. The number of
 frames is what actually decodes; container metadata (CAP_PROP_FRAME_COUNT) is
-never trusted.
+never trusted for counts, only recorded (``container_frames``) so that a video
+whose decoding stops well short of it can be flagged.
+
+Mid-stream corruption. OpenCV's ``read()`` returns False for the first packet
+the decoder rejects (a flipped bit in a NAL size, a truncated sample), which
+would silently end the video there. The reader therefore reads on past a
+failed read, up to ``MAX_BAD_READS`` failures in a row: a corrupt packet is
+skipped (counted in ``decode_errors``) and decoding continues with the next
+good frame, as the ffmpeg command line does; at the real end of the stream
+every read fails at once (about 10 us each), so the extra reads cost nothing.
 """
 from __future__ import annotations
 
@@ -18,6 +27,21 @@ import numpy as np
 from .errors import ConfigError, DecodeError
 
 DEFAULT_SHORT_SIDE = 256
+
+#: consecutive failed reads after which the stream is taken to have ended.
+MAX_BAD_READS = 64
+
+
+def short_of_container(decoded: int, container_frames: Optional[int]) -> bool:
+    """True when ``decoded`` frames is well short of the container's claimed count.
+
+    "Well short": more than max(2, 5 %) frames missing. The claimed count is an
+    estimate for some containers (duration x fps for WebM/Matroska, variable
+    frame rate), which is off by a frame or two, never by 5 %.
+    """
+    if not container_frames or container_frames <= 0:
+        return False
+    return container_frames - decoded > max(2, container_frames // 20)
 
 
 @dataclass(frozen=True)
@@ -87,6 +111,9 @@ class VideoReader:
         fps: frames per second from the container (0.0 when unknown).
         src_width, src_height: decoded size before resizing, after rotation.
         width, height: output size.
+        container_frames: the frame count the container claims (CAP_PROP_FRAME_COUNT),
+            None when it gives none; recorded, never used as the count.
+        decode_errors: corrupt packets skipped (failed reads followed by a good frame).
     """
 
     def __init__(self, path: str, resize: Resize = Resize()) -> None:
@@ -102,8 +129,12 @@ class VideoReader:
         self._cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 0.0
+        claimed = self._cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.container_frames: Optional[int] = (
+            int(round(claimed)) if claimed and np.isfinite(claimed) and claimed > 0 else None)
         self.resize = resize
         self.frames_read = 0
+        self.decode_errors = 0
         self._first = self._read_raw()
         if self._first is None:
             self._cap.release()
@@ -112,9 +143,15 @@ class VideoReader:
         self.width, self.height = resize.output_size(self.src_width, self.src_height)
 
     def _read_raw(self) -> Optional[np.ndarray]:
-        ok, frame = self._cap.read()
-        if not ok or frame is None:
-            return None
+        failed = 0
+        while True:
+            ok, frame = self._cap.read()
+            if ok and frame is not None:
+                break
+            failed += 1
+            if failed >= MAX_BAD_READS:
+                return None  # the end of the stream (or nothing decodes any more)
+        self.decode_errors += failed
         if frame.ndim == 2:
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         return frame
@@ -136,6 +173,23 @@ class VideoReader:
                 frame = self._read_raw()
         finally:
             self.close()
+
+    @property
+    def truncated(self) -> bool:
+        """True when decoding ended well short of the container's frame count."""
+        return short_of_container(self.frames_read, self.container_frames)
+
+    def warnings(self) -> list:
+        """Problems with the input that did not stop it decoding, for a person (strings)."""
+        out = []
+        if self.truncated:
+            out.append(f"truncated: {self.frames_read} frames decoded, the container claims "
+                       f"{self.container_frames}; the file is probably cut short or corrupt")
+        if self.decode_errors:
+            out.append(f"decode errors: {self.decode_errors} corrupt packet"
+                       f"{'s' if self.decode_errors != 1 else ''} skipped, so the frames "
+                       f"around them are not evenly spaced")
+        return out
 
     def close(self) -> None:
         self._cap.release()
