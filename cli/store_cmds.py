@@ -1,0 +1,123 @@
+"""flowprep inspect, verify, convert and show: the store tools."""
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from flowprep.errors import ConfigError
+
+from .main import cli
+
+
+def _bytes_option(ctx, param, value):
+    from .extract_cmd import parse_bytes
+    try:
+        return parse_bytes(value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@cli.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for machines).")
+def inspect(out, as_json):
+    """Show what is in the store OUT: format, config, counts, bytes, failures."""
+    from flowprep.verify import describe_store, format_description
+    d = describe_store(out)
+    if as_json:
+        click.echo(json.dumps(d, indent=1, sort_keys=True))
+    else:
+        click.echo(format_description(d))
+
+
+@cli.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.option("--quick", is_flag=True,
+              help="Check files, counts and checksums only; do not decode every frame.")
+@click.option("--json", "as_json", is_flag=True, help="Print the problems as a JSON list.")
+def verify(out, quick, as_json):
+    """Check the store OUT: every frame present and decodable, counts, checksums, index.
+
+    Prints each problem with the video and frame it concerns; exits 1 if there are any.
+    """
+    from flowprep.store import open_store
+    from flowprep.verify import verify_store
+    problems = verify_store(out, decode=not quick)
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in problems], indent=1))
+    else:
+        for p in problems:
+            click.echo(str(p))
+        n = len(open_store(out).video_ids)
+        if problems:
+            click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found "
+                       f"in {out} ({n} videos)", err=True)
+        else:
+            click.echo(f"OK: {n} videos verified in {out}"
+                       + (" (files, counts and checksums; frames not decoded)" if quick else ""))
+    if problems:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("src", type=click.Path(exists=True, file_okay=False))
+@click.argument("dst", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["jpeg", "hdf5"]), required=True,
+              help="Format of the new store DST.")
+@click.option("--shard-size", default="1GiB", show_default=True, callback=_bytes_option,
+              help="HDF5 shard size limit (bytes, or with KiB/MiB/GiB).")
+@click.option("--progress/--no-progress", default=None,
+              help="Print each video as it is copied (default: when stderr is a terminal).")
+def convert(src, dst, fmt, shard_size, progress):
+    """Copy the store SRC into a new store DST of another format.
+
+    JPEG bytes are copied as stored (no re-encoding); metadata, configuration,
+    failures and lists are kept. Rerun the same command to resume.
+    """
+    from flowprep.convert import convert as run_convert
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        rep = run_convert(src, dst, fmt, shard_size=shard_size,
+                          progress=(lambda vid: click.echo(vid, err=True)) if show else None)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"{rep['videos']} videos copied, {rep['skipped']} already there, "
+               f"{rep['failures']} failure records -> {dst} ({fmt}, {rep['seconds']:.1f} s)")
+
+
+@cli.command()
+@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("video_id")
+@click.option("--frame", type=int, default=None,
+              help="Flow index to show (default: a contact sheet of evenly spaced flows).")
+@click.option("--count", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Flows on the contact sheet.")
+@click.option("--backward", is_flag=True, help="Show the backward flow.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="PNG file to write.")
+def show(out, video_id, frame, count, backward, output):
+    """Draw VIDEO_ID of the store OUT as a PNG: RGB, colour-coded flow, dx, dy, legend.
+
+    Flow colours follow the Middlebury coding (hue = direction, saturation =
+    magnitude; the wheel's rim is the quantization bound).
+    """
+    from flowprep.store import open_store
+    from flowprep.visualize import render_video, write_png
+    store = open_store(out)
+    if video_id not in store:
+        ids = store.video_ids
+        hint = f"; it has {len(ids)} videos, e.g. {', '.join(ids[:3])}" if ids else "; it is empty"
+        raise click.BadParameter(f"no video {video_id!r} in {out}{hint}", param_hint="VIDEO_ID")
+    video = store[video_id]
+    if frame is not None and not -video.num_flows <= frame < video.num_flows:
+        raise click.BadParameter(f"{frame} is out of range: {video_id} has {video.num_flows} flows "
+                                 f"(0..{video.num_flows - 1})", param_hint="--frame")
+    if backward and not video.has_backward:
+        raise click.BadParameter(f"{video_id} has no backward flow (extract with --backward)",
+                                 param_hint="--backward")
+    img = render_video(video, frame, count, backward)
+    write_png(output, img)
+    click.echo(f"{output}: {img.shape[1]}x{img.shape[0]} "
+               + (f"flow {frame}" if frame is not None else f"contact sheet of {video_id}"))

@@ -1,0 +1,588 @@
+"""The store tools' library side: ``describe_store`` (flowprep inspect) and ``verify_store``.
+
+``verify_store`` checks what a reader relies on and returns a list of
+:class:`Problem` (empty when the store is sound):
+
+- both formats: every published video's metadata is sane (required keys,
+  num_flows = num_frames - step, one mean vector / clipped fraction / range
+  per flow, the store's config key), every frame and flow is present and
+  decodes to the stored size, the annotation lists name exactly the
+  published videos with their counts;
+- JPEG store: exactly the expected files per video directory (no checksums
+  are recorded there; decodability is the check);
+- HDF5 store: every index part parses and names a shard that exists with
+  the size recorded when it was sealed (a truncated or grown shard is
+  caught before anything is read), each indexed group exists and carries
+  its video id, the per-frame tables fit in the blob, the zlib.crc32 of
+  every stored frame matches, raw flow has the shape of the metadata;
+  shards no index part names, and groups no part lists, are reported.
+"""
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, Iterable, List, Optional
+
+import numpy as np
+
+from .errors import StoreError
+from .fsutil import read_json
+from .store import open_store
+from .store import codec
+from .store.base import META_DIR, Store
+
+MAX_PER_VIDEO = 50
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a store.
+
+    Attributes:
+        video_id: the video it concerns, or None for store-level problems.
+        where: the item inside the video ("frame 12", "flow 3 x", "backward flow 0 y",
+            "metadata") or the store-level thing ("shard X", "index part Y", "lists").
+        message: what is wrong, for a person.
+        path: the file concerned (relative to the store), when there is one.
+    """
+
+    video_id: Optional[str]
+    where: str
+    message: str
+    path: str = ""
+
+    def __str__(self) -> str:
+        head = f"{self.video_id}: " if self.video_id is not None else ""
+        where = f"{self.where}: " if self.where else ""
+        tail = f" [{self.path}]" if self.path else ""
+        return f"{head}{where}{self.message}{tail}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------------------
+# metadata
+
+
+REQUIRED_META = ("num_frames", "num_flows", "fps", "width", "height", "step", "quant",
+                 "mean_flow", "config_key")
+
+
+def check_meta(meta: Dict[str, Any], video_id: str, store_key: Optional[str]) -> List[str]:
+    """Messages for what is wrong with one video's metadata dict (empty when sane)."""
+    out: List[str] = []
+    missing = [k for k in REQUIRED_META if k not in meta]
+    if missing:
+        return [f"metadata lacks {', '.join(missing)}"]
+    try:
+        n, f, step = int(meta["num_frames"]), int(meta["num_flows"]), int(meta["step"])
+        w, h = int(meta["width"]), int(meta["height"])
+    except (TypeError, ValueError) as exc:
+        return [f"metadata counts are not integers ({exc})"]
+    if meta.get("video_id", video_id) != video_id:
+        out.append(f"metadata names video {meta.get('video_id')!r}")
+    if n < 1 or w < 1 or h < 1 or step < 1:
+        out.append(f"metadata has num_frames={n}, {w}x{h}, step={step}")
+    if f != max(0, n - step):
+        out.append(f"num_flows is {f}; {n} frames with step {step} give {max(0, n - step)}")
+    dirs = [""] + (["_backward"] if meta.get("backward") else [])
+    for sfx in dirs:
+        for key in ("mean_flow", "clipped_fraction"):
+            vals = meta.get(key + sfx)
+            if vals is None:
+                if key == "mean_flow" or sfx == "":
+                    out.append(f"metadata lacks {key + sfx}")
+                continue
+            if len(vals) != f:
+                out.append(f"{key + sfx} has {len(vals)} entries for {f} flows")
+        if meta["quant"].get("scheme") == "adaptive":
+            r = meta.get("ranges" + sfx)
+            if r is None or len(r) != f:
+                out.append(f"adaptive quantization needs ranges{sfx} for each of {f} flows, "
+                           f"found {0 if r is None else len(r)}")
+    q = meta["quant"]
+    if q.get("scheme") not in ("fixed", "adaptive") or (q.get("scheme") == "fixed"
+                                                        and not float(q.get("bound", 0)) > 0):
+        out.append(f"unknown quantization record {q!r}")
+    if store_key is not None and meta.get("config_key") != store_key:
+        out.append(f"made with configuration {meta.get('config_key')}, the store's is {store_key} "
+                   f"(rerun the extract to redo it)")
+    return out
+
+
+def _flow_items(meta: Dict[str, Any]):
+    """(backward, label) for each stored flow direction."""
+    yield False, "flow"
+    if meta.get("backward"):
+        yield True, "backward flow"
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.problems: List[Problem] = []
+        self._per_video: Dict[Optional[str], int] = {}
+
+    def add(self, video_id: Optional[str], where: str, message: str, path: str = "") -> None:
+        n = self._per_video.get(video_id, 0) + 1
+        self._per_video[video_id] = n
+        if video_id is not None and n > MAX_PER_VIDEO:
+            if n == MAX_PER_VIDEO + 1:
+                self.problems.append(Problem(video_id, "", f"more problems not listed (over "
+                                                            f"{MAX_PER_VIDEO})", path))
+            return
+        self.problems.append(Problem(video_id, where, message, path))
+
+
+def _decode_ok(data: bytes, colour: bool, h: int, w: int) -> Optional[str]:
+    try:
+        img = codec.decode_rgb(data) if colour else codec.decode_grey(data)
+    except StoreError:
+        return "not a decodable JPEG"
+    want = (h, w, 3) if colour else (h, w)
+    if img.shape != want:
+        return f"decodes to {img.shape}, metadata says {want}"
+    return None
+
+
+# --------------------------------------------------------------------------------------
+# verify
+
+
+def verify_store(path: str, decode: bool = True,
+                 progress: Optional[Callable[[str], None]] = None) -> List[Problem]:
+    """Check a store; returns every problem found (empty list: the store is sound).
+
+    Args:
+        path: the store directory.
+        decode: decode every frame (False: counts, files and checksums only).
+        progress: called with each video id before it is checked.
+    Raises:
+        StoreError when ``path`` is not a readable store at all.
+    """
+    root = os.path.abspath(os.fspath(path))
+    store = open_store(root)
+    col = _Collector()
+    if store.format == "jpeg":
+        _verify_jpeg(store, col, decode, progress)
+    elif store.format == "hdf5":
+        _verify_hdf5(store, col, decode, progress)
+    _verify_lists(store, col)
+    return col.problems
+
+
+def _verify_jpeg(store: Store, col: _Collector, decode: bool, progress) -> None:
+    from .store.jpeg import META_FILE, frame_name
+    key = store.info.get("config_key")
+    for vid in store.video_ids:
+        if progress:
+            progress(vid)
+        d = os.path.join(store.root, vid)
+        rel = vid + "/" + META_FILE
+        try:
+            meta = read_json(os.path.join(d, META_FILE))
+        except (OSError, ValueError) as exc:
+            col.add(vid, "metadata", f"unreadable ({exc})", rel)
+            continue
+        msgs = check_meta(meta, vid, key)
+        for m in msgs:
+            col.add(vid, "metadata", m, rel)
+        if any("lacks" in m or "not integers" in m for m in msgs):
+            continue
+        n, f, h, w = (int(meta[k]) for k in ("num_frames", "num_flows", "height", "width"))
+        expected = {frame_name("img", i): ("frame", i, None, True) for i in range(n)}
+        for backward, label in _flow_items(meta):
+            p = "bflow" if backward else "flow"
+            for i in range(f):
+                for axis in "xy":
+                    expected[frame_name(f"{p}_{axis}", i)] = (label, i, axis, False)
+        try:
+            present = set(os.listdir(d))
+        except OSError as exc:
+            col.add(vid, "", f"cannot list the video directory ({exc.strerror})", vid)
+            continue
+        for name in sorted(present - set(expected) - {META_FILE}):
+            col.add(vid, name, "unexpected file (not part of the video by its metadata)",
+                    f"{vid}/{name}")
+        for name, (label, i, axis, colour) in expected.items():
+            where = f"{label} {i}" + (f" {axis}" if axis else "")
+            if name not in present:
+                col.add(vid, where, "file missing", f"{vid}/{name}")
+                continue
+            if not decode:
+                continue
+            try:
+                with open(os.path.join(d, name), "rb") as fh:
+                    data = fh.read()
+            except OSError as exc:
+                col.add(vid, where, f"unreadable ({exc.strerror})", f"{vid}/{name}")
+                continue
+            err = _decode_ok(data, colour, h, w)
+            if err:
+                col.add(vid, where, err, f"{vid}/{name}")
+
+
+def _verify_hdf5(store, col: _Collector, decode: bool, progress) -> None:
+    from .store import hdf5 as h5
+    root = store.root
+    key = store.info.get("config_key")
+    parts, errors = h5.read_index_parts(root)
+    for name, reason in errors:
+        col.add(None, f"index part {name}", reason, f"{h5.INDEX_DIR}/{name}")
+    try:
+        shard_files = set(n for n in os.listdir(h5.shard_dir(root)) if n.endswith(h5.SHARD_EXT))
+    except FileNotFoundError:
+        shard_files = set()
+    named = {p["shard"] for p in parts}
+    for name in sorted(shard_files - named):
+        col.add(None, f"shard {name}", "no index part names this shard (left by an interrupted "
+                                       "run; its videos are not published; delete it)",
+                f"{h5.SHARD_DIR}/{name}")
+    winners = h5.merge_index(parts)
+    bad_shards: Dict[str, str] = {}
+    for part in parts:
+        name = part["shard"]
+        rel = f"{h5.SHARD_DIR}/{name}"
+        path = os.path.join(h5.shard_dir(root), name)
+        if name not in shard_files:
+            bad_shards[name] = "missing"
+            col.add(None, f"shard {name}", f"missing; index part {part['_part']} names it with "
+                                           f"{len(part['videos'])} videos", rel)
+            continue
+        size = os.path.getsize(path)
+        want = part.get("shard_bytes")
+        if want is not None and size != int(want):
+            bad_shards[name] = "truncated" if size < int(want) else "changed"
+            col.add(None, f"shard {name}", f"{size} bytes, sealed with {want} "
+                                           f"({'truncated' if size < int(want) else 'changed since'})",
+                    rel)
+            continue
+        try:
+            f = store._file(name)
+        except StoreError as exc:
+            bad_shards[name] = "unreadable"
+            col.add(None, f"shard {name}", f"cannot be opened ({exc})", rel)
+            continue
+        listed = {e["group"] for e in part["videos"].values()}
+        try:
+            groups = {f"videos/{g}" for g in f["videos"].keys()}
+        except (KeyError, OSError) as exc:
+            bad_shards[name] = "unreadable"
+            col.add(None, f"shard {name}", f"has no readable /videos group ({exc})", rel)
+            continue
+        for g in sorted(groups - listed):
+            col.add(None, f"shard {name}", f"group {g} is not in the index (dead data)", rel)
+    for vid in sorted(winners):
+        e = winners[vid]
+        rel = f"{h5.SHARD_DIR}/{e['shard']}"
+        if e["shard"] in bad_shards:
+            col.add(vid, "", f"its shard is {bad_shards[e['shard']]}; the video is unreadable", rel)
+            continue
+        if progress:
+            progress(vid)
+        _verify_hdf5_video(store, vid, e, key, col, decode, rel)
+
+
+def _verify_hdf5_video(store, vid: str, e: Dict[str, Any], key, col: _Collector, decode: bool,
+                       rel: str) -> None:
+    from .store import hdf5 as h5
+    f = store._file(e["shard"])
+    try:
+        g = f[e["group"]]
+    except KeyError:
+        col.add(vid, "", f"group {e['group']} named by the index is missing", rel)
+        return
+    if g.attrs.get("video_id") != vid:
+        col.add(vid, "", f"group {e['group']} holds video {g.attrs.get('video_id')!r}", rel)
+        return
+    try:
+        meta = store.meta(vid)
+    except StoreError as exc:
+        col.add(vid, "metadata", str(exc), rel)
+        return
+    msgs = check_meta(meta, vid, key)
+    for m in msgs:
+        col.add(vid, "metadata", m, rel)
+    if any("lacks" in m or "not integers" in m for m in msgs):
+        return
+    n, nf, h, w = (int(meta[k]) for k in ("num_frames", "num_flows", "height", "width"))
+    for k, v in (("num_frames", n), ("num_flows", nf), ("config_key", meta.get("config_key"))):
+        if e.get(k) != v:
+            col.add(vid, "index", f"index says {k}={e.get(k)!r}, metadata {v!r}", rel)
+    video = store[vid]
+    try:
+        blob = g["blob"]
+        blob_len = int(blob.shape[0])
+    except (KeyError, OSError) as exc:
+        col.add(vid, "", f"no readable blob ({exc})", rel)
+        return
+
+    def check_stream(stream: str, count: int, label: str, axis: Optional[str], colour: bool) -> None:
+        try:
+            t = video.table(stream)
+        except (StoreError, OSError, KeyError) as exc:
+            col.add(vid, f"{label}s" + (f" {axis}" if axis else ""), f"table {stream} unreadable "
+                                                                    f"({exc})", rel)
+            return
+        if t.shape[0] != count:
+            col.add(vid, f"{label}s" + (f" {axis}" if axis else ""),
+                    f"{t.shape[0]} stored, metadata says {count}", rel)
+        for i in range(min(count, t.shape[0])):
+            where = f"{label} {i}" + (f" {axis}" if axis else "")
+            off, length, crc = (int(x) for x in t[i])
+            if off < 0 or length <= 0 or off + length > blob_len:
+                col.add(vid, where, f"bytes [{off}, {off + length}) outside the blob of {blob_len}",
+                        rel)
+                continue
+            try:
+                data = blob[off:off + length].tobytes()
+            except OSError as exc:
+                col.add(vid, where, f"unreadable ({exc})", rel)
+                continue
+            got = zlib.crc32(data)
+            if got != crc:
+                col.add(vid, where, f"checksum mismatch (stored crc32 {crc:08x}, data {got:08x})",
+                        rel)
+                continue
+            if decode:
+                err = _decode_ok(data, colour, h, w)
+                if err:
+                    col.add(vid, where, err, rel)
+
+    check_stream("rgb", n, "frame", None, True)
+    for backward, label in _flow_items(meta):
+        raw = h5.RAW_FLOW_STREAMS[backward]
+        if raw in g:
+            _check_raw(g, raw, nf, h, w, vid, label, col, rel)
+        else:
+            for stream, axis in zip(h5.JPEG_FLOW_STREAMS[backward], "xy"):
+                if stream not in g:
+                    col.add(vid, f"{label}s {axis}", f"no {stream} table in the shard", rel)
+                    continue
+                check_stream(stream, nf, label, axis, False)
+
+
+def _check_raw(g, name: str, count: int, h: int, w: int, vid: str, label: str, col: _Collector,
+               rel: str) -> None:
+    ds = g[name]
+    if tuple(ds.shape[1:]) != (h, w, 2) or ds.dtype != np.uint8:
+        col.add(vid, f"{label}s", f"raw flow is {ds.dtype} {ds.shape}, metadata says "
+                                  f"uint8 (N, {h}, {w}, 2)", rel)
+        return
+    if ds.shape[0] != count:
+        col.add(vid, f"{label}s", f"{ds.shape[0]} stored, metadata says {count}", rel)
+    try:
+        crcs = np.asarray(g[name + "_crc32"][()], dtype=np.int64)
+    except KeyError:
+        col.add(vid, f"{label}s", f"no {name}_crc32 checksums", rel)
+        crcs = None
+    for i in range(min(count, ds.shape[0])):
+        try:
+            q = np.ascontiguousarray(ds[i])
+        except OSError as exc:
+            col.add(vid, f"{label} {i}", f"unreadable ({exc})", rel)
+            continue
+        if crcs is not None and i < crcs.size and zlib.crc32(q.tobytes()) != int(crcs[i]):
+            col.add(vid, f"{label} {i}", f"checksum mismatch (stored crc32 {int(crcs[i]):08x}, "
+                                         f"data {zlib.crc32(q.tobytes()):08x})", rel)
+
+
+def _verify_lists(store: Store, col: _Collector) -> None:
+    root = store.root
+    for list_name, key in (("rgb_list.txt", "num_frames"), ("flow_list.txt", "num_flows")):
+        path = os.path.join(root, list_name)
+        if not os.path.isfile(path):
+            if store.video_ids:
+                col.add(None, "lists", f"{list_name} missing (run flowprep index)", list_name)
+            continue
+        listed: Dict[str, int] = {}
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                line = line.rstrip("\n")
+                if not line.strip():
+                    continue
+                fields = line.rsplit(" ", 2)
+                try:
+                    listed[fields[0]] = int(fields[1])
+                    int(fields[2])
+                except (ValueError, IndexError):
+                    col.add(None, "lists", f"{list_name}: unparsable line {line!r}", list_name)
+        have = set(store.video_ids)
+        stale = sorted(set(listed) - have)
+        absent = sorted(have - set(listed))
+        for vid in stale[:MAX_PER_VIDEO]:
+            col.add(vid, "lists", f"{list_name} lists it but it is not published", list_name)
+        for vid in absent[:MAX_PER_VIDEO]:
+            col.add(vid, "lists", f"published but not in {list_name} (run flowprep index)",
+                    list_name)
+        for vid in sorted(have & set(listed)):
+            try:
+                want = int(store.meta(vid)[key])
+            except (StoreError, KeyError, ValueError, OSError):
+                continue
+            if listed[vid] != want:
+                col.add(vid, "lists", f"{list_name} gives {listed[vid]}, metadata {key}={want}",
+                        list_name)
+
+
+# --------------------------------------------------------------------------------------
+# inspect
+
+
+def _tree_bytes(root: str) -> Dict[str, int]:
+    """Apparent and allocated bytes of every file under root (the staging area excluded)."""
+    size = alloc = files = 0
+    skip = os.path.join(root, META_DIR, "tmp")
+    for dirpath, dirnames, filenames in os.walk(root):
+        if dirpath == skip:
+            dirnames[:] = []
+            continue
+        for name in filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            size += st.st_size
+            alloc += getattr(st, "st_blocks", 0) * 512
+            files += 1
+    return {"bytes": size, "allocated": alloc, "files": files}
+
+
+def describe_store(path: str) -> Dict[str, Any]:
+    """What ``flowprep inspect`` reports, as a JSON-ready dict.
+
+    Keys: path, format, payload, config, config_key, videos, frames, flows (forward),
+    backward_flows, failures (input -> reason), disk {bytes, allocated, files},
+    payload_bytes {rgb, flow, meta}, bytes_per_rgb_frame, bytes_per_flow (x and y of one
+    flow), float32_bytes_per_flow, ratio_vs_float32, stale_videos; HDF5 also shards,
+    index_parts, superseded (older copies of republished videos).
+    """
+    store = open_store(path)
+    root = store.root
+    out: Dict[str, Any] = {"path": root, "format": store.format,
+                           "payload": store.config.get("payload", "jpeg"),
+                           "config": store.config, "config_key": store.info.get("config_key"),
+                           "classes": len(store.info.get("classes", []))}
+    ids = store.video_ids
+    frames = flows = bflows = 0
+    float_bytes = 0
+    stale = 0
+    pb = {"rgb": 0, "flow": 0, "meta": 0}
+    for vid in ids:
+        meta = store.meta(vid)
+        n, f = int(meta["num_frames"]), int(meta["num_flows"])
+        frames += n
+        flows += f
+        if meta.get("backward"):
+            bflows += f
+        float_bytes += (f + (f if meta.get("backward") else 0)) * int(meta["height"]) * int(meta["width"]) * 8
+        if meta.get("config_key") != out["config_key"]:
+            stale += 1
+        for k, v in _video_bytes(store, vid).items():
+            pb[k] += v
+    out.update(videos=len(ids), frames=frames, flows=flows, backward_flows=bflows,
+               stale_videos=stale, payload_bytes=pb, disk=_tree_bytes(root),
+               failures=dict(sorted(store.failures.items())))
+    total_flows = flows + bflows
+    out["bytes_per_rgb_frame"] = pb["rgb"] / frames if frames else None
+    out["bytes_per_flow"] = pb["flow"] / total_flows if total_flows else None
+    out["float32_bytes_per_flow"] = float_bytes / total_flows if total_flows else None
+    out["ratio_vs_float32"] = (float_bytes / pb["flow"]) if pb["flow"] else None
+    if store.format == "hdf5":
+        from .store import hdf5 as h5
+        parts, errors = h5.read_index_parts(root)
+        copies = sum(len(p["videos"]) for p in parts)
+        out.update(shards=len({p["shard"] for p in parts}), index_parts=len(parts),
+                   unreadable_index_parts=len(errors), superseded=copies - len(h5.merge_index(parts)))
+    return out
+
+
+def _video_bytes(store: Store, vid: str) -> Dict[str, int]:
+    """Stored payload bytes of one video: rgb, flow (all directions, x + y), meta."""
+    out = {"rgb": 0, "flow": 0, "meta": 0}
+    if store.format == "jpeg":
+        d = os.path.join(store.root, vid)
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            return out
+        for e in entries:
+            try:
+                size = e.stat().st_size
+            except OSError:
+                continue
+            if e.name.startswith("img_"):
+                out["rgb"] += size
+            elif e.name.startswith(("flow_", "bflow_")):
+                out["flow"] += size
+            else:
+                out["meta"] += size
+        return out
+    from .store import hdf5 as h5
+    video = store[vid]
+    g = video._group()
+    out["rgb"] = int(video.table("rgb")[:, 1].sum())
+    out["meta"] = int(g["meta"].shape[0])
+    for backward in (False, True):
+        raw = h5.RAW_FLOW_STREAMS[backward]
+        if raw in g:
+            out["flow"] += int(g[raw].id.get_storage_size())
+        for s in h5.JPEG_FLOW_STREAMS[backward]:
+            if s in g:
+                out["flow"] += int(video.table(s)[:, 1].sum())
+    return out
+
+
+def format_description(d: Dict[str, Any]) -> str:
+    """The human-readable form of :func:`describe_store`'s dict."""
+    def hb(n: Optional[float]) -> str:
+        if n is None:
+            return "-"
+        for unit in ("B", "kB", "MB", "GB", "TB"):
+            if abs(n) < 1000 or unit == "TB":
+                return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            n /= 1000.0
+        return str(n)
+
+    c = d["config"]
+    q = c.get("quant", {})
+    qtxt = (f"fixed quantization, bound {q.get('bound'):g} px" if q.get("scheme") == "fixed"
+            else "adaptive quantization (per-flow range)")
+    rs = c.get("resize", {})
+    rtxt = (f"size {rs['size'][0]}x{rs['size'][1]}" if rs.get("size")
+            else ("original size" if not rs.get("short_side") else f"short side {rs['short_side']}"))
+    fmt = d["format"]
+    if fmt == "hdf5":
+        fmt += (f" (payload {d['payload']}), {d.get('shards', 0)} shards, "
+                f"{d.get('index_parts', 0)} index parts")
+        if d.get("superseded"):
+            fmt += f", {d['superseded']} superseded copies (dead bytes; convert to drop them)"
+    lines = [
+        f"store      {d['path']}",
+        f"format     {fmt}",
+        f"config     {c.get('algo')} ({c.get('implementation')}), {qtxt}, {rtxt}, step "
+        f"{c.get('step')}{', backward' if c.get('backward') else ''}, JPEG quality "
+        f"{c.get('jpeg_quality')}  [key {d['config_key']}]",
+        f"videos     {d['videos']} published, {len(d['failures'])} failed"
+        + (f", {d['stale_videos']} made with another configuration" if d["stale_videos"] else ""),
+        f"frames     {d['frames']} RGB frames, {d['flows']} flows"
+        + (f" + {d['backward_flows']} backward" if d["backward_flows"] else ""),
+        f"disk       {hb(d['disk']['bytes'])} in {d['disk']['files']} files "
+        f"({hb(d['disk']['allocated'])} allocated)",
+        f"per frame  RGB {hb(d['bytes_per_rgb_frame'])}, flow {hb(d['bytes_per_flow'])} (x + y); "
+        f"float32 flow would be {hb(d['float32_bytes_per_flow'])}"
+        + (f" ({d['ratio_vs_float32']:.0f}x larger)" if d["ratio_vs_float32"] else ""),
+    ]
+    if d["failures"]:
+        lines.append("failures")
+        for inp, reason in d["failures"].items():
+            lines.append(f"  {inp}: {reason}")
+    else:
+        lines.append("failures   none")
+    return "\n".join(lines)
+
+
+def iter_problem_lines(problems: Iterable[Problem]) -> Iterable[str]:
+    for p in problems:
+        yield str(p)
