@@ -545,6 +545,7 @@ class TwoStreamDataset:
         oh, ow = self._out_size(video)
         dt = np.float32 if self.dtype == "float32" else np.uint8
         stack = np.empty((V * K, 2 * L, oh, ow), dt)
+        out["flow"] = stack
 
         fixed = video.quant["scheme"] == "fixed"
         means = np.empty((K, L, 2), np.float32)
