@@ -18,13 +18,20 @@ every read fails at once (about 10 us each), so the extra reads cost nothing.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
-from typing import Iterator, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
-import cv2
-import numpy as np
+# FFmpeg's own log lines ("Invalid NAL unit size", "moov atom not found") would flood
+# stderr on damaged inputs; what they mean is recorded per video instead (the failure
+# reason, or meta "warnings"). Read by OpenCV when it first opens a file; a value set
+# by the user wins (e.g. OPENCV_FFMPEG_LOGLEVEL=16 to see FFmpeg's errors).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
-from .errors import ConfigError, DecodeError
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .errors import ConfigError, DecodeError  # noqa: E402
 
 DEFAULT_SHORT_SIDE = 256
 
@@ -125,7 +132,7 @@ class VideoReader:
         self._cap = cv2.VideoCapture(self.path, cv2.CAP_FFMPEG)
         if not self._cap.isOpened():
             self._cap.release()
-            raise DecodeError(f"{self.path}: not a readable video (the FFmpeg decoder could not open it)")
+            raise DecodeError(f"{self.path}: not a readable video ({diagnose(self.path)})")
         self._cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 0.0
@@ -138,7 +145,7 @@ class VideoReader:
         self._first = self._read_raw()
         if self._first is None:
             self._cap.release()
-            raise DecodeError(f"{self.path}: no video frames decode")
+            raise DecodeError(f"{self.path}: no video frames decode ({diagnose(self.path, opened=True)})")
         self.src_height, self.src_width = self._first.shape[:2]
         self.width, self.height = resize.output_size(self.src_width, self.src_height)
 
@@ -199,6 +206,70 @@ class VideoReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _mp4_boxes(head: bytes, size: int, fh) -> List[Tuple[bytes, int, int]]:
+    """Top-level ISO-BMFF boxes (type, offset, declared size) of an open file."""
+    boxes = []
+    off = 0
+    while off + 8 <= size and len(boxes) < 64:
+        fh.seek(off)
+        hdr = fh.read(16)
+        if len(hdr) < 8:
+            break
+        n, kind = struct.unpack(">I4s", hdr[:8])
+        if n == 1 and len(hdr) >= 16:
+            n = struct.unpack(">Q", hdr[8:16])[0]
+        elif n == 0:
+            n = size - off
+        if n < 8:
+            break
+        boxes.append((kind, off, n))
+        off += n
+    return boxes
+
+
+def diagnose(path: str, opened: bool = False) -> str:
+    """A person's explanation of why ``path`` does not decode (best effort, cheap).
+
+    Looks at the first bytes (text? an MP4 whose index is missing or cut short, or
+    that has only audio?) and otherwise lists the usual causes.
+    """
+    generic = ("not a video file, a damaged one, a codec this FFmpeg build lacks, "
+               "or a file with audio but no video stream")
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+            if head and not opened:
+                try:
+                    text = head.decode("utf-8")
+                    if all(c.isprintable() or c in "\r\n\t" for c in text[:-4]):
+                        return "it is a text file, not a video"
+                except UnicodeDecodeError:
+                    pass
+            if head[4:8] != b"ftyp":
+                return generic if not opened else "the stream holds no decodable video frame"
+            boxes = _mp4_boxes(head, size, fh)
+            kinds = {k: (o, n) for k, o, n in boxes}
+            if b"moov" not in kinds:
+                return ("an MP4 file without its index (moov atom): the file is cut short, "
+                        "e.g. an incomplete download or copy")
+            off, n = kinds[b"moov"]
+            if off + n > size:
+                return ("the MP4 index (moov atom) is cut short: the file is truncated, "
+                        "e.g. an incomplete download or copy")
+            fh.seek(off)
+            moov = fh.read(min(n, 1 << 22))
+            if b"vide" not in moov:
+                return "the file has audio but no video stream" if b"soun" in moov else generic
+            mdat = kinds.get(b"mdat")
+            if mdat is None or mdat[0] + mdat[1] > size:
+                return ("the MP4 media data (mdat) is missing or cut short: the file is "
+                        "truncated, e.g. an incomplete download or copy")
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+    return generic if not opened else "the stream holds no decodable video frame"
 
 
 def rgb_to_grey(rgb: np.ndarray) -> np.ndarray:

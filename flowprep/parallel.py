@@ -35,6 +35,10 @@ def _worker_main(conn, index: int, job) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     cv2.setNumThreads(job.threads)
+    try:  # "can't open ..." warnings for damaged inputs: the failure reason says it better
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    except AttributeError:  # pragma: no cover - older OpenCV
+        pass
     backend = None
     writer = None
     try:
