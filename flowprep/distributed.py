@@ -330,8 +330,9 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
         progress.frames(int(res.get("frames") or 0))
         progress.video_done(status == "published")
 
-    ac = distributed.as_completed([submit(v) for v in videos], loop=client.loop, with_results=True,
-                                  raise_errors=False)
+    closed_all = False
+    ac = distributed.as_completed([submit(v) for v in videos], loop=client.loop,
+                                  with_results=True, raise_errors=False)
     try:
         while True:
             for fut, value in ac:
@@ -390,15 +391,27 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                 break
             for vin in redo:
                 ac.add(submit(vin))
+        closed_all = True
     except KeyboardInterrupt:
-        client.cancel(list(pending))
+        try:
+            client.cancel(list(pending))
+        except Exception:  # noqa: BLE001
+            pass
         raise
     except (OSError, TimeoutError) as exc:  # the scheduler went away
         stop(f"lost the dask scheduler at {address}: {type(exc).__name__}: {exc}")
     finally:
         progress.close()
+        if not closed_all:  # free the workers' writers and backends of this run (best effort)
+            try:
+                client.run(_close_run, token, on_error="ignore", wait=False)
+            except Exception:  # noqa: BLE001
+                pass
     for vin in pending.values():
         results.setdefault(vin.video_id, _not_processed(vin, stopping or "cancelled"))
+    for box in unsealed.values():  # committed into shards that were never sealed
+        for vin in box.values():
+            results[vin.video_id] = _not_processed(vin, stopping or "its shard was not sealed")
     if stopping:
         report.stopped = stopping
         for vin in videos:

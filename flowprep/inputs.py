@@ -147,21 +147,27 @@ def shard_of(video_id: str, count: int) -> int:
 def parse_shard(text: Optional[str], environ: Optional[Dict[str, str]] = None) -> Tuple[int, int]:
     """'I/N' (0-based I) -> (I, N); None -> from SLURM_ARRAY_TASK_* or (0, 1).
 
-    With Slurm arrays, I = SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN and
-    N = SLURM_ARRAY_TASK_COUNT.
+    With Slurm arrays, I = (SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN) /
+    SLURM_ARRAY_TASK_STEP (STEP 1 when unset) and N = SLURM_ARRAY_TASK_COUNT, so
+    ``--array=0-9``, ``--array=1-10``, ``--array=0-9%4`` and ``--array=0-18:2``
+    all number their tasks 0..N-1.
     """
     env = os.environ if environ is None else environ
     if text is None:
         if "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
             try:
-                i = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+                off = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", "0"))
+                step = int(env.get("SLURM_ARRAY_TASK_STEP", "1") or "1")
                 n = int(env["SLURM_ARRAY_TASK_COUNT"])
             except ValueError:
-                raise ConfigError("SLURM_ARRAY_TASK_ID/COUNT/MIN are not integers") from None
+                raise ConfigError(
+                    "SLURM_ARRAY_TASK_ID/COUNT/MIN/STEP are not integers") from None
+            i = off // step if step > 0 and off % step == 0 else -1
             if not 0 <= i < n:
                 raise ConfigError(
-                    f"SLURM array task {env['SLURM_ARRAY_TASK_ID']} is outside "
-                    f"[MIN, MIN + COUNT); use a contiguous array such as --array=0-{n - 1}")
+                    f"SLURM array task {env['SLURM_ARRAY_TASK_ID']} is not one of {n} evenly "
+                    f"spaced tasks from SLURM_ARRAY_TASK_MIN; use a range such as "
+                    f"--array=0-{n - 1}, or pass --shard I/N explicitly")
             return i, n
         return 0, 1
     try:
