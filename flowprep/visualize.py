@@ -130,11 +130,16 @@ def grey_to_rgb(plane: np.ndarray) -> np.ndarray:
 
 
 def _captioned(img: np.ndarray, text: str) -> np.ndarray:
+    """``img`` under a CAPTION-px strip holding ``text`` (drawn in the strip only)."""
     h, w = img.shape[:2]
-    out = np.full((h + CAPTION, w, 3), BACKGROUND, np.uint8)
-    out[CAPTION:] = img
-    _put(out, text, (2, CAPTION - 4), scale=_font_scale(max(w, 130)))
-    return out
+    strip = np.full((CAPTION, w, 3), BACKGROUND, np.uint8)
+    scale = 0.4
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    if tw > w - 2:
+        scale *= max(0.5, (w - 2) / tw)
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    _put(strip, text, (2, CAPTION - base - 1), scale=scale)
+    return np.concatenate([strip, img], axis=0)
 
 
 def hstack(images: Sequence[np.ndarray], gap: int = GAP) -> np.ndarray:
