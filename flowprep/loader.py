@@ -78,9 +78,12 @@ flow of a two-stream sample)
     snippets on axis 0, view-major: row v*K + k.
     A crop of w x h stored pixels resized to crop_size scales displacements:
     float output multiplies dx by sx = crop_size/w and dy by sy = crop_size/h
-    (``flow_scale`` = (sx, sy)); uint8 output resizes the planes as images
-    and leaves the values alone (TSN's behaviour): multiply by flow_scale
-    after dequantizing. Crops larger than the frame are clipped to it.
+    (``flow_scale`` = (sx, sy)); uint8 output leaves the values alone (TSN's
+    behaviour): multiply by flow_scale after dequantizing. The resize itself
+    is bilinear on the stored uint8 planes (as TSN resizes its images; the
+    rounding adds at most about one quantization step, 2B/255 px), followed
+    by dequantization; a crop that needs no resize is exact. Crops larger
+    than the frame are clipped to it.
     A flip mirrors the output and negates dx of every flow: -d exactly in
     float (the subtracted dx mean is negated with it), 255-q in uint8 (exact
     for fixed quantization; adaptive (lo, hi) becomes (-hi, -lo) in
@@ -116,6 +119,8 @@ TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
 DEFAULT_LENGTH = {"flow": 10, "two-stream": 10, "rgbdiff": 5, "rgb": 1}
 
 _IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
+# stored frames carry no EXIF: skip the orientation lookup
+_GREY = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 # --- decoding (module functions so a benchmark can time them) ---------------
@@ -123,7 +128,7 @@ def decode_grey(buf: Any) -> np.ndarray:
     """A stored grey payload -> uint8 (H, W): JPEG bytes decoded with cv2.imdecode, arrays as-is."""
     if isinstance(buf, np.ndarray):  # raw payload (HDF5 payload="raw"): a strided view
         return np.ascontiguousarray(buf, dtype=np.uint8)
-    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_GRAYSCALE)
+    img = cv2.imdecode(np.frombuffer(buf, np.uint8), _GREY)
     if img is None:
         raise StoreError("a stored flow plane is not a decodable JPEG")
     return img
@@ -135,7 +140,7 @@ def decode_rgb(buf: Any) -> np.ndarray:
         return np.ascontiguousarray(buf, dtype=np.uint8)
     arr = np.frombuffer(buf, np.uint8)
     if _IMREAD_RGB is not None:
-        img = cv2.imdecode(arr, _IMREAD_RGB)
+        img = cv2.imdecode(arr, _IMREAD_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
     else:  # pragma: no cover - OpenCV < 4.10
         img = cv2.imdecode(arr, cv2.IMREAD_COLOR)
         img = None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
@@ -572,53 +577,44 @@ class TwoStreamDataset:
                 r[flips, ..., 0, 1] = -rx[flips, ..., 0]
                 out["flow_ranges"] = r.reshape(V * K, L, 2, 2)
 
-        # dequantization as an affine map of q: d = a*q + b (per component)
-        def affine(k: int, j: int) -> Tuple[np.ndarray, np.ndarray]:
-            if fixed:
-                B = np.float32(video.quant["bound"])
-                a = np.full(2, 2 * B / np.float32(255.0), np.float32)
-                return a, np.full(2, -B, np.float32)
-            r = ranges[k, j]
-            return ((r[:, 1] - r[:, 0]) / np.float32(255.0)).astype(np.float32), r[:, 0].copy()
-
+        # dequantization as an affine map of q per flow and component: d = a*q + b
+        if fixed:
+            B = np.float32(video.quant["bound"])
+            a = np.full((K, L, 2), 2 * B / np.float32(255.0), np.float32)
+            b = np.full((K, L, 2), -B, np.float32)
+        else:
+            a = ((ranges[..., 1] - ranges[..., 0]) / np.float32(255.0)).astype(np.float32)
+            b = ranges[..., 0].copy()
         scale = np.array([[ow / v[2], oh / v[3]] for v in views], np.float32)  # (V, 2)
         if self.stacking == "trajectory":
-            self._trajectory(video, idx, bwd, views, stack, affine, means, scale)
+            self._trajectory(video, idx, bwd, views, stack, a, b, means, scale)
             return
-        qgrid = np.arange(256, dtype=np.float32)
+        # Plain stacks: crop (and resize) the stored uint8 planes into a uint8 stack, mirror
+        # flipped views, then dequantize the whole stack at once: value = q * A + C per
+        # (row, channel), where A and C fold in the dequantization, the mean, the resize
+        # scale and the dx sign. With A = -a and C = -b the flipped value is -d bit-exactly.
+        u8 = stack if dt is np.uint8 else np.empty((V * K, 2 * L, oh, ow), np.uint8)
         for k in range(K):
             for j in range(L):
                 px, py = video.flow_payload(int(idx[k, j]), bool(bwd[k, j]))
                 planes = (decode_grey(px), decode_grey(py))
-                if dt is np.float32:
-                    a, b = affine(k, j)
-                    m = means[k, j] if self.mean_subtract else np.zeros(2, np.float32)
-                    base = [qgrid * a[c] + b[c] - m[c] for c in range(2)]  # float32 dequant
-                for v, (x0, y0, w, h, fl) in enumerate(views):
-                    row = v * K + k
+                for v, (x0, y0, w, h, _) in enumerate(views):
                     for c in range(2):
-                        crop = planes[c][y0:y0 + h, x0:x0 + w]
-                        if fl:
-                            crop = cv2.flip(crop, 1)
-                        dst = stack[row, 2 * j + c]
-                        if dt is np.float32:
-                            lut = base[c]
-                            sc = scale[v, c] * (-1.0 if (fl and c == 0) else 1.0)
-                            if sc != 1.0:
-                                lut = lut * np.float32(sc)
-                            self._lut_resize(crop, lut, dst)
-                        else:
-                            if fl and c == 0:
-                                crop = cv2.LUT(crop, self._flip_u8)
-                            self._resize_into(crop, dst)
-
-    @staticmethod
-    def _lut_resize(crop: np.ndarray, lut: np.ndarray, dst: np.ndarray) -> None:
-        if crop.shape == dst.shape:
-            cv2.LUT(crop, lut, dst=dst)
-        else:
-            cv2.resize(cv2.LUT(crop, lut), (dst.shape[1], dst.shape[0]), dst=dst,
-                       interpolation=cv2.INTER_LINEAR)
+                        self._resize_into(planes[c][y0:y0 + h, x0:x0 + w], u8[v * K + k, 2 * j + c])
+        for v in np.flatnonzero(flips):
+            rows = u8[v * K:(v + 1) * K]
+            rows[...] = rows[..., ::-1]
+            if dt is np.uint8:
+                np.subtract(255, rows[:, 0::2], out=rows[:, 0::2])
+        if dt is np.uint8:
+            return
+        if self.mean_subtract:
+            b = b - means
+        f = scale * np.stack([sign, np.ones_like(sign)], axis=1)            # (V, 2)
+        A = (a[None] * f[:, None, None, :]).reshape(V * K, 2 * L, 1, 1)
+        C = (b[None] * f[:, None, None, :]).reshape(V * K, 2 * L, 1, 1)
+        np.multiply(u8, A, out=stack)
+        np.add(stack, C, out=stack)
 
     @staticmethod
     def _resize_into(img: np.ndarray, dst: np.ndarray) -> None:
@@ -627,7 +623,7 @@ class TwoStreamDataset:
         else:
             cv2.resize(img, (dst.shape[1], dst.shape[0]), dst=dst, interpolation=cv2.INTER_LINEAR)
 
-    def _trajectory(self, video: Video, idx, bwd, views, stack, affine, means, scale) -> None:
+    def _trajectory(self, video: Video, idx, bwd, views, stack, a, b, means, scale) -> None:
         """Trajectory stacks (eq. 2 of Simonyan & Zisserman), see the module docstring."""
         K, L = idx.shape
         float_out = stack.dtype == np.float32
@@ -638,9 +634,8 @@ class TwoStreamDataset:
             for j in range(L):
                 px, py = video.flow_payload(int(idx[k, j]), bool(bwd[k, j]))
                 qs = (decode_grey(px), decode_grey(py))
-                a, b = affine(k, j)
                 q_planes.append(qs)
-                d_planes.append([cv2.LUT(qs[c], qgrid * a[c] + b[c]) for c in range(2)])
+                d_planes.append([cv2.LUT(qs[c], qgrid * a[k, j, c] + b[k, j, c]) for c in range(2)])
             done: Dict[Tuple[int, int, int, int], List[List[np.ndarray]]] = {}
             for v, (x0, y0, w, h, fl) in enumerate(views):
                 box = (x0, y0, w, h)
@@ -688,11 +683,11 @@ class TwoStreamDataset:
         img = decode_rgb(video.rgb_bytes(int(frame)))
         for v, (x0, y0, w, h, fl) in enumerate(views):
             crop = img[y0:y0 + h, x0:x0 + w]
+            dst = dsts[v]
+            if crop.shape[:2] != dst.shape[1:]:  # resize, then mirror: as the flow planes
+                crop = cv2.resize(crop, (dst.shape[2], dst.shape[1]), interpolation=cv2.INTER_LINEAR)
             if fl:
                 crop = cv2.flip(crop, 1)
-            dst = dsts[v]
-            if crop.shape[:2] != dst.shape[1:]:
-                crop = cv2.resize(crop, (dst.shape[2], dst.shape[1]), interpolation=cv2.INTER_LINEAR)
             chans = cv2.split(np.ascontiguousarray(crop))
             for c in range(3):
                 if dst.dtype == np.float32:

