@@ -339,7 +339,7 @@ class TwoStreamDataset:
             self.root = os.path.abspath(os.fspath(store))
             self._store = open_store(self.root)
         self._pid = os.getpid()
-        self._videos: "OrderedDict[str, Video]" = OrderedDict()
+        self._videos: "OrderedDict[str, Tuple[Video, Dict[str, Any]]]" = OrderedDict()
         st = self._store
         if self.bidirectional and not st.config.get("backward", False):
             raise ConfigError(f"{self.root}: bidirectional stacks need backward flows; "
@@ -425,16 +425,28 @@ class TwoStreamDataset:
 
     def video(self, video_id: str) -> Video:
         """The open Video of ``video_id`` (kept in a small per-process LRU cache)."""
+        return self._entry(video_id)[0]
+
+    def _entry(self, video_id: str) -> Tuple[Video, Dict[str, Any]]:
+        """(video, per-video cache of parsed arrays), from the per-process LRU."""
         st = self._open()
-        v = self._videos.get(video_id)
-        if v is None:
-            v = st[video_id]
-            self._videos[video_id] = v
+        e = self._videos.get(video_id)
+        if e is None:
+            e = (st[video_id], {})
+            self._videos[video_id] = e
             if len(self._videos) > self.video_cache:
                 self._videos.popitem(last=False)
         else:
             self._videos.move_to_end(video_id)
-        return v
+        return e
+
+    def _means(self, video_id: str, backward: bool) -> np.ndarray:
+        """float32 (num_flows, 2) stored mean vectors, parsed once per cached video."""
+        video, cache = self._entry(video_id)
+        key = "mean_b" if backward else "mean_f"
+        if key not in cache:
+            cache[key] = video.mean_flow_backward if backward else video.mean_flow
+        return cache[key]
 
     # --- dataset protocol ---------------------------------------------------
     def __len__(self) -> int:
@@ -553,14 +565,14 @@ class TwoStreamDataset:
         out["flow"] = stack
 
         fixed = video.quant["scheme"] == "fixed"
-        means = np.empty((K, L, 2), np.float32)
-        mf = video.mean_flow
-        mb = video.mean_flow_backward if bwd.any() else None
-        ranges = None if fixed else np.empty((K, L, 2, 2), np.float32)
-        for k in range(K):
-            for j in range(L):
-                means[k, j] = (mb if bwd[k, j] else mf)[idx[k, j]]
-                if ranges is not None:
+        means = self._means(video.video_id, False)[idx]                     # (K, L, 2)
+        if bwd.any():
+            means[bwd] = self._means(video.video_id, True)[idx[bwd]]
+        ranges = None
+        if not fixed:
+            ranges = np.empty((K, L, 2, 2), np.float32)
+            for k in range(K):
+                for j in range(L):
                     ranges[k, j] = video.flow_ranges(int(idx[k, j]), bool(bwd[k, j]))
         flips = np.array([v[4] for v in views], bool)
         sign = np.where(flips, -1.0, 1.0).astype(np.float32)
