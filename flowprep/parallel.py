@@ -10,11 +10,19 @@ time to each idle worker and watches them:
   has its worker killed and is recorded as failed ("timed out");
 - videos a worker committed but had not yet published (an HDF5 shard still
   open) when it died are queued again once;
+- a worker told to finish that dies, or does not finish within ``timeout``
+  seconds, has its unsealed videos queued again for a fresh worker;
 - a full disk stops the dispatching of new videos; the run ends early with
-  every remaining input reported, not failed one by one.
+  every remaining input reported, not failed one by one;
+- workers die with the parent (Linux: PR_SET_PDEATHSIG), so a parent killed
+  with SIGKILL leaves no worker writing into a store another run may own.
+
+Every video handed to ``run_local`` comes back in exactly one result dict.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import multiprocessing as mp
 import os
 import signal
@@ -27,8 +35,30 @@ from .errors import DiskFullError, FlowprepError
 from .progress import Progress
 
 
-def _worker_main(conn, index: int, job) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux; else a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _close_hook(done_ids) -> None:
+    """FLOWPREP_TEST_HOOK=segfault_at_close:substring: die when told to finish (tests)."""
+    action, _, pattern = os.environ.get("FLOWPREP_TEST_HOOK", "").partition(":")
+    if action == "segfault_at_close" and pattern and any(pattern in v for v in done_ids):
+        os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def _worker_main(conn, index: int, job, parent: int = 0) -> None:
     """Body of a worker process: receive videos, process, report."""
+    if parent:
+        _die_with_parent(parent)
     import cv2
     from .extract import process_video
     from .flow import make_backend
@@ -41,11 +71,13 @@ def _worker_main(conn, index: int, job) -> None:
         pass
     backend = None
     writer = None
+    done_ids = []
     try:
         writer = job.writer(f"{job.tmp_root.rsplit(os.sep, 1)[-1]}-w{index}-{os.getpid()}")
         while True:
             msg = conn.recv()
             if msg[0] == "stop":
+                _close_hook(done_ids)
                 writer.close()
                 conn.send(("closed", writer.drain_published()))
                 return
@@ -70,6 +102,7 @@ def _worker_main(conn, index: int, job) -> None:
                 conn.send(("closed", writer.drain_published()))
                 return
             result["published_ids"] = writer.drain_published()
+            done_ids.append(vin.video_id)
             conn.send(("done", result))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         return
@@ -90,18 +123,33 @@ class _Worker:
     def __init__(self, ctx, index: int, job) -> None:
         self.index = index
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, index, job), daemon=True,
-                                name=f"flowprep-worker-{index}")
+        self.proc = ctx.Process(target=_worker_main, args=(child, index, job, os.getpid()),
+                                daemon=True, name=f"flowprep-worker-{index}")
         self.proc.start()
         child.close()
         self.task = None
         self.started = 0.0
         self.frames = 0
         self.unsealed: List[Any] = []  # committed, not yet published (HDF5)
+        self.stop_sent = 0.0  # when it was told to finish (0: not yet)
 
-    def assign(self, vin) -> None:
+    def assign(self, vin) -> bool:
+        """Hand ``vin`` over; False when the worker is gone (the caller keeps the video)."""
+        try:
+            self.conn.send(("task", vin))
+        except (BrokenPipeError, ConnectionError, OSError):
+            return False
         self.task, self.started, self.frames = vin, time.monotonic(), 0
-        self.conn.send(("task", vin))
+        return True
+
+    def stop(self) -> None:
+        if self.stop_sent or not self.proc.is_alive() or self.conn.closed:
+            return
+        self.stop_sent = time.monotonic()
+        try:
+            self.conn.send(("stop",))
+        except (BrokenPipeError, ConnectionError, OSError):
+            pass
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -128,15 +176,20 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
                                  "reason": reason}
         progress.video_done(False)
 
-    def requeue_unsealed(w: _Worker, why: str) -> None:
+    def requeue_unsealed(w: _Worker, why: str) -> bool:
+        """Queue again the videos ``w`` committed but had not published; True if any."""
+        again = False
         for vin in w.unsealed:
             results.pop(vin.video_id, None)
             if vin.video_id in retried:
-                fail(vin, f"lost when its worker {why}, twice")
+                fail(vin, f"{vin.path}: computed twice, and lost twice when its worker {why} "
+                          f"before its HDF5 shard was sealed")
             else:
                 retried.add(vin.video_id)
                 queue.append(vin)
+                again = True
         w.unsealed = []
+        return again
 
     def replace(w: _Worker) -> None:
         w.kill()
@@ -145,20 +198,19 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
     try:
         while True:
             for w in workers:
-                if w.task is None and queue and not stopping and not closing and w.proc.is_alive():
-                    w.assign(queue.pop())
-            if not any(w.task is not None for w in workers):
+                if (w.task is None and queue and not stopping and not closing and not w.stop_sent
+                        and w.proc.is_alive() and not w.conn.closed):
+                    vin = queue.pop()
+                    if not w.assign(vin):
+                        queue.append(vin)  # the worker is dead: found and replaced below
+            if not any(w.task is not None for w in workers) and not (queue and not stopping):
                 if closing or not workers:
                     if not any(w.proc.is_alive() for w in workers):
                         break
                 else:
                     closing = True
                     for w in workers:
-                        if w.proc.is_alive():
-                            try:
-                                w.conn.send(("stop",))
-                            except (BrokenPipeError, OSError):
-                                pass
+                        w.stop()
                     continue
             ready = wait([w.conn for w in workers if w.proc.is_alive()]
                          + [w.proc.sentinel for w in workers if w.proc.is_alive()], timeout=0.5)
@@ -187,11 +239,16 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
                         fail(w.task, f"{w.task.path}: the worker processing it {why} "
                                      f"during decoding or flow; the rest of the run continued")
                         w.task = None
-                    requeue_unsealed(w, why)
-                    if not closing and not stopping:
+                    again = requeue_unsealed(w, why)
+                    if not stopping and (not closing or again):
+                        # a worker lost while finishing: its videos need a fresh one
+                        closing = False
                         replace(w)
                     else:
                         w.conn.close()
+                elif w.task is None and w.stop_sent and w.proc.is_alive() \
+                        and time.monotonic() - w.stop_sent > job.opts.timeout:
+                    w.kill()  # stuck sealing its shard: handled as a crash on the next pass
                 elif w.task is not None:
                     limit = job.opts.timeout + job.opts.timeout_per_frame * w.frames
                     elapsed = time.monotonic() - w.started
@@ -210,11 +267,7 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
             if stopping and not any(w.task for w in workers) and not closing:
                 closing = True
                 for w in workers:
-                    if w.proc.is_alive() and not w.conn.closed:
-                        try:
-                            w.conn.send(("stop",))
-                        except (BrokenPipeError, OSError):
-                            pass
+                    w.stop()
             progress.tick()
     except KeyboardInterrupt:
         for w in workers:
