@@ -15,6 +15,7 @@ with flock support (Lustre: the ``flock`` mount option); see docs/cluster.md.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -23,18 +24,31 @@ import socket
 import uuid
 from typing import Iterator, List, Optional
 
-from .errors import LockedError
+from .errors import LockedError, StoreError
 from .store.base import META_DIR
 
 
+_BUSY = {errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES}
+
+
 def _flock(path: str, exclusive: bool, block: bool = False) -> Optional[int]:
+    """An fd holding a flock on ``path``; None when another process holds a conflicting one.
+
+    Raises StoreError when the filesystem does not support flock (e.g. Lustre
+    mounted without ``-o flock``): running without locks would not be safe.
+    """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
                     | (0 if block else fcntl.LOCK_NB))
-    except OSError:
+    except OSError as exc:
         os.close(fd)
-        return None
+        if exc.errno in _BUSY:
+            return None
+        raise StoreError(
+            f"{path}: cannot take a file lock ({exc.strerror or exc}); flowprep needs flock "
+            f"on the store's filesystem to run several jobs into one store safely (NFSv4 has "
+            f"it; Lustre needs the 'flock' mount option; see docs/cluster.md)") from None
     return fd
 
 

@@ -187,6 +187,29 @@ def test_three_concurrent_shard_jobs_equal_one_run(tmp_path, dataset, reference,
     assert digest(out) == reference(fmt)
 
 
+def test_the_example_sbatch_script_as_a_three_task_array(tmp_path, dataset, reference):
+    """examples/slurm_extract.sbatch, run as tasks 0..2 of `--array=0-2` at the same time."""
+    script = os.path.join(os.path.dirname(__file__), "..", "examples", "slurm_extract.sbatch")
+    out = tmp_path / "out"
+    env = dict(os.environ, INPUT=str(dataset), OUT=str(out), ALGO="farneback",
+               EXTRA="--short-side 64", SLURM_ARRAY_TASK_COUNT="3", SLURM_ARRAY_TASK_MIN="0",
+               SLURM_CPUS_PER_TASK="1",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    procs = [subprocess.Popen(["bash", script], env=dict(env, SLURM_ARRAY_TASK_ID=str(t)),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for t in range(3)]
+    logs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], logs
+    assert sum(counts(log)[0] for log in logs) == 10
+    assert digest(out) == reference("jpeg")
+    # resubmitting task 1 alone (`sbatch --array=1` reports COUNT=1, MIN=1) with PARTS=3
+    r = subprocess.run(["bash", script], env=dict(env, SLURM_ARRAY_TASK_ID="1",
+                       SLURM_ARRAY_TASK_COUNT="1", SLURM_ARRAY_TASK_MIN="1", PARTS="3"),
+                       capture_output=True, text=True, timeout=120)
+    part = select_shard(discover([str(dataset)]), 1, 3)
+    assert r.returncode == 0 and counts(r.stdout) == (0, len(part), 0), r.stdout + r.stderr
+
+
 def test_a_part_of_another_split_or_config_is_refused_while_parts_run(tmp_path):
     from flowprep.extract import _write_store_info
     from flowprep.lock import RunLock
