@@ -49,7 +49,7 @@ from .errors import BackendUnavailable, ConfigError, DiskFullError, FlowprepErro
 INSTALL_HINT = "pip install 'flowprep[dask]'"
 CONNECT_TIMEOUT_S = 30
 CLOSE_WAIT_S = 30.0
-MARKER = "dask-client"
+JOB_FILE = "dask-job.pickle"
 
 _CLIENTS: Dict[str, Any] = {}
 
@@ -164,11 +164,6 @@ class _WorkerState:
     def __init__(self, job, token: str) -> None:
         import cv2
         from .flow import make_backend
-        if not os.path.isfile(os.path.join(job.tmp_root, MARKER)):
-            raise BackendUnavailable(
-                f"the dask worker on {socket.gethostname()} does not see the store {job.root} "
-                f"(no {os.path.join(job.tmp_root, MARKER)}): the workers must share a filesystem "
-                f"with the client and see OUT at the same path")
         self.lock = threading.Lock()
         host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())
         self.tag = f"{token}-dask-{host}-{os.getpid()}-{next(self._serial)}"
@@ -201,6 +196,32 @@ _STATES: Dict[Tuple[str, int], _WorkerState] = {}
 _STATES_LOCK = threading.Lock()
 
 
+_JOBS: Dict[str, Any] = {}
+
+
+def _load_job(path: str):
+    """The run's Job, which the client wrote into the run's staging area (cached per process).
+
+    Passing a path, not the Job, keeps every task small (300k tasks are 300k
+    specs in the scheduler's memory) and checks that this worker sees the store.
+    """
+    with _STATES_LOCK:
+        job = _JOBS.get(path)
+    if job is None:
+        import pickle
+        try:
+            with open(path, "rb") as fh:
+                job = pickle.load(fh)
+        except FileNotFoundError:
+            raise BackendUnavailable(
+                f"the dask worker on {socket.gethostname()} does not see the store being written "
+                f"(no {path}): the workers must share a filesystem with the client and see OUT "
+                f"at the same path") from None
+        with _STATES_LOCK:
+            _JOBS[path] = job
+    return job
+
+
 def _state_for(job, token: str) -> _WorkerState:
     key = (token, threading.get_ident())
     with _STATES_LOCK:
@@ -212,12 +233,13 @@ def _state_for(job, token: str) -> _WorkerState:
     return st
 
 
-def _process_task(vin, job, token: str) -> Dict[str, Any]:
+def _process_task(vin, job_path: str) -> Dict[str, Any]:
     """The dask task of one video (runs on a worker). Never raises for a video's own error."""
     from .extract import process_video
     base = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
     try:
-        st = _state_for(job, token)
+        job = _load_job(job_path)
+        st = _state_for(job, os.path.basename(os.path.dirname(job_path)))
     except FlowprepError as exc:
         return dict(base, status="fatal", reason=f"{socket.gethostname()}: {exc}")
     with st.lock:
@@ -241,6 +263,8 @@ def _close_run(token: str) -> Dict[str, Optional[List[str]]]:
     with _STATES_LOCK:
         keys = [k for k in _STATES if k[0] == token]
         states = [_STATES.pop(k) for k in keys]
+        for path in [p for p in _JOBS if os.path.basename(os.path.dirname(p)) == token]:
+            del _JOBS[path]
     out: Dict[str, Optional[List[str]]] = {}
     for st in states:
         if not st.lock.acquire(timeout=CLOSE_WAIT_S):
@@ -272,6 +296,7 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
     """
     if not videos:
         return []
+    import pickle
     distributed = _distributed()
     from distributed.scheduler import KilledWorker
     from .fsutil import atomic_write_bytes
@@ -279,7 +304,8 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
 
     client = connect(address)
     token = os.path.basename(job.tmp_root)
-    atomic_write_bytes(os.path.join(job.tmp_root, MARKER), f"{socket.gethostname()}\n".encode())
+    job_path = os.path.join(job.tmp_root, JOB_FILE)
+    atomic_write_bytes(job_path, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
     progress = Progress(len(videos), enabled=job.opts.progress)
     results: Dict[str, Dict[str, Any]] = {}
     attempts: Dict[str, int] = {}
@@ -288,13 +314,15 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
     lost_once = set()
     stopping: Optional[str] = None
 
-    def submit(vin):
-        n = attempts.get(vin.video_id, 0)
-        attempts[vin.video_id] = n + 1
-        fut = client.submit(_process_task, vin, job, token,
-                            key=f"flowprep-video-{token}-{n}-{vin.video_id}")
-        pending[fut] = vin
-        return fut
+    def submit(vins) -> list:
+        keys = []
+        for vin in vins:
+            n = attempts.get(vin.video_id, 0)
+            attempts[vin.video_id] = n + 1
+            keys.append(f"flowprep-video-{token}-{n}-{vin.video_id}")
+        futs = client.map(_process_task, vins, job_path=job_path, key=keys)
+        pending.update(zip(futs, vins))
+        return futs
 
     def seal(tag: str, ids) -> None:
         box = unsealed.get(tag)
@@ -331,7 +359,7 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
         progress.video_done(status == "published")
 
     closed_all = False
-    ac = distributed.as_completed([submit(v) for v in videos], loop=client.loop,
+    ac = distributed.as_completed(submit(videos), loop=client.loop,
                                   with_results=True, raise_errors=False)
     try:
         while True:
@@ -389,8 +417,7 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                     redo.append(vin)
             if not redo:
                 break
-            for vin in redo:
-                ac.add(submit(vin))
+            ac.update(submit(redo))
         closed_all = True
     except KeyboardInterrupt:
         try:

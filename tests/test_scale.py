@@ -73,7 +73,8 @@ def digest(out):
         frames = [_sha(v.rgb_bytes(i)) for i in range(v.num_frames)]
         flows = [[_sha(p) for p in v.flow_payload(i)] for i in range(v.num_flows)]
         videos[vid] = {"meta": meta, "frames": frames, "flows": flows}
-    lists = {name: (out / name).read_text() for name in ("rgb_list.txt", "flow_list.txt", "classes.txt")}
+    lists = {name: (out / name).read_text()
+             for name in ("rgb_list.txt", "flow_list.txt", "classes.txt")}
     info = json.loads((out / "flowprep.json").read_text())
     files = None
     if store.format == "jpeg":
@@ -91,7 +92,8 @@ def digest(out):
 def dataset(tmp_path_factory):
     """10 tiny lossless videos in 4 classes; Zoom/v_slow sorts last (submitted last)."""
     root = tmp_path_factory.mktemp("scale_in")
-    names = ["A/a0", "A/a1", "A/a2", "B/b0", "B/b1", "B/b2", "C/c0", "C/c1", "Zoom/z0", f"Zoom/{SLOW}"]
+    names = ["A/a0", "A/a1", "A/a2", "B/b0", "B/b1", "B/b2", "C/c0", "C/c1", "Zoom/z0",
+             f"Zoom/{SLOW}"]
     for k, name in enumerate(names):
         path = root / (name + ".mkv")
         path.parent.mkdir(exist_ok=True)
@@ -180,7 +182,8 @@ def test_three_concurrent_shard_jobs_equal_one_run(tmp_path, dataset, reference,
     # the lists written by whichever part finished last hold every video
     assert digest(out) == reference(fmt)
     # reruns (a part, then the whole job) publish nothing
-    r = run_flowprep("extract", dataset, "-o", out, "--format", fmt, "--shard", "1/3", "--jobs", "1", *FAST)
+    r = run_flowprep("extract", dataset, "-o", out, "--format", fmt, "--shard", "1/3",
+                     "--jobs", "1", *FAST)
     assert r.returncode == 0 and counts(r.stdout) == (0, published[1], 0), r.stderr
     r = run_flowprep("extract", dataset, "-o", out, "--format", fmt, "--jobs", "1", *FAST)
     assert r.returncode == 0 and counts(r.stdout) == (0, 10, 0), r.stderr
@@ -352,9 +355,13 @@ def test_dask_worker_threads_take_host_slots_and_their_gpus(tmp_path, dataset, m
     seen = []
     _cpu_standing_in_for_gpus(monkeypatch, seen)
     job = _job(tmp_path / "out", resolve("farneback", "cuda", "opencv", opencv_gpus=2))
+    job_path = os.path.join(job.tmp_root, fd.JOB_FILE)
     with pytest.raises(BackendUnavailable, match="does not see the store"):
-        fd._WorkerState(job, "test-run")  # the client's marker is missing: no shared filesystem
-    open(os.path.join(job.tmp_root, fd.MARKER), "w").close()
+        fd._load_job(job_path)  # the client's job file is missing: no shared filesystem
+    import pickle
+    with open(job_path, "wb") as fh:
+        pickle.dump(job, fh)
+    assert fd._load_job(job_path).key == job.key
     states = [fd._WorkerState(job, "test-run") for _ in range(3)]
     assert [s.slot for s in states] == [0, 1, 2]
     assert [s.device for s in states] == seen == ["cuda:0", "cuda:1", "cuda:0"]
