@@ -366,9 +366,9 @@ def _verify_hdf5_video(store, vid: str, e: Dict[str, Any], key, col: _Collector,
 def _check_raw(g, name: str, count: int, h: int, w: int, vid: str, label: str, col: _Collector,
                rel: str) -> None:
     ds = g[name]
-    if tuple(ds.shape[1:]) != (h, w, 2) or ds.dtype != np.uint8:
+    if tuple(ds.shape[1:]) != (2, h, w) or ds.dtype != np.uint8:
         col.add(vid, f"{label}s", f"raw flow is {ds.dtype} {ds.shape}, metadata says "
-                                  f"uint8 (N, {h}, {w}, 2)", rel)
+                                  f"uint8 (N, 2, {h}, {w})", rel)
         return
     if ds.shape[0] != count:
         col.add(vid, f"{label}s", f"{ds.shape[0]} stored, metadata says {count}", rel)
