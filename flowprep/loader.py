@@ -639,15 +639,19 @@ class TwoStreamDataset:
         """Trajectory stacks (eq. 2 of Simonyan & Zisserman), see the module docstring."""
         K, L = idx.shape
         float_out = stack.dtype == np.float32
-        qgrid = np.arange(256, dtype=np.float32)
         halves = [range(L // 2), range(L // 2, L)] if self.bidirectional else [range(L)]
+        remap_kw = dict(interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         for k in range(K):
-            q_planes, d_planes = [], []
+            q_planes, d_planes = [], []  # per flow: (H, W, 2) uint8 as stored, float32 pixels
             for j in range(L):
                 px, py = video.flow_payload(int(idx[k, j]), bool(bwd[k, j]))
-                qs = (decode_grey(px), decode_grey(py))
+                qs = [decode_grey(px), decode_grey(py)]
                 q_planes.append(qs)
-                d_planes.append([cv2.LUT(qs[c], qgrid * a[k, j, c] + b[k, j, c]) for c in range(2)])
+                d = np.empty(qs[0].shape + (2,), np.float32)  # interleaved: one 2-channel remap
+                for c in range(2):
+                    np.multiply(qs[c], a[k, j, c], out=d[..., c])
+                    d[..., c] += b[k, j, c]
+                d_planes.append(d)
             done: Dict[Tuple[int, int, int, int], List[List[np.ndarray]]] = {}
             for v, (x0, y0, w, h, fl) in enumerate(views):
                 box = (x0, y0, w, h)
@@ -658,18 +662,13 @@ class TwoStreamDataset:
                     for half in halves:
                         px, py = gx.copy(), gy.copy()
                         for j in half:
-                            dx = cv2.remap(d_planes[j][0], px, py, cv2.INTER_LINEAR,
-                                           borderMode=cv2.BORDER_REPLICATE)
-                            dy = cv2.remap(d_planes[j][1], px, py, cv2.INTER_LINEAR,
-                                           borderMode=cv2.BORDER_REPLICATE)
+                            d = cv2.remap(d_planes[j], px, py, **remap_kw)  # (h, w, 2)
                             if float_out:
-                                sampled[j] = [dx, dy]
+                                sampled[j] = [d[..., 0], d[..., 1]]
                             else:
-                                sampled[j] = [cv2.remap(q_planes[j][c], px, py, cv2.INTER_LINEAR,
-                                                        borderMode=cv2.BORDER_REPLICATE)
-                                              for c in range(2)]
-                            px += dx
-                            py += dy
+                                sampled[j] = [cv2.remap(q, px, py, **remap_kw) for q in q_planes[j]]
+                            px += d[..., 0]
+                            py += d[..., 1]
                     done[box] = sampled
                 sampled = done[box]
                 row = v * K + k
@@ -689,8 +688,7 @@ class TwoStreamDataset:
                         self._resize_into(val, dst)
 
     # --- rgb --------------------------------------------------------------------
-    def _rgb_views(self, video: Video, frame: int, views, dsts: List[np.ndarray],
-                   as_int16: bool = False) -> None:
+    def _rgb_views(self, video: Video, frame: int, views, dsts: List[np.ndarray]) -> None:
         """Decode one frame and write each view's (3, S, S) into dsts[v]."""
         img = decode_rgb(video.rgb_bytes(int(frame)))
         for v, (x0, y0, w, h, fl) in enumerate(views):
