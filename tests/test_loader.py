@@ -600,3 +600,17 @@ def test_seed_determinism_and_epochs(many_store):
     import pickle
     d = TwoStreamDataset(many_store, length=3, crop_size=24, crop="random")
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(d))[1]["flow"], d[1]["flow"])
+
+
+def test_uint8_finished_on_the_gpu_side_equals_float_output(ramp_store):
+    # the recipe of docs/loader.md: dequantize, subtract flow_mean, multiply by flow_scale
+    L = 4
+    kw = dict(length=L, num_segments=2, crop_size=24, crop="multiscale", seed=9)
+    f = TwoStreamDataset(ramp_store, mean_subtract=True, **kw)
+    u = TwoStreamDataset(ramp_store, dtype="uint8", **kw)
+    for e in range(6):
+        a, b = f[(0, e)], u[(0, e)]
+        d = qz.dequantize_fixed(b["flow"], float(b["flow_bound"]))
+        d = d - b["flow_mean"].reshape(-1, 2 * L)[:, :, None, None]
+        d = d * np.tile(b["flow_scale"], (1, L))[:, :, None, None]
+        np.testing.assert_allclose(d, a["flow"], atol=2e-5, rtol=0)
