@@ -326,6 +326,9 @@ def test_resume_redoes_exactly_the_unpublished(built, tmp_path):
     assert sorted(report.published) == gone
     assert sorted(report.skipped) == sorted(set(MOTION) - set(gone))
     assert signature(flowprep.open_store(out)) == before
+    assert "MoveUpLeft/b" not in store.video_ids  # an open store keeps its view ...
+    store.refresh()
+    assert store.video_ids == sorted(MOTION)      # ... until refreshed
 
 
 def test_force_republishes(built, tmp_path):
@@ -370,3 +373,12 @@ def test_store_pickles_and_reads_in_a_forked_child(built):
     with ctx.Pool(2) as pool:
         got = pool.starmap(_read_some, [(store, [vid]) for vid in store.video_ids])
     assert [x for part in got for x in part] == serial
+
+
+def test_video_objects_pickle(built):
+    _, path, _ = built
+    v = flowprep.open_store(path)["MoveUpLeft/b"]
+    want = (v.rgb_bytes(2), v.flow_quantized(3).tobytes())
+    clone = pickle.loads(pickle.dumps(v))
+    assert (clone.rgb_bytes(2), clone.flow_quantized(3).tobytes()) == want
+    assert clone.meta == v.meta
