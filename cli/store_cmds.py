@@ -53,10 +53,10 @@ def verify(out, quick, as_json):
         n = len(open_store(out).video_ids)
         if problems:
             click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found "
-                       f"in {out} ({n} videos)", err=True)
+                       f"in {out} ({n} video{'' if n == 1 else 's'})", err=True)
         else:
-            click.echo(f"OK: {n} videos verified in {out}"
-                       + (" (files, counts and checksums; frames not decoded)" if quick else ""))
+            click.echo(f"OK: {n} video{'' if n == 1 else 's'} verified in {out}"
+                       + (" (frames not decoded)" if quick else ""))
     if problems:
         sys.exit(1)
 

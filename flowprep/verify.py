@@ -545,6 +545,9 @@ def format_description(d: Dict[str, Any]) -> str:
             n /= 1000.0
         return str(n)
 
+    def n(count: int, word: str) -> str:
+        return f"{count} {word}{'' if count == 1 else 's'}"
+
     c = d["config"]
     q = c.get("quant", {})
     qtxt = (f"fixed quantization, bound {q.get('bound'):g} px" if q.get("scheme") == "fixed"
@@ -554,8 +557,8 @@ def format_description(d: Dict[str, Any]) -> str:
             else ("original size" if not rs.get("short_side") else f"short side {rs['short_side']}"))
     fmt = d["format"]
     if fmt == "hdf5":
-        fmt += (f" (payload {d['payload']}), {d.get('shards', 0)} shards, "
-                f"{d.get('index_parts', 0)} index parts")
+        fmt += (f" (payload {d['payload']}), {n(d.get('shards', 0), 'shard')}, "
+                f"{n(d.get('index_parts', 0), 'index part')}")
         if d.get("superseded"):
             fmt += f", {d['superseded']} superseded copies (dead bytes; convert to drop them)"
     lines = [
@@ -566,9 +569,9 @@ def format_description(d: Dict[str, Any]) -> str:
         f"{c.get('jpeg_quality')}  [key {d['config_key']}]",
         f"videos     {d['videos']} published, {len(d['failures'])} failed"
         + (f", {d['stale_videos']} made with another configuration" if d["stale_videos"] else ""),
-        f"frames     {d['frames']} RGB frames, {d['flows']} flows"
+        f"frames     {n(d['frames'], 'RGB frame')}, {n(d['flows'], 'flow')}"
         + (f" + {d['backward_flows']} backward" if d["backward_flows"] else ""),
-        f"disk       {hb(d['disk']['bytes'])} in {d['disk']['files']} files "
+        f"disk       {hb(d['disk']['bytes'])} in {n(d['disk']['files'], 'file')} "
         f"({hb(d['disk']['allocated'])} allocated)",
         f"per frame  RGB {hb(d['bytes_per_rgb_frame'])}, flow {hb(d['bytes_per_flow'])} (x + y); "
         f"float32 flow would be {hb(d['float32_bytes_per_flow'])}"
