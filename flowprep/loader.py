@@ -305,6 +305,8 @@ class TwoStreamDataset:
         if crop_size is not None and int(crop_size) < 1:
             raise ConfigError(f"crop_size must be a positive number of pixels or None, got {crop_size!r}")
         self.crop_size = None if crop_size is None else int(crop_size)
+        if self.crop_size is None and self.test_crops == 10:
+            raise ConfigError("test_crops=10 needs a crop_size (ten crops of crop_size squares)")
         if self.mean_subtract and self.dtype == "uint8":
             raise ConfigError("mean_subtract needs dtype='float32' (uint8 cannot hold the centred "
                               "values); with uint8, subtract sample['flow_mean'] on the GPU")

@@ -533,6 +533,8 @@ def test_bad_options(tmp_path, const_store):
         TwoStreamDataset(const_store, modality="depth")
     with pytest.raises(ConfigError, match="even length"):
         TwoStreamDataset(const_store, length=5, bidirectional=True)
+    with pytest.raises(ConfigError, match="crop_size"):
+        TwoStreamDataset(const_store, mode="test", test_crops=10, crop_size=None)
     with pytest.raises(ConfigError, match="mean_subtract"):
         TwoStreamDataset(const_store, dtype="uint8", mean_subtract=True)
     st = build_store(tmp_path / "nb", {"A/x": make_video(5)})
@@ -571,12 +573,17 @@ def _same(a, b):
 
 
 @pytest.mark.parametrize("ctx", ["fork", "spawn"])
-def test_dataloader_workers_match_single_process(many_store, ctx):
+def test_dataloader_workers_match_single_process(many_store, ctx, fmt):
     pytest.importorskip("torch")
     ds = TwoStreamDataset(many_store, length=3, num_segments=2, crop_size=24, crop="random",
                           seed=11)
     ref = _collect(ds, 0, epochs=(0, 1))
-    _same(ref, _collect(ds, 2, ctx, epochs=(0, 1)))
+    if ctx == "spawn":  # slow to start (a fresh interpreter imports torch): one epoch, two formats
+        if fmt == "hdf5-raw":
+            pytest.skip("spawn is covered by the jpeg and hdf5 stores; raw payload by fork")
+        _same(ref[3:], _collect(ds, 2, ctx, epochs=(1,)))
+    else:
+        _same(ref, _collect(ds, 2, ctx, epochs=(0, 1)))
     boxes0 = np.concatenate([b["crop_box"] for b in ref[:3]])
     boxes1 = np.concatenate([b["crop_box"] for b in ref[3:]])
     assert len({tuple(b.ravel()) for b in boxes0}) > 2     # crops differ across samples
