@@ -48,7 +48,7 @@ from .errors import BackendUnavailable, ConfigError, DiskFullError, FlowprepErro
 
 INSTALL_HINT = "pip install 'flowprep[dask]'"
 CONNECT_TIMEOUT_S = 30
-CLOSE_WAIT_S = 30.0
+CLOSE_WAIT_S = 10.0
 JOB_FILE = "dask-job.pickle"
 
 _CLIENTS: Dict[str, Any] = {}
@@ -368,6 +368,9 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                 fut.release()
                 if vin is None:
                     continue
+                if isinstance(value, tuple) and len(value) == 3 \
+                        and isinstance(value[1], BaseException):
+                    value = value[1]  # an erred task: as_completed gives (type, exception, tb)
                 if isinstance(value, KilledWorker):
                     results[vin.video_id] = {
                         "video_id": vin.video_id, "input": vin.path, "status": "failed",
@@ -443,4 +446,6 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
         report.stopped = stopping
         for vin in videos:
             results.setdefault(vin.video_id, _not_processed(vin, stopping))
-    return [results[v.video_id] for v in videos if v.video_id in results]
+    # every video comes back in exactly one result dict
+    return [results.get(v.video_id) or _not_processed(v, "no result came back from the cluster")
+            for v in videos]

@@ -4,6 +4,7 @@ Every run here is compared with one plain local run of the same inputs: same
 videos, same bytes of every stored frame (Video API, and every file of a JPEG
 store), same metadata and annotation lists.
 """
+import contextlib
 import hashlib
 import json
 import multiprocessing
@@ -391,13 +392,12 @@ def test_an_unreachable_scheduler_is_a_config_error(monkeypatch):
         fd.connect("tcp://127.0.0.1:9")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A `dask scheduler` and two `dask worker` processes (with nannies) on 127.0.0.1."""
+@contextlib.contextmanager
+def dask_cluster(d, workers=2, **env_vars):
+    """A `dask scheduler` and `dask worker` processes (with nannies) on 127.0.0.1; a Client."""
     distributed = pytest.importorskip("distributed")
-    d = tmp_path_factory.mktemp("dask")
     sf = str(d / "scheduler.json")
-    env = dict(os.environ, FLOWPREP_TEST_HOOK=f"sleep:{SLOW}")
+    env = dict(os.environ, **env_vars)  # reaches the worker processes (and the scheduler)
     log = open(d / "cluster.log", "w")
     common = dict(cwd=str(d), stdout=log, stderr=subprocess.STDOUT, env=env)
     procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1",
@@ -407,15 +407,17 @@ def cluster(tmp_path_factory):
         while not os.path.exists(sf) and time.time() < deadline:
             time.sleep(0.1)
         assert os.path.exists(sf), "the dask scheduler did not start"
-        for i in range(2):
+        for i in range(workers):
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "dask", "worker", "--scheduler-file", sf, "--nthreads", "1",
                  "--no-dashboard", "--host", "127.0.0.1", "--name", f"w{i}",
                  "--memory-limit", "0"], **common))
         client = distributed.Client(scheduler_file=sf, timeout=30)
-        client.wait_for_workers(2, timeout=60)
-        yield client
-        client.close()
+        client.wait_for_workers(workers, timeout=60)
+        try:
+            yield client
+        finally:
+            client.close()
     finally:
         for p in reversed(procs):
             p.send_signal(signal.SIGTERM)
@@ -425,6 +427,13 @@ def cluster(tmp_path_factory):
                 p.kill()
                 p.wait()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Two workers; the task of the video v_slow sleeps 2 s on them."""
+    with dask_cluster(tmp_path_factory.mktemp("dask"), FLOWPREP_TEST_HOOK=f"sleep:{SLOW}") as c:
+        yield c
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -492,3 +501,24 @@ def test_a_bad_input_on_a_dask_worker_fails_with_its_reason(tmp_path, dataset, c
     store = flowprep.open_store(out)
     assert store.video_ids == ["good"]
     assert list(store.failures) == [str(inp / "broken.mp4")]
+
+
+def test_a_video_that_keeps_killing_dask_workers_fails_and_the_rest_publish(tmp_path, dataset):
+    """Every worker that runs `crash` dies (SIGSEGV); dask gives up after allowed-failures."""
+    import shutil
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for name in ("a0", "a1"):
+        shutil.copy(dataset / "A" / f"{name}.mkv", inp / f"{name}.mkv")
+    shutil.copy(dataset / "B" / "b0.mkv", inp / "crash.mkv")
+    out = tmp_path / "out"
+    with dask_cluster(tmp_path, workers=1, FLOWPREP_TEST_HOOK="segfault:crash",
+                      DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0") as client:
+        r = run_flowprep("extract", inp, "-o", out, "--scheduler", client.scheduler.address,
+                         *FAST)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert counts(r.stdout) == (2, 0, 1), r.stdout + r.stderr
+    store = flowprep.open_store(out)
+    assert store.video_ids == ["a0", "a1"]
+    (reason,) = store.failures.values()
+    assert "every dask worker that processed it died" in reason
