@@ -503,21 +503,27 @@ def test_a_bad_input_on_a_dask_worker_fails_with_its_reason(tmp_path, dataset, c
     assert list(store.failures) == [str(inp / "broken.mp4")]
 
 
-def test_a_video_that_keeps_killing_dask_workers_fails_and_the_rest_publish(tmp_path, dataset):
-    """Every worker that runs `crash` dies (SIGSEGV); dask gives up after allowed-failures."""
+def test_a_video_that_keeps_killing_dask_workers_fails_with_the_reason(tmp_path, dataset):
+    """Every worker that runs `crash` dies (SIGSEGV); dask gives up after allowed-failures.
+
+    (The crashing video runs alone: dask also blames tasks that were in flight on a
+    dying worker, so a neighbour could fail with it; see docs/cluster.md.)
+    """
     import shutil
     inp = tmp_path / "in"
     inp.mkdir()
     for name in ("a0", "a1"):
         shutil.copy(dataset / "A" / f"{name}.mkv", inp / f"{name}.mkv")
-    shutil.copy(dataset / "B" / "b0.mkv", inp / "crash.mkv")
     out = tmp_path / "out"
     with dask_cluster(tmp_path, workers=1, FLOWPREP_TEST_HOOK="segfault:crash",
-                      DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0") as client:
-        r = run_flowprep("extract", inp, "-o", out, "--scheduler", client.scheduler.address,
-                         *FAST)
+                      DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="1") as client:
+        addr = client.scheduler.address
+        r = run_flowprep("extract", inp, "-o", out, "--scheduler", addr, *FAST)
+        assert r.returncode == 0 and counts(r.stdout) == (2, 0, 0), r.stdout + r.stderr
+        shutil.copy(dataset / "B" / "b0.mkv", inp / "crash.mkv")
+        r = run_flowprep("extract", inp, "-o", out, "--scheduler", addr, *FAST)
     assert r.returncode == 1, r.stdout + r.stderr
-    assert counts(r.stdout) == (2, 0, 1), r.stdout + r.stderr
+    assert counts(r.stdout) == (0, 2, 1), r.stdout + r.stderr
     store = flowprep.open_store(out)
     assert store.video_ids == ["a0", "a1"]
     (reason,) = store.failures.values()
