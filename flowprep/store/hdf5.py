@@ -65,8 +65,8 @@ that ``flowprep verify`` checks. Raw flow (``payload="raw"``) is the
 quantized uint8 exactly as computed, gzip-compressed (level 4) one chunk per
 flow, so it is lossless after quantization; RGB stays JPEG. The planes are
 stored apart (dx plane, then dy plane, as the JPEG store keeps them), which
-deflates about 12 % smaller than interleaved (H, W, 2); level 4 is as small
-as level 9 within 12 % at a tenth of the write time, and lzf is 1.5x larger
+deflates about 12 % smaller than interleaved (H, W, 2); level 4 is within
+17 % of level 9's size at over 20x its write speed, and lzf is 1.6x larger
 (measured on bikes.mp4 at 602x256, see docs/store.md).
 
 Reading. Handles are opened lazily, read-only, with HDF5 file locking off
