@@ -171,10 +171,8 @@ def validate_tvl1_params(params: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     integer("warps", 1)
     integer("inner_iterations", 1)
     integer("outer_iterations", 1)
-    integer("median_filtering", -(2 ** 31))
-    if merged["median_filtering"] <= 1:
-        merged["median_filtering"] = min(merged["median_filtering"], 1) if merged["median_filtering"] >= 0 else 0
-    elif merged["median_filtering"] not in (3, 5):
+    integer("median_filtering", 0)
+    if merged["median_filtering"] not in (0, 1, 3, 5):
         raise ConfigError(
             "TV-L1 parameter 'median_filtering' must be 3 or 5 (the median filter size, "
             f"as cv2.medianBlur allows for float flow) or 0/1 for none, got {merged['median_filtering']!r}"
@@ -225,18 +223,21 @@ def _resolve_device(device: Any):
 def auto_batch_size(height: int, width: int, device: Any = "cpu") -> int:
     """How many pairs of (height, width) frames to process at once on ``device``.
 
-    CPU: enough pairs for about 2 M pixels per batch (amortises per-operation
-    overhead; more does not help), at most 16. CUDA: half the device's free
-    memory divided by a rough peak footprint of ~400 bytes per pixel per pair,
-    capped at 256.
+    CPU: about 0.4 M pixels per batch (4 pairs at 340x256), at most 16: this
+    amortises per-operation overhead while the working set stays near the
+    caches; larger CPU batches measured no faster. CUDA: half the device's
+    free memory divided by a rough peak footprint of ~400 bytes per pixel per
+    pair, capped at 256 (benchmarks/gpu_torch_tvl1.py measures the real peak).
     """
     torch = _torch()
     dev = _resolve_device(device)
     pixels = max(1, int(height) * int(width))
     if dev.type == "cuda":
         free, _total = torch.cuda.mem_get_info(dev)
+        # memory this process's caching allocator holds but does not use is free to us too
+        free += torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
         return int(max(1, min(256, (free // 2) // (_BYTES_PER_PIXEL * pixels))))
-    return int(max(1, min(16, (2 ** 21) // pixels)))
+    return int(max(1, min(16, 400_000 // pixels)))
 
 
 # --------------------------------------------------------------------------
@@ -796,6 +797,10 @@ class TorchTVL1Backend(FlowBackend):
         batch_size: pairs per batch in ``compute_batch``; None picks it from the
             frame size and the device's memory (``auto_batch_size``).
         compile: run the inner iteration through torch.compile (default off).
+        threads: CPU threads torch may use during this backend's calls (None:
+            torch's process-wide setting, by default all cores). Give it when
+            several worker processes share the CPU: torch's OpenMP threads
+            slow down badly when there are more of them than free cores.
     Raises:
         ConfigError: unknown parameter key (the valid ones are listed) or bad value.
         BackendUnavailable: torch not installed, or the device does not exist.
@@ -805,7 +810,8 @@ class TorchTVL1Backend(FlowBackend):
     implementation = "torch"
 
     def __init__(self, params: Optional[Dict[str, Any]] = None, device: str = "cpu",
-                 batch_size: Optional[int] = None, *, compile: bool = False) -> None:
+                 batch_size: Optional[int] = None, *, compile: bool = False,
+                 threads: Optional[int] = None) -> None:
         merged = validate_tvl1_params(params)
         torch = _torch()
         dev = _resolve_device(device)
@@ -815,8 +821,13 @@ class TorchTVL1Backend(FlowBackend):
                 raise ConfigError(f"batch_size must be a positive integer or None, got {batch_size!r}")
             batch_size = int(batch_size)
         self._fixed_batch = batch_size
+        self._auto_batch: Dict[Tuple[int, int], int] = {}  # frame size -> batch, fixed once chosen
         # without frames yet, advertise the batch for 340x256 (the usual TSN size)
         self.batch_size = batch_size or auto_batch_size(256, 340, dev)
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                    or threads < 1):
+            raise ConfigError(f"threads must be a positive integer or None, got {threads!r}")
+        self._threads = None if threads is None else int(threads)
         self._dev = dev
         self._compile = bool(compile)
         self._torch_version = torch.__version__
@@ -854,13 +865,25 @@ class TorchTVL1Backend(FlowBackend):
                     "compute_batch needs frames of one size"
                 )
         h, w = pairs[0][0].shape
-        chunk = self._fixed_batch or auto_batch_size(h, w, self._dev)
+        chunk = self._fixed_batch
+        if chunk is None:
+            if (h, w) not in self._auto_batch:
+                self._auto_batch[(h, w)] = auto_batch_size(h, w, self._dev)
+            chunk = self._auto_batch[(h, w)]
         out = np.empty((len(pairs), h, w, 2), dtype=np.float32)
-        for start in range(0, len(pairs), chunk):
-            part = pairs[start:start + chunk]
-            prev = np.stack([a for a, _ in part])
-            nxt = np.stack([b for _, b in part])
-            out[start:start + len(part)] = tvl1_batch(
-                prev, nxt, self.params, self._dev, compile=self._compile
-            )
+        torch = _torch()
+        saved = torch.get_num_threads()
+        if self._threads is not None:
+            torch.set_num_threads(self._threads)
+        try:
+            for start in range(0, len(pairs), chunk):
+                part = pairs[start:start + chunk]
+                prev = np.stack([a for a, _ in part])
+                nxt = np.stack([b for _, b in part])
+                out[start:start + len(part)] = tvl1_batch(
+                    prev, nxt, self.params, self._dev, compile=self._compile
+                )
+        finally:
+            if self._threads is not None:
+                torch.set_num_threads(saved)
         return out
