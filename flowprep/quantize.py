@@ -7,8 +7,9 @@ Convention (fixed scheme, bound B pixels), one component at a time:
 
 ``dequantize_fixed`` is the exact inverse map of the quantization grid: every
 d in [-B, B] comes back within half a step (B / 255 px), and under the map
-255 - q dequantizes to exactly -d, so a horizontal flip done in uint8 space
-(255 - q on the dx channel) is exact.
+255 - q dequantizes to -d (exactly in real arithmetic; in float32 to within
+~1e-5 px), so a horizontal flip done in uint8 space (255 - q on the dx
+channel) loses nothing: the flipped bytes are the bytes of the mirrored flow.
 
 Adaptive scheme: each flow component is mapped from its own [lo, hi] onto
 [0, 255]; (lo, hi) are stored per flow and per component:
