@@ -238,6 +238,20 @@ def test_a_part_of_another_split_or_config_is_refused_while_parts_run(tmp_path):
     assert json.load(open(tmp_path / "flowprep.json"))["config_key"] == "key2"
 
 
+def test_a_run_refused_by_the_lock_leaves_the_store_file_alone(tmp_path, dataset):
+    from flowprep.lock import RunLock
+    out = tmp_path / "out"
+    r = run_flowprep("extract", dataset / "A", "-o", out, "--jobs", "1", *FAST)
+    assert r.returncode == 0, r.stderr
+    before = (out / "flowprep.json").read_bytes()
+    with RunLock(str(out), 0, 2):
+        for shard in ("0/2", None):  # the same part, and a whole run
+            with pytest.raises(LockedError):
+                flowprep.extract([str(dataset / "A")], str(out), algo="dis", short_side=32,
+                                 shard=shard, jobs=1)
+    assert (out / "flowprep.json").read_bytes() == before
+
+
 def test_lists_written_last_hold_every_published_video(tmp_path, dataset, monkeypatch):
     """Part A scans, part B publishes and rewrites the lists, then A writes: B's video stays."""
     import shutil
