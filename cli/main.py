@@ -48,5 +48,6 @@ def main() -> None:
     cli(prog_name="flowprep")
 
 
-if __name__ == "__main__":
-    main()
+if __name__ == "__main__":  # python -m flowprep.cli.main: use the package's copy of the group
+    from flowprep.cli.main import main as _main
+    _main()

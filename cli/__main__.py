@@ -1,0 +1,4 @@
+"""python -m flowprep.cli"""
+from flowprep.cli.main import main
+
+main()
