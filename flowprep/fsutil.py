@@ -10,8 +10,11 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import socket
+import time
 import uuid
-from typing import Any
+from typing import Any, List
 
 from .errors import DiskFullError, StoreError, WriteError
 
@@ -46,9 +49,61 @@ def write_bytes(path: str, data: bytes, fsync: bool = False) -> None:
         raise WriteError(f"{path}: wrote {size} of {len(data)} bytes")
 
 
+_HOST = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "host"
+#: ".<name>.tmp-<host>-<pid>-<8 hex>": hidden (never listed as a video or an index part)
+_TMP_RE = re.compile(r"^\..+\.tmp-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>\d+)-[0-9a-f]{8}$")
+#: a temporary file this old is left over whoever wrote it (a write takes milliseconds)
+STALE_TMP_SECONDS = 3600.0
+
+
+def temp_name(path: str) -> str:
+    """The hidden temporary name ``atomic_write_bytes`` writes ``path`` under first."""
+    d, base = os.path.split(path)
+    return os.path.join(d, f".{base}.tmp-{_HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def stale_temp_files(directory: str, now: float = 0.0) -> List[str]:
+    """Leftover temporary files of ``atomic_write_bytes`` in ``directory`` (paths).
+
+    Left over: written by a process of this host that is gone, or older than
+    STALE_TMP_SECONDS (another host's writer cannot be asked).
+    """
+    out: List[str] = []
+    now = now or time.time()
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return out
+    for e in entries:
+        m = _TMP_RE.match(e.name)
+        if not m or not e.is_file(follow_symlinks=False):
+            continue
+        try:
+            old = now - e.stat(follow_symlinks=False).st_mtime > STALE_TMP_SECONDS
+        except OSError:
+            continue
+        if old or (m.group("host") == _HOST and not _pid_alive(int(m.group("pid")))):
+            out.append(e.path)
+    return out
+
+
 def atomic_write_bytes(path: str, data: bytes, fsync: bool = True) -> None:
-    """Write ``data`` beside ``path`` under a temporary name, then rename over it."""
-    tmp = f"{path}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    """Write ``data`` beside ``path`` under a hidden temporary name, then rename over it.
+
+    A crash leaves either the old file or the new one at ``path``, plus at worst
+    the hidden temporary (``stale_temp_files`` finds it; each run removes them).
+    """
+    tmp = temp_name(path)
     try:
         write_bytes(tmp, data, fsync=fsync)
         os.replace(tmp, path)

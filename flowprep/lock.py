@@ -21,10 +21,12 @@ import os
 import re
 import shutil
 import socket
+import time
 import uuid
 from typing import Iterator, List, Optional
 
 from .errors import LockedError, StoreError
+from .fsutil import stale_temp_files
 from .store.base import META_DIR
 
 
@@ -159,10 +161,25 @@ class RunLock:
 
 
 def clean_stale(root: str) -> List[str]:
-    """Remove staging areas of runs that are no longer alive; returns what was removed."""
+    """Remove what runs that are no longer alive left behind; returns what was removed.
+
+    - their staging areas OUT/.flowprep/tmp/<token>/ (videos being written);
+    - HDF5 shards no index part names (a run killed between sealing a shard and
+      writing its index part: the shard's videos were never published);
+    - hidden temporary files of atomic writes (``fsutil.stale_temp_files``) in
+      OUT, OUT/index and OUT/.flowprep/failures.
+    """
     tmp = os.path.join(root, META_DIR, "tmp")
     locks = os.path.join(root, META_DIR, "locks")
     removed = []
+    for d in (root, os.path.join(root, "index"), os.path.join(root, META_DIR, "failures")):
+        for path in stale_temp_files(d):
+            try:
+                os.unlink(path)
+                removed.append(os.path.relpath(path, root))
+            except OSError:
+                pass
+    removed.extend(_clean_orphan_shards(root, locks))
     if not os.path.isdir(tmp):
         return removed
     for token in os.listdir(tmp):
@@ -178,4 +195,74 @@ def clean_stale(root: str) -> List[str]:
             pass
         finally:
             os.close(fd)
+    return removed
+
+
+#: an unindexed shard this old, of a run no longer alive, is left over whoever wrote it
+ORPHAN_SHARD_SECONDS = 3600.0
+#: a shard written by a local worker: <token>-w<index>-<pid>-<seq>.h5 (token starts with the host)
+_LOCAL_SHARD = re.compile(r"-w\d+-(?P<pid>\d+)-\d+\.h5$")
+
+
+def _live_tokens(locks: str) -> List[str]:
+    try:
+        names = os.listdir(locks)
+    except OSError:
+        return []
+    return [n[len("run-"):-len(".lock")] for n in names
+            if n.startswith("run-") and n.endswith(".lock") and _held(os.path.join(locks, n))]
+
+
+def _clean_orphan_shards(root: str, locks: str) -> List[str]:
+    """Delete HDF5 shards (OUT/shards/*.h5) that no index part names and nobody will.
+
+    A shard is renamed into OUT/shards when sealed and named by its index part
+    a moment later; a run killed in between leaves it unnamed (its videos were
+    never published, so resume redoes them). It is deleted when its run is not
+    alive and either its writer was a local worker process of this host that is
+    gone (workers die with their run) or it is ORPHAN_SHARD_SECONDS old (writers
+    elsewhere, e.g. dask workers, cannot be asked). Shards of live runs are kept.
+    The index is read after those checks: a writer that was gone when checked
+    cannot add an index part later. Nothing is deleted while any index part is
+    unreadable (it might name the shard).
+    """
+    from .fsutil import _HOST, _pid_alive
+    shard_dir = os.path.join(root, "shards")
+    try:
+        names = [n for n in os.listdir(shard_dir) if n.endswith(".h5")]
+    except OSError:
+        return []
+    if not names:
+        return []
+    from .store import hdf5 as h5
+    live = [h5._safe_tag(t) + "-" for t in _live_tokens(locks)]
+    now = time.time()
+    candidates = []
+    for name in names:
+        if any(name.startswith(prefix) for prefix in live):
+            continue
+        m = _LOCAL_SHARD.search(name)
+        if m and name.startswith(_HOST + "-") and not _pid_alive(int(m.group("pid"))):
+            candidates.append(name)
+            continue
+        try:
+            if now - os.stat(os.path.join(shard_dir, name)).st_mtime > ORPHAN_SHARD_SECONDS:
+                candidates.append(name)
+        except OSError:
+            continue
+    if not candidates:
+        return []
+    parts, errors = h5.read_index_parts(root)
+    if errors:
+        return []
+    named = {str(p["shard"]) for p in parts}
+    removed = []
+    for name in candidates:
+        if name in named:
+            continue
+        try:
+            os.unlink(os.path.join(shard_dir, name))
+            removed.append(f"shards/{name}")
+        except OSError:
+            pass
     return removed
