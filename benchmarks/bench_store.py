@@ -176,14 +176,14 @@ def main() -> None:
         del n_items
     d = describe_store(stores["JPEG store"])
     s = flowprep.open_store(stores["JPEG store"])
-    v0 = s[s.video_ids[0]]
+    sizes = sorted({f"{s[v].width}x{s[v].height}" for v in s.video_ids})
 
     cmd = "python benchmarks/bench_store.py " + " ".join(sys.argv[1:])
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
           f"{platform.release()}, Python {platform.python_version()}; flowprep {flowprep.__version__}")
     print(f"Command: `{cmd.strip()}`")
     print(f"Input: {', '.join(os.path.basename(c) for c in clips)} at short side {a.short_side} "
-          f"({v0.width}x{v0.height}), {d['frames']} frames, {d['flows']} flows, {a.algo}, "
+          f"({', '.join(sizes)}), {d['frames']} frames, {d['flows']} flows, {a.algo}, "
           f"fixed bound {s.config['quant'].get('bound')} px, JPEG quality {s.config['jpeg_quality']}; "
           f"extract {t_extract:.1f} s, convert to HDF5 {t_convert:.1f} s")
     print()
