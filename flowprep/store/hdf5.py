@@ -56,8 +56,8 @@ is neither chunked nor compressible, costs a heap lookup per read and is not
 readable as plain bytes by other tools; appending is also slow. A 1-D
 chunked ``blob`` is appended to with plain resize + write (frames are
 buffered up to 1 MiB, so a 10-minute video is never held in memory), a frame
-is one contiguous slice, and the frames of one time step (RGB, dx, dy) lie
-next to each other, so reading a flow's x and y touches the same chunk.
+is one contiguous slice, and the frames of one time step (RGB, dx, dy) are
+written close together, so a flow's x and y usually share a chunk.
 One blob per video (not per stream) wastes at most one partially filled
 chunk per video. The tables are small (24 bytes a frame), kept in memory
 while writing and stored exactly sized at commit; they carry the checksum
