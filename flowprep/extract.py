@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import time
@@ -20,7 +21,8 @@ import numpy as np
 from . import __version__
 from . import quantize as qz
 from .decode import Resize, VideoReader, rgb_to_grey
-from .errors import ConfigError, DecodeError, DiskFullError, FlowprepError, WriteError
+from .errors import (ConfigError, DecodeError, DiskFullError, FlowprepError, StoreError,
+                     WriteError)
 from .flow import FlowChoice, make_backend, merge_params, resolve
 from .flow.base import FlowBackend
 from .inputs import VideoInput, class_names, discover, parse_shard, select_shard
@@ -252,24 +254,56 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         result.update(status="published", frames=n, flows=n_flows)
         if warnings:
             result["warnings"] = warnings
-    except DiskFullError:
+    except Exception as exc:
+        storage = _storage_error(exc)
         if vw is not None:
-            vw.abort()
-        raise
-    except (FlowprepError, cv2.error, OSError, MemoryError) as exc:
-        if vw is not None:
-            vw.abort()
-        reason = str(exc) if isinstance(exc, FlowprepError) else f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, WriteError):
-            reason = f"writing the store failed: {exc}"
-        result.update(status="failed", reason=reason)
-    except Exception as exc:  # a bug: record it with the traceback, keep the run going
-        if vw is not None:
-            vw.abort()
-        result.update(status="failed", reason=f"internal error {type(exc).__name__}: {exc}",
-                      detail=traceback.format_exc())
+            try:
+                vw.abort()
+            except Exception:  # the writer is broken too; the worker is retired below
+                pass
+        if isinstance(storage, DiskFullError):
+            raise storage from None
+        if storage is not None:
+            result.update(status="failed", reason=f"writing the store failed: {storage}")
+        elif isinstance(exc, (FlowprepError, cv2.error, MemoryError)):
+            result.update(status="failed", reason=str(exc) if isinstance(exc, FlowprepError)
+                          else f"{type(exc).__name__}: {exc}")
+        else:  # a bug: record it with the traceback, keep the run going
+            result.update(status="failed", reason=f"internal error {type(exc).__name__}: {exc}",
+                          detail=traceback.format_exc())
+        # After a write error or a bug the writer's state is unknown (an HDF5 shard may
+        # hold half-written data): the worker is not reused, and what it committed but
+        # had not yet published is redone by a fresh one (parallel.py).
+        result["writer_error"] = not isinstance(exc, (DecodeError, cv2.error, MemoryError)) \
+            and (storage is not None or isinstance(exc, (StoreError, OSError))
+                 or not isinstance(exc, FlowprepError))
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _storage_error(exc: BaseException) -> Optional[WriteError]:
+    """The WriteError an exception stands for, or None when it is not about storage.
+
+    Besides flowprep's own WriteError: an OSError with ENOSPC / EDQUOT / EIO, and
+    errors of libraries that report the C library's errno only in their text
+    (h5py raises RuntimeError("... file write failed ... errno = 28, error message =
+    'No space left on device' ...")), so that a full disk stops the run whichever
+    layer noticed it.
+    """
+    if isinstance(exc, WriteError):
+        return exc
+    eno = getattr(exc, "errno", None)
+    text = str(exc)
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if eno in _FULL or "errno = 28," in text or "No space left on device" in text \
+            or "Disk quota exceeded" in text:
+        return DiskFullError(f"no space left on the store's filesystem ({first})")
+    if eno == errno.EIO or "errno = 5," in text or "Input/output error" in text:
+        return WriteError(f"I/O error ({first})")
+    return None
 
 
 def _test_hook(vin: VideoInput) -> None:
@@ -382,6 +416,7 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
             results = run_dask(todo, job, opts.scheduler, report)
         else:
             results = run_local(todo, job, jobs, report)
+        unrecorded = None
         for res in results:
             if res["status"] == "published":
                 report.published.append(res["video_id"])
@@ -390,8 +425,19 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
                     report.warnings[res["input"]] = list(res["warnings"])
             else:
                 report.failed[res["input"]] = res["reason"]
-                record_failure(root, res["input"], res["video_id"], res["reason"])
-        write_lists(root, opts.format)
+                try:
+                    record_failure(root, res["input"], res["video_id"], res["reason"])
+                except (WriteError, OSError) as exc:  # a full disk: the report still has them
+                    unrecorded = _storage_error(exc) or exc
+        try:
+            write_lists(root, opts.format)
+        except (WriteError, OSError) as exc:
+            unrecorded = _storage_error(exc) or exc
+        if unrecorded is not None:
+            note = (f"the failure records or annotation lists could not be written ({unrecorded}); "
+                    f"rerun the same command once the store is writable (flowprep index "
+                    f"rewrites the lists alone)")
+            report.stopped = f"{report.stopped}; {note}" if report.stopped else note
     report.seconds = time.perf_counter() - t0
     return report
 

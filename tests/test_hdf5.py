@@ -449,3 +449,26 @@ def test_raw_payload_verify_catches_corruption(tmp_path):
         fh.write(b"\x00\xff" * 8)
     problems = verify_store(path)
     assert [(p.video_id, p.where) for p in problems] == [("MoveUpLeft/b", "flow 2")]
+
+
+def test_frames_are_appended_not_held_in_memory(tmp_path):
+    w = h5.Hdf5StoreWriter(str(tmp_path / "s"), str(tmp_path / "tmp"), "w")
+    vw = w.begin("long")
+    rng = np.random.default_rng(0)
+    n = 0
+    while vw.blob_len < 3 * h5.FLUSH_BYTES:  # noise JPEGs: ~30 kB each
+        vw.add_rgb(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8))
+        n += 1
+        assert vw.buf_len < h5.FLUSH_BYTES  # at most 1 MiB waits in memory
+    assert vw.blob.shape[0] == vw.blob_len  # the rest is in the file already
+    vw.add_flow(np.zeros((96, 128, 2), np.uint8))
+    for _ in range(n - 2):
+        vw.add_flow(np.full((96, 128, 2), 128, np.uint8))
+    meta = _meta("long", n)
+    meta.update(width=128, height=96)
+    vw.commit(meta)
+    w.close()
+    shards = h5.shard_dir(str(tmp_path / "s"))
+    f = h5.open_h5(os.path.join(shards, os.listdir(shards)[0]))
+    assert f["videos/0/rgb"].shape == (n, 3) and f["videos/0/flow_x"].shape == (n - 1, 3)
+    f.close()
