@@ -13,7 +13,7 @@ import flowprep
 from flowprep.cli.main import cli
 from flowprep.visualize import (CAPTION, GAP, evenly_spaced, flow_to_color, make_colorwheel,
                                 panel_size, sheet_size, wheel_legend)
-from test_store_contract import BOUND, MOTION, H, W, copy_store, make_dataset, make_store
+from test_store_contract import BOUND, H, W, copy_store, make_dataset, make_store
 
 FORMATS = ["jpeg", "hdf5"]
 
