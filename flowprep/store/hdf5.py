@@ -16,8 +16,8 @@ index part written (atomically: temp name, fsync, rename). A crash at any
 moment therefore leaves either an index part pointing at a complete shard,
 or nothing indexed (a temp file the next run removes with the run's staging
 area, or at worst a renamed shard that no index part names, which readers
-ignore and ``flowprep verify`` reports). Resume redoes exactly the videos no
-index part names.
+ignore, ``flowprep verify`` reports and the next run deletes once its writer
+is gone). Resume redoes exactly the videos no index part names.
 
 Index design. Several extract jobs (``--shard I/N`` parts, other machines on
 a shared filesystem) may publish into one OUT at once: each sealed shard gets
