@@ -256,11 +256,14 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
             result["warnings"] = warnings
     except Exception as exc:
         storage = _storage_error(exc)
-        if vw is not None:
+        if vw is not None and storage is None:
             try:
                 vw.abort()
             except Exception:  # the writer is broken too; the worker is retired below
                 pass
+        # after a storage error the writer is not touched again (an HDF5 file that failed
+        # a write fails its clean-up too, noisily); what it staged is dropped with the
+        # worker or the run's staging area
         if isinstance(storage, DiskFullError):
             raise storage from None
         if storage is not None:
