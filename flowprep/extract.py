@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import platform
+import re
 import time
 import traceback
 from collections import deque
@@ -296,17 +297,26 @@ def _storage_error(exc: BaseException) -> Optional[WriteError]:
     'No space left on device' ...")), so that a full disk stops the run whichever
     layer noticed it.
     """
-    if isinstance(exc, WriteError):
-        return exc
-    eno = getattr(exc, "errno", None)
     text = str(exc)
-    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if isinstance(exc, WriteError):
+        return type(exc)(_one_line(text)) if "\n" in text else exc
+    eno = getattr(exc, "errno", None)
     if eno in _FULL or "errno = 28," in text or "No space left on device" in text \
             or "Disk quota exceeded" in text:
-        return DiskFullError(f"no space left on the store's filesystem ({first})")
+        return DiskFullError(f"no space left on the store's filesystem ({_one_line(text)})")
     if eno == errno.EIO or "errno = 5," in text or "Input/output error" in text:
-        return WriteError(f"I/O error ({first})")
+        return WriteError(f"I/O error ({_one_line(text)})")
     return None
+
+
+def _one_line(text: str) -> str:
+    """h5py's multi-line "what (file write failed: time = ..., error message = 'why', ...)"
+    as "what: why"; other text with its lines joined."""
+    m = re.search(r"error message = '([^']*)'", text)
+    if m:
+        head = re.split(r"\s*\((?:file )?write failed", text, maxsplit=1, flags=re.I)[0].strip()
+        return f"{head}: {m.group(1)}" if head else m.group(1)
+    return " ".join(text.split())
 
 
 def _test_hook(vin: VideoInput) -> None:
