@@ -315,7 +315,8 @@ def _one_line(text: str) -> str:
     m = re.search(r"error message = '([^']*)'", text)
     if m:
         head = re.split(r"\s*\((?:file )?write failed", text, maxsplit=1, flags=re.I)[0].strip()
-        return f"{head}: {m.group(1)}" if head else m.group(1)
+        out = f"{head}: {m.group(1)}" if head else m.group(1)
+        return out + ")" * max(0, out.count("(") - out.count(")"))
     return " ".join(text.split())
 
 
