@@ -69,17 +69,37 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     except AttributeError:  # pragma: no cover - older OpenCV
         pass
+    from .extract import _storage_error
+    _quiet_h5py_unraisable()
     backend = None
     writer = None
     done_ids = []
+
+    def leave(kind: str, payload) -> None:
+        """Report, then exit without closing the writer: after a write error its state is
+        unknown (an HDF5 shard may hold half-written data), so nothing of it is sealed."""
+        conn.send((kind, payload))
+        conn.close()
+        os._exit(0)
+
     try:
-        writer = job.writer(f"{job.tmp_root.rsplit(os.sep, 1)[-1]}-w{index}-{os.getpid()}")
+        try:
+            writer = job.writer(f"{job.tmp_root.rsplit(os.sep, 1)[-1]}-w{index}-{os.getpid()}")
+        except Exception as exc:
+            err = _storage_error(exc) or exc
+            conn.send(("fatal", f"cannot write into the store {job.root}: {err}"))
+            return
         while True:
             msg = conn.recv()
             if msg[0] == "stop":
                 _close_hook(done_ids)
-                writer.close()
-                conn.send(("closed", writer.drain_published()))
+                err = None
+                try:
+                    writer.close()  # seals the open HDF5 shard
+                except Exception as exc:
+                    st = _storage_error(exc)
+                    err = (str(st or f"{type(exc).__name__}: {exc}"), isinstance(st, DiskFullError))
+                conn.send(("closed", writer.drain_published(), err))
                 return
             vin = msg[1]
             if backend is None:
@@ -96,16 +116,39 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
             try:
                 result = process_video(vin, job, backend, writer, progress)
             except DiskFullError as exc:
-                conn.send(("diskfull", {"video_id": vin.video_id, "input": vin.path,
-                                        "status": "failed", "reason": str(exc)}))
-                writer.close()
-                conn.send(("closed", writer.drain_published()))
-                return
+                leave("diskfull", {"video_id": vin.video_id, "input": vin.path, "status": "failed",
+                                   "reason": f"{vin.path}: not stored: {exc}"})
             result["published_ids"] = writer.drain_published()
             done_ids.append(vin.video_id)
+            if result.pop("writer_error", False):
+                result["retiring"] = True
+                leave("done", result)
             conn.send(("done", result))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         return
+
+
+def _quiet_h5py_unraisable() -> None:
+    """Silence h5py's tracebacks for objects freed after a failed write.
+
+    h5py prints each one twice (Cython prints it through sys.excepthook, then
+    reports it as 'Exception ignored in ...__dealloc__' through sys.unraisablehook);
+    the write error itself is already reported as the video's failure reason.
+    Tracebacks with any frame outside h5py are printed as before.
+    """
+    import traceback
+    default_unraisable, default_except = sys.unraisablehook, sys.excepthook
+
+    def unraisable(u) -> None:
+        if "h5py" not in repr(getattr(u, "object", "")):
+            default_unraisable(u)
+
+    def excepthook(kind, value, tb) -> None:
+        files = [f.filename for f in traceback.extract_tb(tb)]
+        if not (files and all("h5py" in f for f in files)):
+            default_except(kind, value, tb)
+
+    sys.unraisablehook, sys.excepthook = unraisable, excepthook
 
 
 def _signal_name(code: Optional[int]) -> str:
@@ -131,7 +174,9 @@ class _Worker:
         self.started = 0.0
         self.frames = 0
         self.unsealed: List[Any] = []  # committed, not yet published (HDF5)
-        self.stop_sent = 0.0  # when it was told to finish (0: not yet)
+        self.stop_sent = 0.0  # when it was told to finish, or said it will exit (0: not yet)
+        self.close_error = ""
+        self.retired = ""  # why it exits on its own (a write error, a full disk)
 
     def assign(self, vin) -> bool:
         """Hand ``vin`` over; False when the worker is gone (the caller keeps the video)."""
@@ -195,6 +240,39 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
         w.kill()
         workers[workers.index(w)] = _Worker(ctx, w.index, job)
 
+    full_disk = (f"no space left on the store's filesystem ({job.root}); free some space and "
+                 f"rerun the same command: published videos are kept and skipped")
+
+    def drain(w: _Worker) -> None:
+        nonlocal stopping
+        try:
+            while not w.conn.closed and w.conn.poll():
+                msg = w.conn.recv()
+                _handle(msg, w, results, progress, report)
+                if msg[0] == "fatal":
+                    stopping = stopping or msg[1]
+                    if w.task is not None:  # reported "not processed" with the reason
+                        queue.append(w.task)
+                        w.task = None
+                elif msg[0] == "diskfull":
+                    stopping = stopping or full_disk
+                    results[w.task.video_id] = msg[1]
+                    w.task = None
+                    w.stop_sent = time.monotonic()  # it exits: assign nothing more
+                    w.retired = "stopped on a full disk"
+                elif msg[0] == "done" and msg[1].pop("retiring", False):
+                    w.stop_sent = time.monotonic()  # it exits after a write error
+                    w.retired = "was replaced after a write error"
+                elif msg[0] == "closed":
+                    w.conn.close()
+                    w.proc.join(10)
+                    err = msg[2] if len(msg) > 2 else None
+                    if err and err[1]:
+                        stopping = stopping or full_disk
+                    w.close_error = err[0] if err else "dropped videos it had committed"
+        except (EOFError, OSError):
+            pass
+
     try:
         while True:
             for w in workers:
@@ -215,29 +293,24 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
             ready = wait([w.conn for w in workers if w.proc.is_alive()]
                          + [w.proc.sentinel for w in workers if w.proc.is_alive()], timeout=0.5)
             for w in list(workers):
-                if w.conn in ready or (w.proc.sentinel in ready and w.conn.poll()):
-                    try:
-                        while w.conn.poll():
-                            msg = w.conn.recv()
-                            _handle(msg, w, results, progress, report)
-                            if msg[0] == "fatal":
-                                stopping = msg[1]
-                            elif msg[0] == "diskfull":
-                                stopping = msg[1]["reason"]
-                                results[w.task.video_id] = msg[1]
-                                w.task = None
-                            elif msg[0] == "closed":
-                                w.conn.close()
-                                w.proc.join(10)
-                                break
-                    except (EOFError, OSError):
-                        pass
+                if w.conn in ready or w.proc.sentinel in ready:
+                    drain(w)
+                if not w.conn.closed and not w.proc.is_alive():
+                    # it may have exited after wait() returned: read what it said first
+                    drain(w)
+                if w.conn.closed and w.unsealed:
+                    # finished, but could not seal (publish) videos it had committed
+                    again = requeue_unsealed(w, f"could not seal its shard ({w.close_error})")
+                    if again and not stopping:
+                        closing = False
+                        replace(w)
+                    continue
                 if not w.proc.is_alive() and w.proc.exitcode is not None and not w.conn.closed:
                     # died without saying goodbye
-                    why = f"crashed ({_signal_name(w.proc.exitcode)})"
+                    why = w.retired or f"crashed ({_signal_name(w.proc.exitcode)})"
                     if w.task is not None:
                         fail(w.task, f"{w.task.path}: the worker processing it {why} "
-                                     f"during decoding or flow; the rest of the run continued")
+                                     f"(decoding, flow or writing); the rest of the run continued")
                         w.task = None
                     again = requeue_unsealed(w, why)
                     if not stopping and (not closing or again):
@@ -306,8 +379,7 @@ def _handle(msg, w: _Worker, results, progress, report) -> None:
     elif kind == "closed":
         _seal(w, set(msg[1]))
     elif kind == "fatal":
-        if w.task is not None:
-            w.task = None
+        pass  # handled by the caller (the task goes back to the queue)
 
 
 def _seal(w: _Worker, published) -> None:
