@@ -408,7 +408,11 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
     mine = select_shard(videos, index, count)
     t0 = time.perf_counter()
     root = os.path.abspath(out)
-    os.makedirs(root, exist_ok=True)
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as exc:
+        from .lock import setup_error
+        raise setup_error(root, exc) from None
     key = config_key(config)
     report = Report(root=root, not_in_shard=len(videos) - len(mine))
     with RunLock(root, index, count) as lock:

@@ -89,10 +89,29 @@ def store_lock(root: str) -> Iterator[None]:
             os.close(fd)
 
 
+def setup_error(root: str, exc: OSError) -> StoreError:
+    """The error for a store whose run files (locks, staging area) cannot be created."""
+    what = f"cannot create the run's lock and staging files in {root}"
+    if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        from .errors import DiskFullError
+        return DiskFullError(f"no space left on the store's filesystem: {what} "
+                             f"({exc.strerror}); free some space and rerun the same command")
+    return StoreError(f"{what} ({exc.strerror or exc})")
+
+
 class RunLock:
     """Held for the lifetime of one extract run on ``root`` (shard ``index`` of ``count``)."""
 
     def __init__(self, root: str, index: int = 0, count: int = 1) -> None:
+        try:
+            self._acquire(root, index, count)
+        except OSError as exc:  # a full disk (no inodes for the lock files), a read-only store
+            for fd in getattr(self, "_fds", []):
+                os.close(fd)
+            self._fds = []
+            raise setup_error(root, exc) from None
+
+    def _acquire(self, root: str, index: int, count: int) -> None:
         self.root = root
         self.dir = os.path.join(root, META_DIR, "locks")
         os.makedirs(self.dir, exist_ok=True)
