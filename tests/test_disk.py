@@ -254,3 +254,30 @@ def test_every_write_in_the_package_goes_through_checked_writes_or_h5py():
             for m in raw.finditer(text):
                 offenders.append(f"{os.path.relpath(os.path.join(d, f), root)}: {m.group(0)}")
     assert offenders == []
+
+
+@pytest.mark.parametrize("fmt,inodes", [("jpeg", 3), ("jpeg", 12), ("jpeg", 300),
+                                        ("hdf5", 3), ("hdf5", 12)])
+def test_running_out_of_inodes_anywhere_is_a_clear_message(inputs, tmp_path, fmt, inodes):
+    """A tmpfs with few inodes fails mkdir/creat with ENOSPC at every stage in turn: the
+    store directory, the lock and staging files, flowprep.json, frames, lists."""
+    mnt = str(tmp_path / "mnt")
+    os.makedirs(mnt)
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size=64m,nr_inodes={inodes}", "tmpfs", mnt],
+                       capture_output=True)
+    if p.returncode != 0:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    try:
+        out = os.path.join(mnt, "o")
+        p = run(cmd(inputs, out, fmt))
+        assert "Traceback" not in p.stdout + p.stderr
+        assert p.returncode in (1, 2), p.stdout + p.stderr
+        assert "no space left" in p.stderr
+        if os.path.exists(os.path.join(out, "flowprep.json")):
+            all_readable(out)  # whatever is published is whole
+        subprocess.run(["mount", "-o", "remount,nr_inodes=100000", mnt], check=True)
+        p = run(cmd(inputs, out, fmt))
+        assert p.returncode == 0, p.stderr
+        assert len(all_readable(out)) == N
+    finally:
+        unmount(mnt)
