@@ -117,6 +117,42 @@ def atomic_write_bytes(path: str, data: bytes, fsync: bool = True) -> None:
                 pass
 
 
+_RENAME_EXCHANGE = 2
+_renameat2 = None
+
+
+def exchange(a: str, b: str) -> bool:
+    """Atomically swap the paths ``a`` and ``b`` (Linux renameat2 RENAME_EXCHANGE).
+
+    Returns False where the system or filesystem cannot (not Linux, an old
+    kernel or C library, NFS): the caller falls back to two renames.
+    """
+    global _renameat2
+    if _renameat2 is None:
+        _renameat2 = False
+        try:
+            import ctypes
+            import ctypes.util
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            fn = libc.renameat2
+            fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                           ctypes.c_uint]
+            fn.restype = ctypes.c_int
+            _renameat2 = fn
+        except (OSError, AttributeError):
+            pass
+    if not _renameat2:
+        return False
+    at_fdcwd = -100
+    if _renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    import ctypes
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", 95)):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
 def atomic_write_json(path: str, obj: Any) -> None:
     """JSON-encode ``obj`` (sorted keys, indented) and write it atomically."""
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())

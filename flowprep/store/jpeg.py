@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..errors import StoreError
-from ..fsutil import atomic_write_json, read_json, safe_join, write_bytes
+from ..fsutil import atomic_write_json, exchange, read_json, safe_join, write_bytes
 from . import codec
 from .base import Store, StoreWriter, Video, VideoWriter, clear_failure
 
@@ -139,9 +139,18 @@ class JpegVideoWriter(VideoWriter):
         os.makedirs(os.path.dirname(self.dest), exist_ok=True)
         trash = None
         if os.path.lexists(self.dest):
-            trash = os.path.join(os.path.dirname(self.tmpdir), "old-" + uuid.uuid4().hex[:12])
-            os.rename(self.dest, trash)
-        os.rename(self.tmpdir, self.dest)
+            if os.path.islink(self.dest) or not os.path.isdir(self.dest):
+                raise StoreError(f"{self.dest}: exists and is not a video directory; "
+                                 f"not replaced")
+            if exchange(self.tmpdir, self.dest):
+                # one atomic step: a reader always finds a whole video here, old or new
+                trash = self.tmpdir
+            else:
+                trash = os.path.join(os.path.dirname(self.tmpdir), "old-" + uuid.uuid4().hex[:12])
+                os.rename(self.dest, trash)
+                os.rename(self.tmpdir, self.dest)
+        else:
+            os.rename(self.tmpdir, self.dest)
         clear_failure(self.root, self.video_id)
         self._published.append(self.video_id)
         if trash:
