@@ -126,6 +126,11 @@ class VideoReader:
     def __init__(self, path: str, resize: Resize = Resize()) -> None:
         self.path = str(path)
         if not os.path.isfile(self.path):
+            if os.path.islink(self.path) and not os.path.exists(self.path):
+                raise DecodeError(f"{self.path}: a broken symbolic link (its target "
+                                  f"{os.readlink(self.path)!r} does not exist)")
+            if os.path.exists(self.path):
+                raise DecodeError(f"{self.path}: not a regular file (a folder, pipe or device)")
             raise DecodeError(f"{self.path}: no such file")
         if os.path.getsize(self.path) == 0:
             raise DecodeError(f"{self.path}: empty file (0 bytes)")

@@ -5,8 +5,14 @@ with '/' separators (``ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01``). Roots:
 a folder argument is the root of every video under it; a single file's root
 is its own directory; in a .txt list, paths are relative to the list's
 directory (lines ``path [label]``). Ids are made safe (no '..', no leading
-'.') and unique: when two inputs map to one id, the later (in sorted path
-order) gets its extension appended (``x_mp4``), then a counter.
+'.', no control characters such as a newline, which would break the
+annotation lists; a first part that is the name of a file flowprep writes at
+the top of a store, e.g. ``flowprep.json``, gets a '_' appended) and unique:
+when two inputs map to one id, the later (in sorted path order) gets its
+extension appended (``x_mp4``), then a counter. Ids are also kept apart when
+they differ only in case (a store on a case-insensitive filesystem) and when
+one would be a folder of another (``a`` and ``a/b``: the video ``a`` becomes
+``a_mp4``), since a JPEG store keeps each video in the folder its id names.
 
 Labels are numbered from the sorted class folder names (the id's directory
 part) over all inputs, before sharding, so every shard numbers them alike;
@@ -42,6 +48,10 @@ class VideoInput:
     label: Optional[int] = None
 
 
+#: files flowprep writes at the top of a store (compared case-insensitively)
+RESERVED_NAMES = ("flowprep.json", "rgb_list.txt", "flow_list.txt", "classes.txt")
+
+
 def _safe_id(rel: str) -> str:
     rel = rel.replace(os.sep, "/")
     stem, _ = os.path.splitext(rel)
@@ -49,10 +59,18 @@ def _safe_id(rel: str) -> str:
     for p in stem.split("/"):
         if p in ("", ".", ".."):
             continue
+        p = "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in p)
         if p.startswith("."):
             p = "_" + p[1:] if len(p) > 1 else "_"
+        if not parts and p.casefold() in RESERVED_NAMES:
+            p += "_"
         parts.append(p)
     return "/".join(parts) or "_"
+
+
+def _folders(vid: str) -> List[str]:
+    parts = vid.split("/")
+    return ["/".join(parts[:k]) for k in range(1, len(parts))]
 
 
 def _walk(root: str) -> Iterable[str]:
@@ -109,24 +127,33 @@ def discover(inputs: Sequence[str]) -> List[VideoInput]:
         else:
             raise ConfigError(f"input {item!r} does not exist")
     found.sort(key=lambda t: (t[1], t[0]))
-    used: Dict[str, str] = {}
-    videos: List[Tuple[str, str, str, Optional[int]]] = []
+    unique: List[Tuple[str, str, Optional[int]]] = []
     seen_paths = set()
     for path, rel, label in found:
         key = os.path.abspath(path)
-        if key in seen_paths:
-            continue
-        seen_paths.add(key)
+        if key not in seen_paths:
+            seen_paths.add(key)
+            unique.append((path, rel, label))
+    # folders the ids name (casefolded): no video may take one of these as its own id
+    folders = {f.casefold() for _, rel, _ in unique for f in _folders(_safe_id(rel))}
+    used: Dict[str, str] = {}  # casefolded id -> path
+
+    def free(cand: str) -> bool:
+        return cand.casefold() not in used and cand.casefold() not in folders
+
+    videos: List[Tuple[str, str, str, Optional[int]]] = []
+    for path, rel, label in unique:
         vid = _safe_id(rel)
-        if vid in used:
+        if not free(vid):
             ext = os.path.splitext(rel)[1].lstrip(".").lower()
+            ext = "".join(c if c.isalnum() else "_" for c in ext)
             cand = f"{vid}_{ext}" if ext else f"{vid}_2"
             k = 2
-            while cand in used:
+            while not free(cand):
                 k += 1
                 cand = f"{vid}_{k}"
             vid = cand
-        used[vid] = path
+        used[vid.casefold()] = path
         cls = vid.rsplit("/", 1)[0] if "/" in vid else ""
         videos.append((path, vid, cls, label))
     classes = sorted({cls for _, _, cls, _ in videos})
