@@ -88,42 +88,49 @@ def main() -> None:
     opencv_tvl1().calc(pairs[0][0], pairs[0][1], None)
     TorchTVL1Backend({}, "cpu", batch_size=1).compute(*pairs[0])
 
-    rows = []
+    # Rows are measured interleaved (OpenCV, torch B1, B4, ... then again) so
+    # that load from other processes hits every row alike; wall time gives
+    # pairs/s, process CPU time shows the work done whatever the load.
+    configs = [("OpenCV DualTVL1 (cv2.optflow)", None)] + [("flowprep torch TV-L1", bs) for bs in batch_sizes]
     algo = opencv_tvl1()
-    times, ref = [], None
+    backends = {bs: TorchTVL1Backend({}, "cpu", batch_size=bs) for bs in batch_sizes}
+    wall = {c: [] for c in configs}
+    cpu = {c: [] for c in configs}
+    flows = {}
+    load_before = os.getloadavg()[0]
     for _ in range(args.repeats):
-        start = time.perf_counter()
-        ref = np.stack([algo.calc(a, b, None) for a, b in pairs])
-        times.append(time.perf_counter() - start)
-    t_cv = statistics.median(times)
-    rows.append(("OpenCV DualTVL1 (cv2.optflow)", "-", t_cv, None))
+        for config in configs:
+            bs = config[1]
+            w0, c0 = time.perf_counter(), time.process_time()
+            if bs is None:
+                flows[config] = np.stack([algo.calc(a, b, None) for a, b in pairs])
+            else:
+                flows[config] = backends[bs].compute_batch(pairs)
+            wall[config].append(time.perf_counter() - w0)
+            cpu[config].append(time.process_time() - c0)
+    load_after = os.getloadavg()[0]
 
-    for bs in batch_sizes:
-        backend = TorchTVL1Backend({}, "cpu", batch_size=bs)
-        times, flow = [], None
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            flow = backend.compute_batch(pairs)
-            times.append(time.perf_counter() - start)
-        dist = float(np.linalg.norm(flow - ref, axis=-1).mean())
-        rows.append(("flowprep torch TV-L1", str(bs), statistics.median(times), dist))
-
+    ref = flows[configs[0]]
+    t_cv = statistics.median(wall[configs[0]])
     mag = float(np.linalg.norm(ref, axis=-1).mean())
     print(f"### TV-L1 on the CPU, {width}x{height}, {args.pairs} pairs of {args.video}\n")
     print(f"- machine: {platform.platform()}, {platform.machine()}, {os.cpu_count()} CPUs "
-          f"(`{platform.processor() or 'unknown processor'}`)")
+          f"(`{platform.processor() or 'unknown processor'}`); load average "
+          f"{load_before:.1f} before, {load_after:.1f} after")
     print(f"- torch {torch.__version__} ({torch.get_num_threads()} threads), "
           f"OpenCV {cv2.__version__} ({cv2.getNumThreads()} threads), Python {platform.python_version()}")
     print(f"- command: `python {' '.join(sys.argv)}`")
-    print(f"- default parameters; median of {args.repeats} run(s); mean |flow| (OpenCV) = {mag:.2f} px\n")
-    print("| implementation | batch size | seconds | pairs/s | vs OpenCV | mean \\|torch - OpenCV\\| (px) |")
+    print(f"- default parameters; median of {args.repeats} interleaved run(s); "
+          f"mean |flow| (OpenCV) = {mag:.2f} px\n")
+    print("| implementation | batch size | pairs/s | vs OpenCV | CPU s per pair | mean \\|torch - OpenCV\\| (px) |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, bs, secs, dist in rows:
-        rate = args.pairs / secs
-        speed = t_cv / secs
-        d = "-" if dist is None else f"{dist:.3f}"
-        print(f"| {name} | {bs} | {secs:.2f} | {rate:.2f} | {speed:.2f}x | {d} |")
-
+    for config in configs:
+        name, bs = config
+        secs = statistics.median(wall[config])
+        cpu_pp = statistics.median(cpu[config]) / args.pairs
+        d = "-" if bs is None else f"{float(np.linalg.norm(flows[config] - ref, axis=-1).mean()):.3f}"
+        print(f"| {name} | {'-' if bs is None else bs} | {args.pairs / secs:.2f} | {t_cv / secs:.2f}x "
+              f"| {cpu_pp:.2f} | {d} |")
 
 if __name__ == "__main__":
     main()
