@@ -61,6 +61,16 @@ def test_dis_presets_record_the_values_used():
     assert tuned.params["patch_size"] == 12
 
 
+def test_tvl1_result_does_not_depend_on_earlier_small_frames():
+    """OpenCV's calc() lowers nscales for good after a tiny frame; the backend must not carry it over."""
+    frames = [f[..., 0] for f in translated_frames(2, 96, 128, 1.25, -0.5)]
+    fresh = make_backend(resolve("tvl1", "cpu"), merge_params("tvl1")).compute(*frames)
+    be = make_backend(resolve("tvl1", "cpu"), merge_params("tvl1"))
+    tiny = np.zeros((20, 20), np.uint8)
+    be.compute(tiny, tiny)
+    np.testing.assert_array_equal(be.compute(*frames), fresh)
+
+
 def test_tvl1_parameters_reach_opencv():
     be = make_backend(resolve("tvl1", "cpu"), merge_params("tvl1", {"warps": 2, "epsilon": 0.02}))
     assert be._of.getWarpingsNumber() == 2

@@ -53,6 +53,9 @@ class OpenCVTVL1(FlowBackend):
             getattr(self._of, "set" + name)(params[key])
 
     def compute(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
+        # calc() lowers the object's scale count for good when a frame is too small for it;
+        # without this reset a small video would change the flow of every later video.
+        self._of.setScalesNumber(self.params["nscales"])
         return self._of.calc(prev, nxt, None)
 
 
