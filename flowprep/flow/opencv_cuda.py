@@ -102,6 +102,8 @@ class OpenCVCuda(FlowBackend):
         if self.algo == "brox":  # Brox wants CV_32FC1 in [0, 1]
             prev = prev.astype(np.float32) / 255.0
             nxt = nxt.astype(np.float32) / 255.0
+        elif self.algo == "tvl1":  # as on the CPU: never let a small frame lower nscales for good
+            self._of.setNumScales(int(self.params["nscales"]))
         self._g0.upload(prev)
         self._g1.upload(nxt)
         flow = self._of.calc(self._g0, self._g1, None)
