@@ -210,3 +210,18 @@ def test_cli_as_a_real_subprocess(tmp_path):
     assert "1 published" in p.stdout
     v = flowprep.open_store(out)["v 'quoted' name"]
     assert (v.width, v.height) == (96, 64)
+
+
+def test_torch_backend_through_the_cli(tmp_path):
+    pytest.importorskip("torch")
+    src = translated_video(str(tmp_path / "v.mkv"), n=4, h=80, w=96, dx=1.25, dy=-0.5)
+    out = tmp_path / "out"
+    r = run_cli("extract", src, "-o", out, "--short-side", 0, "--backend", "torch",
+                "--device", "cpu", "--batch-size", 2, "--jobs", "1")
+    assert r.exit_code == 0, r.output
+    store = flowprep.open_store(out)
+    assert store.config["implementation"] == "torch" and store.config["algo"] == "tvl1"
+    v = store["v"]
+    assert v.num_flows == 3 and v.meta["flow"]["implementation"] == "torch"
+    for i in range(3):
+        np.testing.assert_allclose(interior_mean(v.flow(i), 12), [1.25, -0.5], atol=0.1)
