@@ -283,7 +283,9 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
                         queue.append(vin)  # the worker is dead: found and replaced below
             if not any(w.task is not None for w in workers) and not (queue and not stopping):
                 if closing or not workers:
-                    if not any(w.proc.is_alive() for w in workers):
+                    # done when every worker is gone AND has been accounted for (a worker
+                    # that died since the last pass still has its unsealed videos to hand back)
+                    if not any(w.proc.is_alive() or not w.conn.closed for w in workers):
                         break
                 else:
                     closing = True
@@ -352,6 +354,12 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
                 w.proc.join(30)
             w.kill()
         progress.close()
+    for w in workers:  # safety net: never report a video published that is not
+        for vin in w.unsealed:
+            results[vin.video_id] = {
+                "video_id": vin.video_id, "input": vin.path, "status": "failed",
+                "reason": f"{vin.path}: computed, but its worker ended before its HDF5 shard "
+                          f"was sealed ({w.close_error or 'unknown reason'})"}
     if stopping:
         report.stopped = stopping
         for vin in queue:

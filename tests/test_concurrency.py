@@ -57,7 +57,7 @@ def wait_locked(out, p, timeout=60):
 
 def test_a_second_run_on_the_same_store_is_refused_and_the_first_completes(inputs, tmp_path):
     out = tmp_path / "o"
-    a = start(cmd(inputs, out), hook="sleep:v0")  # v0 sleeps 2 s: the run is still going
+    a = start(cmd(inputs, out), hook="sleep:v00")  # v00 sleeps 2 s: the run is still going
     try:
         wait_locked(str(out), a)
         b = subprocess.run(cmd(inputs, out), capture_output=True, text=True, timeout=120)

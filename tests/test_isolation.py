@@ -157,3 +157,23 @@ def test_workers_die_with_a_killed_parent(inputs, tmp_path):
             os.killpg(p.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def test_what_is_reported_published_is_in_the_store_when_workers_die_closing(tmp_path):
+    """Regression: the run ended as soon as no worker was alive, before a worker that had
+    just died at close was accounted for, so its unsealed HDF5 videos were reported
+    published and were in no shard. Timing-dependent: several runs, 12 videos, 2 workers."""
+    import re
+    root = tmp_path / "in"
+    for k in range(12):
+        d = root / f"class{k % 2}"
+        d.mkdir(parents=True, exist_ok=True)
+        translated_video(str(d / f"v{k:02d}.mkv"), n=20 + 2 * k, h=96, w=128, seed=k)
+    for attempt in range(4):
+        out = tmp_path / f"o{attempt}"
+        p = run(str(root), out, "hdf5", "segfault_at_close:v", jobs=2)
+        m = re.search(r"(\d+) published, 0 already published, (\d+) failed", p.stdout)
+        assert m, p.stdout + p.stderr
+        store = flowprep.open_store(out)
+        assert int(m.group(1)) == len(store.video_ids), (attempt, p.stdout)
+        assert len(store.video_ids) + len(store.failures) == 12
