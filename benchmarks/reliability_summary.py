@@ -114,7 +114,7 @@ def count_published(out) -> int:
 # --------------------------------------------------------------------------------------
 
 def corpus_scenario(fmt: str, work: str, root: str, cases) -> Row:
-    row = Row("bad-input corpus (28 files)", fmt)
+    row = Row(f"bad-input corpus ({len(cases)} files)", fmt)
     out = os.path.join(work, f"corpus-{fmt}")
     p = extract([root], out, fmt, algo="dis")
     if "Traceback" in p.stdout + p.stderr:
@@ -305,9 +305,12 @@ def main() -> int:
            f"{'kills':>5s} {'faults':>6s} {'lost':>4s}"
     print(head)
     print("-" * len(head))
+    legend = ("publ./failed: the store at the end of the scenario (after its rerun where there "
+              "is one); kills: runs SIGKILLed mid-work; lost: see the module docstring")
     for r in rows:
         print(f"{r.scenario:46s} {r.fmt:6s} {r.inputs:6d} {r.published:6d} {r.failed:6d} "
               f"{r.kills:5d} {r.faults:6d} {r.lost:4d}")
+    print(legend)
     print()
     for r in rows:
         if r.notes:
