@@ -249,7 +249,7 @@ def eio_scenario(fmt: str, work: str, inputs: str, n: int, reference, shim) -> R
     failed = [ln for ln in p.stderr.splitlines() if ln.startswith("FAILED ")]
     before = snapshot(out)
     row.notes.append(f"exit {p.returncode}, {len(failed)} failed: "
-                     f"{failed[0].split(': ', 2)[-1][:60] if failed else ''}")
+                     f"...{failed[0][-64:] if failed else ''}")
     p2 = extract([inputs], out, fmt)
     row.notes.append(f"rerun exit {p2.returncode}")
     outcome(row, out, n, reference=reference, before=before)
