@@ -105,7 +105,7 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
             if backend is None:
                 try:
                     backend = make_backend(job.choice, job.params, job.choice.device_for_worker(index),
-                                           job.opts.batch_size)
+                                           job.opts.batch_size, job.threads)
                 except FlowprepError as exc:
                     conn.send(("fatal", str(exc)))
                     return

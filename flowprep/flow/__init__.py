@@ -225,8 +225,12 @@ def resolve(algo: str, device: str = "auto", backend: str = "auto",
 
 
 def make_backend(choice: FlowChoice, params: Dict[str, Any], device: str = "cpu",
-                 batch_size: Optional[int] = None) -> FlowBackend:
-    """Instantiate the backend for ``choice`` on ``device`` (a worker's device string)."""
+                 batch_size: Optional[int] = None, threads: Optional[int] = None) -> FlowBackend:
+    """Instantiate the backend for ``choice`` on ``device`` (a worker's device string).
+
+    ``threads`` caps the CPU threads of the torch backend (OpenCV's are set per
+    process with cv2.setNumThreads), so N workers do not oversubscribe the cores.
+    """
     if choice.implementation == "opencv-cpu":
         from .opencv_cpu import OpenCVDIS, OpenCVFarneback, OpenCVTVL1
         cls = {"tvl1": OpenCVTVL1, "farneback": OpenCVFarneback, "dis": OpenCVDIS}[choice.algo]
@@ -236,5 +240,5 @@ def make_backend(choice: FlowChoice, params: Dict[str, Any], device: str = "cpu"
         return OpenCVCuda(choice.algo, params, device)
     if choice.implementation == "torch":
         from .torch_tvl1 import TorchTVL1Backend
-        return TorchTVL1Backend(params, device=device, batch_size=batch_size)
+        return TorchTVL1Backend(params, device=device, batch_size=batch_size, threads=threads)
     raise ConfigError(f"unknown implementation {choice.implementation!r}")
