@@ -171,8 +171,10 @@ class _WorkerState:
                                    else (0, None))
         self.device = job.choice.device_for_worker(self.slot)
         try:
-            cv2.setNumThreads(max(1, (os.cpu_count() or 1) // _worker_threads()))
-            self.backend = make_backend(job.choice, job.params, self.device, job.opts.batch_size)
+            threads = max(1, (os.cpu_count() or 1) // _worker_threads())
+            cv2.setNumThreads(threads)
+            self.backend = make_backend(job.choice, job.params, self.device, job.opts.batch_size,
+                                        threads)
             self.writer = job.writer(self.tag)
         except BaseException:
             self.release_slot()
