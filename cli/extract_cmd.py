@@ -102,6 +102,8 @@ def extract(inputs, out, algo, device, backend, params, fmt, short_side, size, b
                f"({report.frames} frames in {report.seconds:.1f} s) -> {report.root}")
     if report.not_in_shard:
         click.echo(f"({report.not_in_shard} inputs belong to other shards)")
+    for inp, warnings in sorted(report.warnings.items()):
+        click.echo(f"WARNING {inp}: published from a damaged input: {'; '.join(warnings)}", err=True)
     for inp, reason in sorted(report.failed.items()):
         click.echo(f"FAILED {inp}: {reason}", err=True)
     if report.stopped:

@@ -453,7 +453,8 @@ def describe_store(path: str) -> Dict[str, Any]:
     """What ``flowprep inspect`` reports, as a JSON-ready dict.
 
     Keys: path, format, payload, config, config_key, videos, frames, flows (forward),
-    backward_flows, failures (input -> reason), disk {bytes, allocated, files},
+    backward_flows, failures (input -> reason), warnings (video id -> warnings of
+    videos published from damaged inputs), disk {bytes, allocated, files},
     payload_bytes {rgb, flow, meta}, bytes_per_rgb_frame, bytes_per_flow (x and y of one
     flow), float32_bytes_per_flow, ratio_vs_float32, stale_videos; HDF5 also shards,
     index_parts, superseded (older copies of republished videos).
@@ -468,9 +469,12 @@ def describe_store(path: str) -> Dict[str, Any]:
     frames = flows = bflows = 0
     float_bytes = 0
     stale = 0
+    warnings: Dict[str, List[str]] = {}
     pb = {"rgb": 0, "flow": 0, "meta": 0}
     for vid in ids:
         meta = store.meta(vid)
+        if meta.get("warnings"):
+            warnings[vid] = list(meta["warnings"])
         n, f = int(meta["num_frames"]), int(meta["num_flows"])
         frames += n
         flows += f
@@ -483,7 +487,7 @@ def describe_store(path: str) -> Dict[str, Any]:
             pb[k] += v
     out.update(videos=len(ids), frames=frames, flows=flows, backward_flows=bflows,
                stale_videos=stale, payload_bytes=pb, disk=_tree_bytes(root),
-               failures=dict(sorted(store.failures.items())))
+               failures=dict(sorted(store.failures.items())), warnings=warnings)
     total_flows = flows + bflows
     out["bytes_per_rgb_frame"] = pb["rgb"] / frames if frames else None
     out["bytes_per_flow"] = pb["flow"] / total_flows if total_flows else None
@@ -583,6 +587,10 @@ def format_description(d: Dict[str, Any]) -> str:
             lines.append(f"  {inp}: {reason}")
     else:
         lines.append("failures   none")
+    if d.get("warnings"):
+        lines.append(f"warnings   {n(len(d['warnings']), 'published video')} from damaged inputs")
+        for vid, ws in d["warnings"].items():
+            lines.append(f"  {vid}: {'; '.join(ws)}")
     return "\n".join(lines)
 
 

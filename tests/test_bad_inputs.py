@@ -151,6 +151,12 @@ def test_damaged_inputs_are_published_with_warnings_and_clean_ones_without(extra
     half = store.meta("damaged/faststart_half")
     assert half["container_frames"] == 30 and half["num_frames"] < 20
     assert any(w.startswith("truncated: ") for w in half["warnings"])
+    # the run's output and `flowprep inspect` name them too
+    assert "WARNING" in p.stderr and "faststart_half" in p.stderr
+    from flowprep.verify import describe_store, format_description
+    d = describe_store(str(out))
+    assert "damaged/faststart_half" in d["warnings"]
+    assert "damaged/faststart_half: truncated: " in format_description(d)
 
 
 def test_rerun_retries_only_the_failed_inputs(extracted, tmp_path):
