@@ -62,10 +62,8 @@ def snapshot(out):
     return snap
 
 
-def published_are_whole(out):
-    """Every video a reader lists decodes completely (checked after each kill)."""
-    if not os.path.exists(os.path.join(out, "flowprep.json")):
-        return 0
+def read_every_frame(out):
+    """Decode every frame and flow of every video a reader lists; returns their ids."""
     store = flowprep.open_store(out)
     for vid in store.video_ids:
         v = store[vid]
@@ -73,7 +71,14 @@ def published_are_whole(out):
             v.rgb(i)
         for i in range(v.num_flows):
             v.flow_quantized(i)
-    return len(store.video_ids)
+    return set(store.video_ids)
+
+
+def published_are_whole(out):
+    """Every video a reader lists decodes completely (checked after each kill)."""
+    if not os.path.exists(os.path.join(out, "flowprep.json")):
+        return 0
+    return len(read_every_frame(out))
 
 
 def group_alive(pgid):

@@ -20,7 +20,7 @@ import flowprep
 from faultinject import build_shim, fault_env, mount_tmpfs, resize_tmpfs, unmount
 from synth import translated_video
 from test_bad_inputs import FLOWPREP, format_param
-from test_crash import snapshot
+from test_crash import read_every_frame, snapshot
 
 FORMATS = [format_param("jpeg"), format_param("hdf5")]
 N = 10
@@ -65,15 +65,6 @@ def reference(inputs, tmp_path_factory):
     return get
 
 
-def all_readable(out):
-    store = flowprep.open_store(out)
-    for vid in store.video_ids:
-        v = store[vid]
-        for i in range(v.num_frames):
-            v.rgb(i)
-        for i in range(v.num_flows):
-            v.flow_quantized(i)
-    return set(store.video_ids)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -108,7 +99,7 @@ def test_full_disk_stops_early_keeps_what_is_published_and_a_rerun_completes(
         assert len(hit) + len(skipped) == len(failed)
         assert skipped, "the run went on trying every video on a full disk"
         # what is published is whole, and nothing partial is visible
-        published = all_readable(out)
+        published = read_every_frame(out)
         assert len(published) + len(failed) <= N
         if fmt == "jpeg":
             assert {e for e in os.listdir(out) if not e.endswith((".txt", ".json"))} \
@@ -177,7 +168,7 @@ def test_an_io_error_fails_one_video_cleanly_and_a_rerun_completes(inputs, tmp_p
     assert re.search(r"writing the store failed: .*Input/output error|crashed \(SIGSEGV\)",
                      failed[0]), failed[0]
     assert "Stopped early" not in p.stderr  # an I/O error is not a full disk: the run goes on
-    published = all_readable(str(out))
+    published = read_every_frame(str(out))
     assert len(published) == N - 1
     from flowprep.verify import verify_store
     assert [str(x) for x in verify_store(str(out))] == []  # nothing half-written got published
@@ -274,10 +265,10 @@ def test_running_out_of_inodes_anywhere_is_a_clear_message(inputs, tmp_path, fmt
         assert p.returncode in (1, 2), p.stdout + p.stderr
         assert "no space left" in p.stderr
         if os.path.exists(os.path.join(out, "flowprep.json")):
-            all_readable(out)  # whatever is published is whole
+            read_every_frame(out)  # whatever is published is whole
         subprocess.run(["mount", "-o", "remount,nr_inodes=100000", mnt], check=True)
         p = run(cmd(inputs, out, fmt))
         assert p.returncode == 0, p.stderr
-        assert len(all_readable(out)) == N
+        assert len(read_every_frame(out)) == N
     finally:
         unmount(mnt)
