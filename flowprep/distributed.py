@@ -25,11 +25,22 @@ Failures:
   KilledWorker, and its video is recorded as failed with that reason;
 - a video's own error (process_video's status "failed") is a result, never
   retried;
+- after a write error (or a bug) while writing a video, that video fails with
+  its reason and the worker thread's state is retired, as parallel.py retires
+  a local worker: its writer's open HDF5 shard is dropped, never sealed (after
+  a failed write its state is unknown), and the next task on that thread makes
+  a new writer;
 - a video committed on a worker whose HDF5 shard was never sealed (the worker
-  died, or was unreachable at the end) is submitted again once; lost twice,
-  it is recorded as failed;
-- a full disk, or a backend that cannot start on a worker, stops the run:
-  pending tasks are cancelled and reported "not processed".
+  died, was unreachable at the end, or its writer was retired) is submitted
+  again once; lost twice, it is recorded as failed;
+- a full disk, or a backend that cannot start on a worker, stops the run (a
+  full disk with the same "Stopped early" message as a local run; the writer
+  that hit it is retired without sealing). As in a local run, videos already
+  being processed finish and are reported as they end; the rest are reported
+  "not processed": the client sets the run's stop event (tasks that start
+  after it do nothing) and cancels the tasks that have not started. (A task
+  cancelled while running would still write, but its result would never reach
+  the client, so a published video could be reported as not processed.)
 
 dask is an optional extra (``pip install 'flowprep[dask]'``), imported only
 inside this module's functions.
@@ -45,6 +56,7 @@ import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import BackendUnavailable, ConfigError, DiskFullError, FlowprepError
+from .fsutil import storage_error
 
 INSTALL_HINT = "pip install 'flowprep[dask]'"
 CONNECT_TIMEOUT_S = 30
@@ -170,6 +182,7 @@ class _WorkerState:
         self.slot, self.slot_fd = (acquire_slot() if job.choice.device_kind == "cuda"
                                    else (0, None))
         self.device = job.choice.device_for_worker(self.slot)
+        self.retired = False
         try:
             threads = max(1, (os.cpu_count() or 1) // _worker_threads())
             cv2.setNumThreads(threads)
@@ -187,9 +200,27 @@ class _WorkerState:
 
     def close(self) -> List[str]:
         """Seal and close the writer; the ids it published since the last drain."""
+        if self.retired:
+            return []
         try:
             self.writer.close()
             return self.writer.drain_published()
+        finally:
+            self.release_slot()
+
+    def retire(self) -> None:
+        """Out of use after a write error or a full disk: drop the writer's open shard
+        unsealed (what it committed there is redone by the client), never seal it."""
+        self.retired = True
+        with _STATES_LOCK:
+            for key in [k for k, v in _STATES.items() if v is self]:
+                del _STATES[key]
+        try:
+            discard = getattr(self.writer, "discard", None)  # the JPEG writer holds nothing
+            if discard is not None:
+                discard()
+        except Exception:  # noqa: BLE001 - it is dropped either way
+            pass
         finally:
             self.release_slot()
 
@@ -235,10 +266,25 @@ def _state_for(job, token: str) -> _WorkerState:
     return st
 
 
+def _stop_event_name(token: str) -> str:
+    return f"flowprep-stop-{token}"
+
+
+def _run_stopped(token: str) -> bool:
+    """Whether the client has stopped run ``token`` (its stop event is set)."""
+    try:
+        from distributed import Event
+        return Event(_stop_event_name(token)).is_set()
+    except Exception:  # noqa: BLE001 - outside a worker, or no scheduler: carry on
+        return False
+
+
 def _process_task(vin, job_path: str) -> Dict[str, Any]:
     """The dask task of one video (runs on a worker). Never raises for a video's own error."""
     from .extract import process_video
     base = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
+    if _run_stopped(os.path.basename(os.path.dirname(job_path))):
+        return dict(base, status="stopped")  # touch nothing: the client reports it
     try:
         job = _load_job(job_path)
         st = _state_for(job, os.path.basename(os.path.dirname(job_path)))
@@ -247,9 +293,20 @@ def _process_task(vin, job_path: str) -> Dict[str, Any]:
     with st.lock:
         try:
             res = process_video(vin, job, st.backend, st.writer)
-        except DiskFullError as exc:
-            res = dict(base, status="failed", reason=str(exc), stop=str(exc))
+        except DiskFullError as exc:  # the run stops (the client says so)
+            res = dict(base, status="failed", reason=f"{vin.path}: not stored: {exc}",
+                       stop="disk full", writer_error=True)
+        except Exception as exc:  # noqa: BLE001 - process_video returns errors; never lose one
+            err = storage_error(exc)
+            res = dict(base, status="failed", writer_error=True,
+                       reason=f"writing the store failed: {err}" if err is not None
+                       else f"internal error {type(exc).__name__}: {exc}")
         res["published_ids"] = st.writer.drain_published()
+        if res.pop("writer_error", False):
+            # as a local worker is retired: the writer's state is unknown, so its open
+            # shard is never sealed; the videos committed there are redone
+            st.retire()
+            res["retired"] = True
         res["tag"] = st.tag
         res["device"] = st.device
         res["host"] = socket.gethostname()
@@ -288,6 +345,12 @@ def _not_processed(vin, why: str) -> Dict[str, Any]:
             "reason": f"not processed: the run stopped early ({why})"}
 
 
+def full_disk_message(root: str) -> str:
+    """Why a run stopped on a full disk (the words of parallel.run_local)."""
+    return (f"no space left on the store's filesystem ({root}); free some space and "
+            f"rerun the same command: published videos are kept and skipped")
+
+
 def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any]]:
     """Process ``videos`` on the dask cluster at ``address``; one result dict per video.
 
@@ -313,6 +376,7 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
     attempts: Dict[str, int] = {}
     pending: Dict[Any, Any] = {}  # future -> VideoInput
     unsealed: Dict[str, Dict[str, Any]] = {}  # writer tag -> {video_id: VideoInput}
+    retired = set()  # tags of writers retired after a write error: they never seal again
     lost_once = set()
     stopping: Optional[str] = None
 
@@ -333,13 +397,46 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                 box.pop(vid, None)
 
     def stop(why: str) -> None:
+        """Stop the run: tasks not started are cancelled, running ones end normally."""
         nonlocal stopping
-        if stopping is None:
-            stopping = why
-            try:
-                client.cancel(list(pending))
-            except Exception:  # noqa: BLE001 - the scheduler may be gone already
-                pass
+        if stopping is not None:
+            return
+        stopping = why
+        futs = list(pending)
+        try:
+            # first the event: a task that starts from now on does nothing ...
+            distributed.Event(_stop_event_name(token), client=client).set()
+            # ... then every task not running or done by now can be cancelled safely
+            busy = {str(k) for keys in client.processing().values() for k in keys}
+            done = {str(k) for k, where in client.who_has(futs).items() if where}
+            futs = [f for f in futs if f.status == "pending" and str(f.key) not in busy | done]
+        except Exception:  # noqa: BLE001 - the scheduler may be gone: cancel everything
+            pass
+        try:
+            client.cancel(futs)
+        except Exception:  # noqa: BLE001 - the scheduler may be gone already
+            pass
+
+    def requeue(lost, why: str) -> list:
+        """Videos reported published whose shard was never sealed: the ones to submit
+        again (once); the rest get their result here."""
+        redo = []
+        for vin in lost:
+            progress.done -= 1
+            if stopping is not None:
+                results[vin.video_id] = _not_processed(vin, stopping)
+                progress.video_done(False)
+            elif vin.video_id in lost_once:
+                results[vin.video_id] = {
+                    "video_id": vin.video_id, "input": vin.path, "status": "failed",
+                    "reason": f"{vin.path}: computed twice, and its HDF5 shard was never "
+                              f"sealed either time ({why})"}
+                progress.video_done(False)
+            else:
+                lost_once.add(vin.video_id)
+                results.pop(vin.video_id, None)
+                redo.append(vin)
+        return redo
 
     def handle(vin, res: Dict[str, Any]) -> None:
         status = res.get("status")
@@ -347,11 +444,14 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
             stop(res["reason"])
             results[vin.video_id] = _not_processed(vin, stopping)
             return
+        if status == "stopped":  # it started after the run was stopped: it did nothing
+            results[vin.video_id] = _not_processed(vin, stopping or "the run was stopped")
+            return
         published = set(res.pop("published_ids", []))
         tag = res.pop("tag", None)
         res.pop("pid", None)
         if res.pop("stop", None):
-            stop(res["reason"])
+            stop(full_disk_message(job.root))
         if tag is not None:
             seal(tag, published)
             if status == "published" and vin.video_id not in published:
@@ -359,6 +459,13 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
         results[vin.video_id] = res
         progress.frames(int(res.get("frames") or 0))
         progress.video_done(status == "published")
+        if tag is not None and (res.pop("retired", False) or tag in retired):
+            # its writer dropped its open shard: what it had committed there is redone now
+            retired.add(tag)
+            redo = requeue(list(unsealed.pop(tag, {}).values()),
+                           "its dask worker's writer was retired after a write error")
+            if redo:
+                ac.update(submit(redo))
 
     closed_all = False
     ac = distributed.as_completed(submit(videos), loop=client.loop,
@@ -404,22 +511,7 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                         seal(tag, ids)
             lost = [vin for box in unsealed.values() for vin in box.values()]
             unsealed.clear()
-            redo = []
-            for vin in lost:
-                progress.done -= 1
-                if stopping is not None:
-                    results[vin.video_id] = _not_processed(vin, stopping)
-                    progress.video_done(False)
-                elif vin.video_id in lost_once:
-                    results[vin.video_id] = {
-                        "video_id": vin.video_id, "input": vin.path, "status": "failed",
-                        "reason": f"{vin.path}: committed twice on dask workers that were lost "
-                                  f"before their HDF5 shard was sealed"}
-                    progress.video_done(False)
-                else:
-                    lost_once.add(vin.video_id)
-                    results.pop(vin.video_id, None)
-                    redo.append(vin)
+            redo = requeue(lost, "its dask worker was lost, or could not seal it")
             if not redo:
                 break
             ac.update(submit(redo))
@@ -434,6 +526,11 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
         stop(f"lost the dask scheduler at {address}: {type(exc).__name__}: {exc}")
     finally:
         progress.close()
+        if stopping is not None:
+            try:  # the event lives on the scheduler
+                distributed.Event(_stop_event_name(token), client=client).clear()
+            except Exception:  # noqa: BLE001
+                pass
         if not closed_all:  # free the workers' writers and backends of this run (best effort)
             try:
                 client.run(_close_run, token, on_error="ignore", wait=False)

@@ -6,10 +6,8 @@
 """
 from __future__ import annotations
 
-import errno
 import os
 import platform
-import re
 import time
 import traceback
 from collections import deque
@@ -26,6 +24,7 @@ from .errors import (ConfigError, DecodeError, DiskFullError, FlowprepError, Sto
                      WriteError)
 from .flow import FlowChoice, make_backend, merge_params, resolve
 from .flow.base import FlowBackend
+from .fsutil import storage_error as _storage_error
 from .inputs import VideoInput, class_names, discover, parse_shard, select_shard
 from .store import FORMATS, open_writer, published_keys
 from .store.base import (STORE_FILE, StoreWriter, config_key, read_store_file, record_failure,
@@ -283,41 +282,6 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
                  or not isinstance(exc, FlowprepError))
     result["seconds"] = time.perf_counter() - t0
     return result
-
-
-_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-def _storage_error(exc: BaseException) -> Optional[WriteError]:
-    """The WriteError an exception stands for, or None when it is not about storage.
-
-    Besides flowprep's own WriteError: an OSError with ENOSPC / EDQUOT / EIO, and
-    errors of libraries that report the C library's errno only in their text
-    (h5py raises RuntimeError("... file write failed ... errno = 28, error message =
-    'No space left on device' ...")), so that a full disk stops the run whichever
-    layer noticed it.
-    """
-    text = str(exc)
-    if isinstance(exc, WriteError):
-        return type(exc)(_one_line(text)) if "\n" in text else exc
-    eno = getattr(exc, "errno", None)
-    if eno in _FULL or "errno = 28," in text or "No space left on device" in text \
-            or "Disk quota exceeded" in text:
-        return DiskFullError(f"no space left on the store's filesystem ({_one_line(text)})")
-    if eno == errno.EIO or "errno = 5," in text or "Input/output error" in text:
-        return WriteError(f"I/O error ({_one_line(text)})")
-    return None
-
-
-def _one_line(text: str) -> str:
-    """h5py's multi-line "what (file write failed: time = ..., error message = 'why', ...)"
-    as "what: why"; other text with its lines joined."""
-    m = re.search(r"error message = '([^']*)'", text)
-    if m:
-        head = re.split(r"\s*\((?:file )?write failed", text, maxsplit=1, flags=re.I)[0].strip()
-        out = f"{head}: {m.group(1)}" if head else m.group(1)
-        return out + ")" * max(0, out.count("(") - out.count(")"))
-    return " ".join(text.split())
 
 
 def _test_hook(vin: VideoInput) -> None:

@@ -14,11 +14,44 @@ import re
 import socket
 import time
 import uuid
-from typing import Any, List
+from typing import Any, List, Optional
 
 from .errors import DiskFullError, StoreError, WriteError
 
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def storage_error(exc: BaseException) -> Optional[WriteError]:
+    """The WriteError an exception stands for, or None when it is not about storage.
+
+    Besides flowprep's own WriteError: an OSError with ENOSPC / EDQUOT / EIO, and
+    errors of libraries that report the C library's errno only in their text
+    (h5py raises RuntimeError("... file write failed ... errno = 28, error message =
+    'No space left on device' ...")), so that a full disk stops the run whichever
+    layer noticed it. Returns a DiskFullError for a full disk (or quota), a
+    WriteError for an I/O error; the message is on one line.
+    """
+    text = str(exc)
+    if isinstance(exc, WriteError):
+        return type(exc)(one_line(text)) if "\n" in text else exc
+    eno = getattr(exc, "errno", None)
+    if eno in _FULL or "errno = 28," in text or "No space left on device" in text \
+            or "Disk quota exceeded" in text:
+        return DiskFullError(f"no space left on the store's filesystem ({one_line(text)})")
+    if eno == errno.EIO or "errno = 5," in text or "Input/output error" in text:
+        return WriteError(f"I/O error ({one_line(text)})")
+    return None
+
+
+def one_line(text: str) -> str:
+    """h5py's multi-line "what (file write failed: time = ..., error message = 'why', ...)"
+    as "what: why"; other text with its lines joined."""
+    m = re.search(r"error message = '([^']*)'", text)
+    if m:
+        head = re.split(r"\s*\((?:file )?write failed", text, maxsplit=1, flags=re.I)[0].strip()
+        out = f"{head}: {m.group(1)}" if head else m.group(1)
+        return out + ")" * max(0, out.count("(") - out.count(")"))
+    return " ".join(text.split())
 
 
 def _write_error(path: str, exc: OSError) -> WriteError:

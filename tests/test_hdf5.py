@@ -135,6 +135,154 @@ def test_a_new_shard_when_the_current_one_passes_shard_size(tmp_path):
     assert len(os.listdir(h5.index_dir(root))) == 3
 
 
+# --------------------------------------------------------------------------------------
+# write errors: a video whose commit fails is never registered, its shard never sealed
+
+
+def _h5_error(code):
+    """What h5py raises when libhdf5's write fails: the errno only in the text."""
+    why = os.strerror(code)
+    return RuntimeError(f"Unable to synchronously flush file (file write failed: time = Mon Jan  1 "
+                        f"00:00:00 2026\n, filename = 'x.h5', file descriptor = 3, errno = {code}, "
+                        f"error message = '{why}', buf = 0x1, total write size = 4096, bytes this "
+                        f"sub-write = 4096, offset = 0)")
+
+
+def _intact(root):
+    """video id -> number of frames, of every published video, after checking every checksum."""
+    import zlib
+    out = {}
+    for vid, e in h5.load_index(root).items():
+        f = h5.open_h5(os.path.join(h5.shard_dir(root), e["shard"]))
+        try:
+            g = f[e["group"]]
+            blob = g["blob"][()]
+            for stream in ("rgb", "flow_x", "flow_y"):
+                for off, length, crc in g[stream][()]:
+                    assert zlib.crc32(blob[off:off + length].tobytes()) == crc, (vid, stream)
+            assert json.loads(g["meta"][()].tobytes())["video_id"] == vid
+            out[vid] = len(g["rgb"])
+        finally:
+            f.close()
+    return out
+
+
+@pytest.mark.parametrize("code,kind,text", [(5, "WriteError", "I/O error"),
+                                            (28, "DiskFullError", "no space left")])
+def test_a_failed_flush_at_commit_registers_and_publishes_nothing(tmp_path, monkeypatch, code,
+                                                                  kind, text):
+    import h5py
+    from flowprep.errors import WriteError
+    root, tmp = str(tmp_path / "s"), str(tmp_path / "tmp")
+    w = h5.Hdf5StoreWriter(root, tmp, "w")
+    _write_video(w, "a").commit(_meta("a", 3))
+    vw = _write_video(w, "b", seed=1)
+
+    def failing(self):
+        raise _h5_error(code)
+    monkeypatch.setattr(h5py.File, "flush", failing)
+    with pytest.raises(WriteError) as ei:
+        vw.commit(_meta("b", 3))
+    assert type(ei.value).__name__ == kind  # h5py's RuntimeError, mapped by its errno text
+    assert text in str(ei.value) and "\n" not in str(ei.value)
+    assert "dropped, unsealed, with 1 committed video not published" in str(ei.value)
+    assert w._videos == {} and str(w.error) in str(ei.value)  # out of use from now on
+    with pytest.raises(WriteError, match="out of use after a write error"):
+        w.begin("c")
+    vw.abort()  # what a caller's clean-up does: nothing more is written
+    w.close()  # drops the shard instead of sealing it, without raising again
+    assert w.drain_published() == []
+    assert h5.published_keys(root) == {} and not os.path.exists(h5.shard_dir(root))
+    assert os.listdir(tmp) == []
+
+
+# one EIO under libhdf5's own write() (tests/faultinject.py), at three points: flushing a
+# dataset of the first video, flushing the file at its commit, and in the second video
+# (the first then sits committed in the open shard)
+_EIO_SCRIPT = r"""
+import json, os, sys
+import numpy as np
+from flowprep.errors import WriteError
+from flowprep.store import hdf5 as h5
+root, tmp = sys.argv[1], sys.argv[2]
+ids = ["v0", "v1", "v2", "v3"]
+
+def video(w, vid, n=4):
+    rng = np.random.default_rng(int(vid[1:]))
+    vw = w.begin(vid)
+    for _ in range(n):
+        vw.add_rgb(rng.integers(0, 255, (8, 16, 3), dtype=np.uint8))
+    for _ in range(n - 1):
+        vw.add_flow(rng.integers(0, 255, (8, 16, 2), dtype=np.uint8))
+    vw.commit({"video_id": vid, "num_frames": n, "num_flows": n - 1, "config_key": "k"})
+
+out = {"error": None}
+w = h5.Hdf5StoreWriter(root, tmp, "w0")
+for vid in ids:
+    try:
+        video(w, vid)
+    except WriteError as exc:
+        out.update(error=str(exc), kind=type(exc).__name__, failed=vid, registered=sorted(w._videos))
+        break
+w.close()
+out["published"] = w.drain_published()
+w = h5.Hdf5StoreWriter(root, tmp, "w1")  # a fresh writer redoes what was not published
+for vid in ids:
+    if vid not in out["published"]:
+        video(w, vid)
+w.close()
+out["tmp_left"] = os.listdir(tmp)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("skip", [2, 15, 20])
+def test_an_io_error_in_libhdf5_fails_the_commit_cleanly_and_seals_nothing(tmp_path, skip):
+    from faultinject import build_shim, fault_env
+    shim = build_shim(str(tmp_path / "shim"))
+    if shim is None:
+        pytest.skip("no C compiler for the LD_PRELOAD fault shim")
+    root, tmp = str(tmp_path / "s"), str(tmp_path / "s" / ".flowprep" / "tmp" / "run")
+    env = dict(os.environ, **fault_env(shim, 5, ".h5", skip=skip, count=1))
+    p = subprocess.run([sys.executable, "-c", _EIO_SCRIPT, root, tmp], capture_output=True,
+                       text=True, env=env, timeout=120)
+    # no crash, not even at exit (libhdf5 crashes on a dataset whose close failed)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["kind"] == "WriteError" and "Input/output error" in out["error"], out
+    assert out["registered"] == []  # the failing video is not registered
+    assert out["published"] == []  # the shard was not sealed: nothing of it is published
+    if out["failed"] != "v0":  # the videos committed before it were dropped with the shard
+        assert "committed video" in out["error"]
+    assert out["tmp_left"] == []
+    assert _intact(root) == {"v0": 4, "v1": 4, "v2": 4, "v3": 4}
+    parts, errors = h5.read_index_parts(root)
+    assert errors == [] and {p["writer"] for p in parts} == {"w1"}  # w0 sealed nothing
+
+
+def test_convert_stops_on_a_write_error_publishing_nothing_unsealed_and_resumes(tmp_path,
+                                                                                monkeypatch):
+    import h5py
+    from flowprep.errors import WriteError
+    jpath, _ = make_store("jpeg")
+    dst = str(tmp_path / "h")
+    real, calls = h5py.File.flush, []
+
+    def second_fails(self):
+        calls.append(1)
+        if len(calls) == 2:
+            raise _h5_error(5)
+        return real(self)
+    monkeypatch.setattr(h5py.File, "flush", second_fails)
+    with pytest.raises(WriteError, match="I/O error"):
+        convert(jpath, dst, "hdf5")
+    assert h5.published_keys(dst) == {}  # the first video sat in the dropped shard
+    monkeypatch.setattr(h5py.File, "flush", real)
+    convert(jpath, dst, "hdf5")  # resumes
+    assert signature(flowprep.open_store(dst)) == signature(flowprep.open_store(jpath))
+    assert verify_store(dst) == []
+
+
 def test_newest_index_entry_wins_deterministically():
     parts = [
         {"shard": "b.h5", "sealed_ns": 5, "videos": {"x": {"group": "videos/0"}}},

@@ -19,6 +19,14 @@ area, or at worst a renamed shard that no index part names, which readers
 ignore, ``flowprep verify`` reports and the next run deletes once its writer
 is gone). Resume redoes exactly the videos no index part names.
 
+Write errors. A video counts as committed only once its data is flushed into
+the shard. Any failure while writing (h5py's OSError / RuntimeError, mapped
+by ``fsutil.storage_error`` to WriteError, or DiskFullError for a full disk)
+leaves the shard in an unknown state: the writer drops it without sealing it
+(its committed videos are not published; the caller redoes them) and takes
+no further videos. The dropped file is deleted but never closed, since
+libhdf5 may crash closing a file or dataset whose write failed.
+
 Index design. Several extract jobs (``--shard I/N`` parts, other machines on
 a shared filesystem) may publish into one OUT at once: each sealed shard gets
 its own part file, so nobody rewrites anybody else's file and readers merge
@@ -77,7 +85,6 @@ forkserver. Sealed shards never change, so no locking is needed.
 """
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -88,8 +95,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import DiskFullError, StoreError, WriteError
-from ..fsutil import atomic_write_json, read_json
+from ..errors import StoreError, WriteError
+from ..fsutil import atomic_write_json, one_line, read_json, storage_error
 from . import codec
 from .base import Store, StoreWriter, Video, VideoWriter, clear_failure
 
@@ -130,12 +137,19 @@ def open_h5(path: str, mode: str = "r"):
         return h5py.File(path, mode)
 
 
+#: what h5py raises when libhdf5 fails: OSError (errno set, or only in the text), or
+#: RuntimeError with the C library's errno only in its text ("Unable to synchronously
+#: flush file (file write failed: ... errno = 5, error message = 'Input/output error'...)")
+H5_ERRORS = (OSError, RuntimeError, ValueError)
+
+
 def _io_error(path: str, exc: BaseException) -> WriteError:
-    text = str(exc)
-    if getattr(exc, "errno", None) in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)) \
-            or "No space left" in text or "Disk quota" in text:
-        return DiskFullError(f"{path}: no space left on the store's filesystem ({text})")
-    return WriteError(f"{path}: HDF5 write failed ({text})")
+    """The project error for an h5py failure while writing ``path``: DiskFullError for a
+    full disk or quota (the run stops), else WriteError; the mapping is fsutil.storage_error's."""
+    err = storage_error(exc)
+    if err is None:
+        return WriteError(f"{path}: HDF5 write failed ({one_line(str(exc))})")
+    return type(err)(f"{path}: {err}")
 
 
 def _safe_tag(tag: str) -> str:
@@ -453,8 +467,11 @@ class Hdf5VideoWriter(VideoWriter):
         self.video_id = video_id
         self.group = group
         self.name = group.name.lstrip("/")
-        self.blob = group.create_dataset("blob", shape=(0,), maxshape=(None,), dtype=np.uint8,
-                                         chunks=(BLOB_CHUNK,))
+        try:
+            self.blob = group.create_dataset("blob", shape=(0,), maxshape=(None,), dtype=np.uint8,
+                                             chunks=(BLOB_CHUNK,))
+        except H5_ERRORS as exc:
+            raise owner._broke(exc, group) from None
         self.blob_len = 0
         self.buf: List[bytes] = []
         self.buf_len = 0
@@ -475,12 +492,13 @@ class Hdf5VideoWriter(VideoWriter):
     def _flush(self) -> None:
         if not self.buf_len:
             return
+        self.owner._usable()
         data = np.frombuffer(b"".join(self.buf), dtype=np.uint8)
         try:
             self.blob.resize((self.blob_len + data.size,))
             self.blob[self.blob_len:] = data
-        except (OSError, ValueError) as exc:
-            raise _io_error(self.owner.tmp_path, exc) from None
+        except H5_ERRORS as exc:
+            raise self.owner._broke(exc, *self._objects()) from None
         self.blob_len += data.size
         self.buf, self.buf_len = [], 0
 
@@ -505,6 +523,10 @@ class Hdf5VideoWriter(VideoWriter):
             raise StoreError(f"flow must be uint8 (H, W, 2), got shape {q.shape}")
         q = np.ascontiguousarray(np.moveaxis(q, -1, 0))  # planar (2, H, W)
         ds = self.raw.get(backward)
+        if ds is not None and q.shape != ds.shape[1:]:
+            raise StoreError(f"{self.video_id}: flow shape {q.shape} differs from the "
+                             f"video's {ds.shape[1:]}")
+        self.owner._usable()
         try:
             if ds is None:
                 h, w = q.shape[1:]
@@ -512,14 +534,11 @@ class Hdf5VideoWriter(VideoWriter):
                     RAW_FLOW_STREAMS[backward], shape=(0, 2, h, w), maxshape=(None, 2, h, w),
                     dtype=np.uint8, chunks=(1, 2, h, w), compression=RAW_COMPRESSION[0],
                     compression_opts=RAW_COMPRESSION[1])
-            if q.shape != ds.shape[1:]:
-                raise StoreError(f"{self.video_id}: flow shape {q.shape} differs from the "
-                                 f"video's {ds.shape[1:]}")
             n = ds.shape[0]
             ds.resize((n + 1,) + ds.shape[1:])
             ds[n] = q
-        except (OSError, ValueError) as exc:
-            raise _io_error(self.owner.tmp_path, exc) from None
+        except H5_ERRORS as exc:
+            raise self.owner._broke(exc, *self._objects()) from None
         self.raw_crc[backward].append(zlib.crc32(q.tobytes()))
 
     # --- the VideoWriter API ---------------------------------------------
@@ -551,30 +570,54 @@ class Hdf5VideoWriter(VideoWriter):
             raise StoreError(f"{self.video_id}: written counts {got} differ from the metadata's {want}")
 
     def commit(self, meta: Dict[str, Any]) -> None:
-        """Finish the video in the shard; it is published when the shard is sealed."""
+        """Finish the video in the shard; it is published when the shard is sealed.
+
+        The video counts as committed (it is sealed with the shard) only once its
+        bytes are flushed into the shard file. Raises WriteError (DiskFullError for
+        a full disk) when writing fails: then nothing of it is registered, and the
+        writer drops its open shard unsealed (see Hdf5StoreWriter).
+        """
         self._counts_match(meta)
         self._flush()
+        self.owner._usable()
         g = self.group
+        made = [self.blob, *self.raw.values()]
         try:
             for stream, rows in self.tables.items():
-                g.create_dataset(stream, data=np.asarray(rows, dtype=np.int64).reshape(-1, 3))
+                made.append(g.create_dataset(
+                    stream, data=np.asarray(rows, dtype=np.int64).reshape(-1, 3)))
             for b, crcs in self.raw_crc.items():
                 if b in self.raw or crcs:
-                    g.create_dataset(RAW_FLOW_STREAMS[b] + "_crc32", data=np.asarray(crcs, np.uint32))
+                    made.append(g.create_dataset(RAW_FLOW_STREAMS[b] + "_crc32",
+                                                 data=np.asarray(crcs, np.uint32)))
             if self.owner.payload == "raw" and False not in self.raw:
                 # no flow at all (cannot happen through extract): keep the layout complete
                 h, w = int(meta["height"]), int(meta["width"])
-                g.create_dataset("flow", shape=(0, 2, h, w), maxshape=(None, 2, h, w), dtype=np.uint8,
-                                 chunks=(1, 2, h, w))
-                g.create_dataset("flow_crc32", data=np.zeros(0, np.uint32))
+                made.append(g.create_dataset("flow", shape=(0, 2, h, w), maxshape=(None, 2, h, w),
+                                             dtype=np.uint8, chunks=(1, 2, h, w)))
+                made.append(g.create_dataset("flow_crc32", data=np.zeros(0, np.uint32)))
             blob = json.dumps(meta, sort_keys=True).encode()
-            g.create_dataset("meta", data=np.frombuffer(blob, dtype=np.uint8))
+            made.append(g.create_dataset("meta", data=np.frombuffer(blob, dtype=np.uint8)))
             g.attrs["video_id"] = self.video_id
             g.attrs["config_key"] = str(meta.get("config_key", ""))
-        except (OSError, ValueError) as exc:
-            raise _io_error(self.owner.tmp_path, exc) from None
+            # Write this video's cached data now (chunk caches, sieve buffers), then close
+            # its datasets and group, so that a write failing here is raised: h5py only
+            # prints errors raised while it frees an object, and the shard would then
+            # look fine. Flushing first leaves nothing for close to write: libhdf5
+            # leaves a dataset whose close failed half-closed, and crashes on it later.
+            for ds in made:
+                ds.id.flush()
+            for obj in made + [g]:
+                obj.id.close()
+        except H5_ERRORS as exc:
+            self.done = True
+            raise self.owner._broke(exc, *made, *self._objects()) from None
         self.done = True
         self.owner._committed(self, meta)
+
+    def _objects(self) -> List[Any]:
+        """The h5py objects this video holds open in the shard."""
+        return [self.group, self.blob, *self.raw.values()]
 
     def abort(self) -> None:
         if self.done:
@@ -585,6 +628,15 @@ class Hdf5VideoWriter(VideoWriter):
 
 class Hdf5StoreWriter(StoreWriter):
     """One worker's writer: fills its own shard files, seals them, writes their index parts.
+
+    A committed video is published when its shard is sealed (``drain_published``
+    lists it then). After a write error (any failure of h5py or the filesystem
+    while writing, raised as WriteError, or DiskFullError for a full disk) the
+    shard's state is unknown, so the writer drops its open shard without sealing
+    it: the videos committed into it since the last seal are not published (the
+    caller redoes them; ``drain_published`` never names them). The writer then
+    refuses new videos (``begin`` raises; make a new writer), and ``close`` only
+    releases it.
 
     Args:
         root: the store (OUT).
@@ -616,7 +668,66 @@ class Hdf5StoreWriter(StoreWriter):
         self._videos: Dict[str, Dict[str, Any]] = {}
         self._groups = 0
         self._open: Optional[Hdf5VideoWriter] = None
+        #: the first write error; once set, the writer is out of use
+        self.error: Optional[WriteError] = None
         os.makedirs(tmp_root, exist_ok=True)
+
+    # --- write errors -----------------------------------------------------
+    def _broke(self, exc: BaseException, *objects: Any) -> WriteError:
+        """Take this writer out of use after ``exc``; the project error to raise.
+
+        ``objects``: h5py objects of the shard the failing operation held. The open
+        shard is dropped unsealed (its committed videos are lost, never published)
+        and ``self.error`` is set.
+        """
+        err = exc if isinstance(exc, WriteError) else _io_error(self.tmp_path, exc)
+        if self.error is None:
+            self.error = err
+        if self._file is not None:
+            # After a failed write libhdf5 may crash on any later use of the file's
+            # objects: closing them, or the file (which flushes). h5py closes an object
+            # when it is freed unless its id is "locked"; so every object of this shard
+            # that is still open is locked and the file is left open (deleted below),
+            # to be released by the C library when the process ends.
+            held = [self._file, *objects]
+            if self._open is not None:
+                held += self._open._objects()
+            for obj in held:
+                try:
+                    obj.id.locked = True
+                except (AttributeError, TypeError, ValueError):
+                    pass
+        lost = self._abandon()
+        if lost:
+            err = type(err)(f"{err}; the open shard was dropped, unsealed, with {len(lost)} "
+                            f"committed video{'s' if len(lost) != 1 else ''} not published")
+        return err
+
+    def _usable(self) -> None:
+        if self.error is not None:
+            raise type(self.error)(
+                f"this HDF5 writer ({self.tag}) is out of use after a write error "
+                f"({self.error}); its open shard was dropped unsealed: use a new writer")
+
+    def _abandon(self) -> List[str]:
+        """Drop the open shard without sealing it; the ids of the committed videos it held.
+
+        After a write error the file is not closed (see _broke), only deleted.
+        """
+        lost = sorted(self._videos)
+        f, self._file = self._file, None
+        self._videos, self._open = {}, None
+        if f is not None and self.error is None:
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - it is deleted below anyway
+                pass
+        if self.tmp_path:  # gone already when it was renamed into OUT/shards
+            try:
+                os.unlink(self.tmp_path)
+            except OSError:
+                pass
+        return lost
 
     # --- shard lifecycle --------------------------------------------------
     def _open_shard(self) -> None:
@@ -633,12 +744,13 @@ class Hdf5StoreWriter(StoreWriter):
             self._file.attrs["writer"] = self.tag
             self._file.attrs["payload"] = self.payload
             self._file.create_group("videos")
-        except OSError as exc:
-            raise _io_error(self.tmp_path, exc) from None
+        except H5_ERRORS as exc:
+            raise self._broke(exc) from None
         self._videos = {}
         self._groups = 0
 
     def begin(self, video_id: str) -> Hdf5VideoWriter:
+        self._usable()
         if self._open is not None and not self._open.done:
             self._open.abort()
         if self._file is None:
@@ -647,67 +759,56 @@ class Hdf5StoreWriter(StoreWriter):
         self._groups += 1
         try:
             g = self._file.create_group(gname)
-        except (OSError, ValueError) as exc:
-            raise _io_error(self.tmp_path, exc) from None
+        except H5_ERRORS as exc:
+            raise self._broke(exc) from None
         self._open = Hdf5VideoWriter(self, video_id, g)
         return self._open
 
     def _committed(self, vw: Hdf5VideoWriter, meta: Dict[str, Any]) -> None:
+        self._open = None
+        try:
+            self._file.flush()
+        except H5_ERRORS as exc:
+            raise self._broke(exc, *vw._objects()) from None
+        # registered only now, with its bytes in the file: a video whose flush failed is
+        # never sealed into a shard (and the shard is dropped with it, see _broke)
         self._videos[vw.video_id] = {
             "group": vw.name, "config_key": meta.get("config_key"),
             "num_frames": int(meta["num_frames"]), "num_flows": int(meta["num_flows"]),
             "label": meta.get("label")}
-        self._open = None
-        try:
-            self._file.flush()
-        except OSError as exc:
-            raise _io_error(self.tmp_path, exc) from None
         if os.path.getsize(self.tmp_path) >= self.shard_size:
             self.seal()
 
     def _aborted(self, vw: Hdf5VideoWriter) -> None:
+        if vw is not self._open or self._file is None:
+            return  # its shard was dropped already (after a write error, or discard)
         self._open = None
         try:
             del self._file[vw.name]  # its space is reused by the next video of this session
-        except Exception as exc:  # the shard is unusable: drop it, and its unsealed videos
-            lost = sorted(self._videos)
-            self._discard()
-            if lost:
-                raise WriteError(f"{self.tmp_path}: could not remove an aborted video ({exc}); "
-                                 f"the shard was dropped with {len(lost)} unpublished videos") from None
-
-    def _discard(self) -> None:
-        try:
-            if self._file is not None:
-                self._file.close()
-        except Exception:
-            pass
-        self._file = None
-        self._videos = {}
-        try:
-            os.unlink(self.tmp_path)
-        except OSError:
-            pass
+        except H5_ERRORS as exc:
+            raise self._broke(exc, *vw._objects()) from None
 
     def seal(self) -> List[str]:
         """Close the open shard, move it into OUT/shards, then write its index part.
 
         Returns the video ids it published (also queued for ``drain_published``).
+        Raises WriteError when the writer is out of use after a write error, or when
+        sealing fails (the shard is then dropped, its videos not published).
         """
+        self._usable()
         if self._file is None:
             return []
         if self._open is not None and not self._open.done:
             self._open.abort()
         if not self._videos:
-            self._discard()
+            self._abandon()
             return []
         videos, name, tmp = self._videos, self._name, self.tmp_path
         try:
             self._file.close()
-        except OSError as exc:
-            raise _io_error(tmp, exc) from None
+        except H5_ERRORS as exc:
+            raise self._broke(exc) from None
         self._file = None
-        self._videos = {}
         dest_dir = shard_dir(self.root)
         dest = os.path.join(dest_dir, name)
         try:
@@ -722,19 +823,41 @@ class Hdf5StoreWriter(StoreWriter):
             os.rename(tmp, dest)
             _fsync_dir(dest_dir)
         except OSError as exc:
-            raise _io_error(tmp, exc) from None
+            raise self._broke(exc) from None
         part = {"flowprep_index": INDEX_VERSION, "shard": name, "shard_bytes": size,
                 "sealed_ns": time.time_ns(), "writer": self.tag, "payload": self.payload,
                 "videos": videos}
-        atomic_write_json(os.path.join(index_dir(self.root), name[: -len(SHARD_EXT)] + ".json"), part)
+        try:
+            atomic_write_json(os.path.join(index_dir(self.root), name[: -len(SHARD_EXT)] + ".json"),
+                              part)
+        except WriteError as exc:  # a shard no index part names: removed by the next run
+            raise self._broke(exc) from None
+        self._videos = {}
         ids = sorted(videos)
         for vid in ids:
             clear_failure(self.root, vid)
         self._published.extend(ids)
         return ids
 
+    def discard(self) -> List[str]:
+        """Drop the open shard without sealing it; the ids of the committed videos it held.
+
+        For a caller that no longer trusts what this writer holds (its process had a
+        write error, or a bug, while writing): those videos are not published, and
+        the caller redoes them. Unless it had a write error, the writer can go on
+        with a new shard.
+        """
+        return self._abandon()
+
     def close(self) -> None:
-        """Seal the open shard (if it holds committed videos)."""
+        """Seal the open shard (if it holds committed videos).
+
+        After a write error: drop it unsealed instead, without raising again (the
+        error was raised where it happened; its videos are not published).
+        """
+        if self.error is not None:
+            self._abandon()
+            return
         self.seal()
 
 
