@@ -334,9 +334,9 @@ def _cpu_standing_in_for_gpus(monkeypatch, seen):
     import flowprep.flow as flow_mod
     real = flow_mod.make_backend
 
-    def fake(choice, params, device="cpu", batch_size=None):
+    def fake(choice, params, device="cpu", batch_size=None, threads=None):
         seen.append(device)
-        return real(FlowChoice(choice.algo, "opencv-cpu", "cpu"), params, "cpu", batch_size)
+        return real(FlowChoice(choice.algo, "opencv-cpu", "cpu"), params, "cpu", batch_size, threads)
     monkeypatch.setattr(flow_mod, "make_backend", fake)
 
 
