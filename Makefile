@@ -21,12 +21,15 @@ $(VENV)/.installed-test: $(VENV)/.installed
 venv: $(VENV)/.installed
 
 demo: $(VENV)/.installed
+	@echo "TV-L1 on the CPU: about a second per frame pair per core; this takes a minute or two."
 	$(BIN)/flowprep extract data/samples -o $(DEMO_OUT) --algo tvl1 --jobs 2
 	$(BIN)/flowprep inspect $(DEMO_OUT)
+	$(BIN)/flowprep show $(DEMO_OUT) Biking/v_Biking_g01_c01 --frame 10 -o $(DEMO_OUT)/flow.png
 	@echo
-	@echo "Output: $(DEMO_OUT)/  (one folder per video: img_*.jpg, flow_x_*.jpg, flow_y_*.jpg, meta.json)"
-	@echo "Look at it:  $(BIN)/flowprep show $(DEMO_OUT) <VIDEO_ID> --frame 10 -o flow.png"
-	@echo "Read it:     $(BIN)/python -c \"import flowprep; s = flowprep.open_store('$(DEMO_OUT)'); print(s.video_ids)\""
+	@echo "Output: $(DEMO_OUT)/  (a folder per video: img_*.jpg, flow_x_*.jpg, flow_y_*.jpg, meta.json;"
+	@echo "        rgb_list.txt / flow_list.txt for TSN-pytorch and mmaction2)"
+	@echo "Picture: $(DEMO_OUT)/flow.png  (RGB frame, colour-coded flow, dx and dy as stored)"
+	@echo "Read it: $(BIN)/python -c \"import flowprep; s = flowprep.open_store('$(DEMO_OUT)'); v = s[s.video_ids[0]]; print(v, v.flow(0).shape)\""
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q tests

@@ -17,10 +17,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "samples")
 
 CLIPS = [  # (source, start s, seconds, class, name)
-    ("bikes.mp4", 0.0, 2.0, "Biking", "v_Biking_g01_c01"),
-    ("bikes.mp4", 5.0, 2.0, "Biking", "v_Biking_g01_c02"),
-    ("bigbuckbunny.mp4", 1.0, 2.0, "Animation", "v_Animation_g01_c01"),
-    ("carphone_pristine.mp4", 0.0, 2.0, "Talking", "v_Talking_g01_c01"),
+    ("bikes.mp4", 0.0, 1.0, "Biking", "v_Biking_g01_c01"),
+    ("bikes.mp4", 5.0, 1.0, "Biking", "v_Biking_g01_c02"),
+    ("bigbuckbunny.mp4", 1.0, 1.0, "Animation", "v_Animation_g01_c01"),
+    ("carphone_pristine.mp4", 0.0, 1.0, "Talking", "v_Talking_g01_c01"),
 ]
 
 
