@@ -621,3 +621,82 @@ def test_uint8_finished_on_the_gpu_side_equals_float_output(ramp_store):
         d = d - b["flow_mean"].reshape(-1, 2 * L)[:, :, None, None]
         d = d * np.tile(b["flow_scale"], (1, L))[:, :, None, None]
         np.testing.assert_allclose(d, a["flow"], atol=2e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------------------
+# the fast plain-stack path against an independent reference (issue 4's speed work)
+
+
+def _resized_q(video, i, box, size, flip, backward=False):
+    """uint8 (2, S, S): stored q of flow i, cropped, resized bilinearly as uint8, mirrored."""
+    import cv2
+    x0, y0, w, h = box
+    q = video.flow_quantized(int(i), backward)[y0:y0 + h, x0:x0 + w]
+    out = []
+    for c in range(2):
+        p = np.ascontiguousarray(q[..., c])
+        if (h, w) != (size, size):
+            p = cv2.resize(p, (size, size), interpolation=cv2.INTER_LINEAR)
+        out.append(p[:, ::-1] if flip else p)
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_multiscale_resized_and_flipped_stacks_match_a_reference(ramp_store, bidirectional):
+    # multiscale crops of 48x64 frames to 40: sides 48, 42 (-> 40, no resize), 36, 31, so
+    # resized and unresized planes, flipped and unflipped views, K = 2 rows and both dtypes
+    v = ramp_store["A/r0"]
+    kw = dict(length=4, num_segments=2, crop_size=40, crop="multiscale", seed=11,
+              bidirectional=bidirectional)
+    f32 = TwoStreamDataset(ramp_store, ["A/r0"], mean_subtract=True, **kw)
+    u8 = TwoStreamDataset(ramp_store, ["A/r0"], dtype="uint8", **kw)
+    seen = set()
+    for e in range(16):
+        a, b = f32[(0, e)], u8[(0, e)]
+        box, fl = tuple(int(x) for x in a["crop_box"][0]), bool(a["flip"][0])
+        sx, sy = (float(s) for s in a["flow_scale"][0])
+        seen.add((box[2:] != (40, 40), fl))
+        assert a["flow"].shape == (2, 8, 40, 40) and b["flow"].shape == (2, 8, 40, 40)
+        for k in range(2):
+            for j in range(4):
+                i, bk = a["flow_indices"][k, j], bool(a["flow_backward"][k, j])
+                q = _resized_q(v, i, box, 40, fl, bk)
+                want_u8 = q.copy()
+                if fl:
+                    want_u8[0] = 255 - want_u8[0]
+                np.testing.assert_array_equal(b["flow"][k, 2 * j:2 * j + 2], want_u8)
+                mean = (v.mean_flow_backward if bk else v.mean_flow)[int(i)].astype(np.float64)
+                d = qz.dequantize_fixed(q, 20.0).astype(np.float64) - mean[:, None, None]
+                d *= np.array([-sx if fl else sx, sy])[:, None, None]
+                np.testing.assert_allclose(a["flow"][k, 2 * j:2 * j + 2], d, rtol=0, atol=1e-5)
+    assert seen == {(False, False), (False, True), (True, False), (True, True)}
+
+
+def test_ten_crop_uint8_flipped_views_mirror_the_plain_ones(tmp_path, fmt):
+    st = build_store(tmp_path / "t8", {"A/big": make_video(8, h=60, w=80, pattern="ramp")}, fmt)
+    s = TwoStreamDataset(st, length=3, mode="test", test_crops=10, test_snippets=3, crop_size=48,
+                         dtype="uint8")[0]
+    f = s["flow"]
+    assert f.shape == (30, 6, 48, 48)
+    for view in range(5):
+        for k in range(3):
+            a, b = f[view * 3 + k], f[(view + 5) * 3 + k]
+            np.testing.assert_array_equal(b[0::2], 255 - a[0::2][:, :, ::-1])
+            np.testing.assert_array_equal(b[1::2], a[1::2][:, :, ::-1])
+
+
+def test_jpeg_reads_return_whole_files_larger_than_one_read(tmp_path, fmt):
+    # a noisy RGB frame encodes to well over 64 KiB: read in more than one os.read
+    spec = make_video(3, h=320, w=400)
+    spec["frames"][1] = np.random.default_rng(0).integers(0, 256, (320, 400, 3), dtype=np.uint8)
+    st = build_store(tmp_path / "big", {"A/n": spec}, fmt)
+    v = st["A/n"]
+    data = v.rgb_bytes(1)
+    assert len(data) > 65536
+    if fmt == "jpeg":
+        with open(os.path.join(st.root, "A", "n", "img_00002.jpg"), "rb") as fh:
+            assert data == fh.read()
+    s = TwoStreamDataset(st, modality="rgb", mode="test", test_snippets=3, crop_size=None,
+                         dtype="uint8")[0]
+    assert s["frame_indices"].tolist() == [[0], [1], [2]]
+    np.testing.assert_array_equal(s["rgb"][1], v.rgb(1).transpose(2, 0, 1))

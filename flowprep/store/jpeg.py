@@ -66,12 +66,28 @@ class JpegVideo(Video):
         self.directory = directory
 
     def _read(self, name: str) -> bytes:
+        # os.open/os.read rather than open(): no buffered file object, no fstat/isatty/lseek
+        # (about half the time per file, which matters at 20 files a flow stack). A stored
+        # frame is one read of up to 64 KiB; larger files and short reads (network or FUSE
+        # file systems) are read on until end of file, so the bytes are always the whole file.
         path = os.path.join(self.directory, name)
         try:
-            with open(path, "rb") as fh:
-                return fh.read()
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                data = os.read(fd, 65536)
+                if data:
+                    more = os.read(fd, 65536)
+                    if more:
+                        parts = [data, more]
+                        while more:
+                            more = os.read(fd, 1 << 20)
+                            parts.append(more)
+                        data = b"".join(parts)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise StoreError(f"{path}: cannot read ({exc.strerror})") from None
+        return data
 
     def rgb_bytes(self, i: int) -> bytes:
         return self._read(frame_name("img", i))
