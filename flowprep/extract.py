@@ -157,11 +157,42 @@ class Job:
                            payload=self.opts.payload)
 
 
+class _OrderedWriter:
+    """Runs a VideoWriter's calls (JPEG encoding, file or HDF5 writes) in one background
+    thread, in submission order, so they overlap the next frame's decoding and flow.
+
+    At most ``depth`` calls wait, which bounds memory. An error raised by a call comes
+    back, unchanged, from a later ``submit`` or from ``drain``; ``stop`` discards what
+    has not started and waits for what has, so the writer is idle before it is aborted.
+    """
+
+    def __init__(self, depth: int = 8) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+        self._ex = ThreadPoolExecutor(1, thread_name_prefix="flowprep-write")
+        self._pending: deque = deque()
+        self._depth = depth
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        while self._pending and (len(self._pending) >= self._depth or self._pending[0].done()):
+            self._pending.popleft().result()
+        self._pending.append(self._ex.submit(fn, *args, **kwargs))
+
+    def drain(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+
+    def stop(self) -> None:
+        for f in self._pending:
+            f.cancel()
+        self._ex.shutdown(wait=True)
+        self._pending.clear()
+
+
 class _FlowSink:
     """Quantizes flows, keeps per-flow statistics, hands uint8 flow to the writer."""
 
-    def __init__(self, opts: ExtractOptions, vw) -> None:
-        self.opts, self.vw = opts, vw
+    def __init__(self, opts: ExtractOptions, vw, out: "_OrderedWriter") -> None:
+        self.opts, self.vw, self.out = opts, vw, out
         self.stats: Dict[str, List[Any]] = {"mean_flow": [], "clipped_fraction": [], "ranges": [],
                                             "mean_flow_backward": [], "clipped_fraction_backward": [],
                                             "ranges_backward": []}
@@ -176,7 +207,7 @@ class _FlowSink:
             q, ranges = qz.quantize_adaptive(flow)
             self.stats["ranges" + sfx].append(ranges.tolist())
             self.stats["clipped_fraction" + sfx].append(0.0)
-        self.vw.add_flow(q, backward=backward)
+        self.out.submit(self.vw.add_flow, q, backward=backward)
 
 
 def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: StoreWriter,
@@ -192,11 +223,13 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
     step = int(opts.step)
     result: Dict[str, Any] = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
     vw = None
+    reader = None
+    out = _OrderedWriter()
     try:
         _test_hook(vin)
         reader = VideoReader(vin.path, opts.resize)
         vw = writer.begin(vin.video_id)
-        sink = _FlowSink(opts, vw)
+        sink = _FlowSink(opts, vw, out)
         window: deque = deque(maxlen=step + 1)
         pending: List[Tuple[np.ndarray, np.ndarray]] = []
         batch = max(1, int(opts.batch_size or backend.batch_size or 1))
@@ -219,7 +252,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
             pending.clear()
 
         for i, rgb in enumerate(reader):
-            vw.add_rgb(rgb)
+            out.submit(vw.add_rgb, rgb)
             window.append(rgb_to_grey(rgb))
             if len(window) == step + 1:
                 pending.append((window[0], window[-1]))
@@ -228,6 +261,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
             if progress is not None and i % 8 == 7:
                 progress(8)
         flush()
+        out.drain()
         n = reader.frames_read
         if n < step + 1:
             raise DecodeError(
@@ -255,6 +289,9 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         if warnings:
             result["warnings"] = warnings
     except Exception as exc:
+        out.stop()  # the background writes end before the writer is aborted or retired
+        if reader is not None:
+            reader.close()  # the decoder now, not whenever the suspended generator is collected
         storage = _storage_error(exc)
         if vw is not None and storage is None:
             try:
@@ -280,6 +317,8 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         result["writer_error"] = not isinstance(exc, (DecodeError, cv2.error, MemoryError)) \
             and (storage is not None or isinstance(exc, (StoreError, OSError))
                  or not isinstance(exc, FlowprepError))
+    finally:
+        out.stop()
     result["seconds"] = time.perf_counter() - t0
     return result
 
