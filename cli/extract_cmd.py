@@ -7,7 +7,7 @@ import sys
 import click
 
 from flowprep.decode import parse_size
-from flowprep.errors import ConfigError, FlowprepError
+from flowprep.errors import ConfigError
 from flowprep.flow import ALGOS, parse_param_items
 
 from .main import cli

@@ -6,8 +6,6 @@ could not start (backend unavailable, store locked).
 """
 from __future__ import annotations
 
-import json
-import os
 import sys
 
 import click
@@ -36,12 +34,7 @@ def cli() -> None:
     """Precompute dense optical flow for two-stream video models, and serve it."""
 
 
-from . import extract_cmd  # noqa: E402,F401  (registers commands)
-
-try:
-    from . import store_cmds  # noqa: E402,F401
-except ImportError:  # pragma: no cover - during development only
-    pass
+from . import extract_cmd, store_cmds  # noqa: E402,F401  (they register the commands)
 
 
 def main() -> None:

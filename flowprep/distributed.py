@@ -56,6 +56,7 @@ import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import BackendUnavailable, ConfigError, DiskFullError, FlowprepError
+from .extract import failed_result, not_processed
 from .fsutil import storage_error
 
 INSTALL_HINT = "pip install 'flowprep[dask]'"
@@ -340,11 +341,6 @@ def _close_run(token: str) -> Dict[str, Optional[List[str]]]:
 
 # --------------------------------------------------------------------------- client side
 
-def _not_processed(vin, why: str) -> Dict[str, Any]:
-    return {"video_id": vin.video_id, "input": vin.path, "status": "failed",
-            "reason": f"not processed: the run stopped early ({why})"}
-
-
 def full_disk_message(root: str) -> str:
     """Why a run stopped on a full disk (the words of parallel.run_local)."""
     return (f"no space left on the store's filesystem ({root}); free some space and "
@@ -424,13 +420,12 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
         for vin in lost:
             progress.done -= 1
             if stopping is not None:
-                results[vin.video_id] = _not_processed(vin, stopping)
+                results[vin.video_id] = not_processed(vin, stopping)
                 progress.video_done(False)
             elif vin.video_id in lost_once:
-                results[vin.video_id] = {
-                    "video_id": vin.video_id, "input": vin.path, "status": "failed",
-                    "reason": f"{vin.path}: computed twice, and its HDF5 shard was never "
-                              f"sealed either time ({why})"}
+                results[vin.video_id] = failed_result(
+                    vin, f"{vin.path}: computed twice, and its HDF5 shard was never "
+                         f"sealed either time ({why})")
                 progress.video_done(False)
             else:
                 lost_once.add(vin.video_id)
@@ -442,10 +437,10 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
         status = res.get("status")
         if status == "fatal":  # the worker could not start its backend or writer
             stop(res["reason"])
-            results[vin.video_id] = _not_processed(vin, stopping)
+            results[vin.video_id] = not_processed(vin, stopping)
             return
         if status == "stopped":  # it started after the run was stopped: it did nothing
-            results[vin.video_id] = _not_processed(vin, stopping or "the run was stopped")
+            results[vin.video_id] = not_processed(vin, stopping or "the run was stopped")
             return
         published = set(res.pop("published_ids", []))
         tag = res.pop("tag", None)
@@ -481,22 +476,19 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                         and isinstance(value[1], BaseException):
                     value = value[1]  # an erred task: as_completed gives (type, exception, tb)
                 if isinstance(value, KilledWorker):
-                    results[vin.video_id] = {
-                        "video_id": vin.video_id, "input": vin.path, "status": "failed",
-                        "reason": f"{vin.path}: every dask worker that processed it died "
-                                  f"(crash, or killed for memory); dask gave up on it ({value})"}
+                    results[vin.video_id] = failed_result(
+                        vin, f"{vin.path}: every dask worker that processed it died "
+                             f"(crash, or killed for memory); dask gave up on it ({value})")
                     progress.video_done(False)
                 elif isinstance(value, BaseException):
                     if stopping is not None:
-                        results[vin.video_id] = _not_processed(vin, stopping)
+                        results[vin.video_id] = not_processed(vin, stopping)
                     elif isinstance(value, ImportError):
                         stop(f"the dask workers cannot import flowprep ({value})")
-                        results[vin.video_id] = _not_processed(vin, stopping)
+                        results[vin.video_id] = not_processed(vin, stopping)
                     else:
-                        results[vin.video_id] = {
-                            "video_id": vin.video_id, "input": vin.path, "status": "failed",
-                            "reason": f"internal error on a dask worker "
-                                      f"{type(value).__name__}: {value}"}
+                        results[vin.video_id] = failed_result(
+                            vin, f"internal error on a dask worker {type(value).__name__}: {value}")
                         progress.video_done(False)
                 else:
                     handle(vin, value)
@@ -537,14 +529,14 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
             except Exception:  # noqa: BLE001
                 pass
     for vin in pending.values():
-        results.setdefault(vin.video_id, _not_processed(vin, stopping or "cancelled"))
+        results.setdefault(vin.video_id, not_processed(vin, stopping or "cancelled"))
     for box in unsealed.values():  # committed into shards that were never sealed
         for vin in box.values():
-            results[vin.video_id] = _not_processed(vin, stopping or "its shard was not sealed")
+            results[vin.video_id] = not_processed(vin, stopping or "its shard was not sealed")
     if stopping:
         report.stopped = stopping
         for vin in videos:
-            results.setdefault(vin.video_id, _not_processed(vin, stopping))
+            results.setdefault(vin.video_id, not_processed(vin, stopping))
     # every video comes back in exactly one result dict
-    return [results.get(v.video_id) or _not_processed(v, "no result came back from the cluster")
+    return [results.get(v.video_id) or not_processed(v, "no result came back from the cluster")
             for v in videos]

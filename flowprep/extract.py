@@ -22,7 +22,7 @@ from . import quantize as qz
 from .decode import Resize, VideoReader, rgb_to_grey
 from .errors import (ConfigError, DecodeError, DiskFullError, FlowprepError, StoreError,
                      WriteError)
-from .flow import FlowChoice, make_backend, merge_params, resolve
+from .flow import FlowChoice, merge_params, resolve
 from .flow.base import FlowBackend
 from .fsutil import storage_error as _storage_error
 from .inputs import VideoInput, class_names, discover, parse_shard, select_shard
@@ -321,6 +321,16 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         out.stop()
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def failed_result(vin: VideoInput, reason: str) -> Dict[str, Any]:
+    """The result dict of a video that ends failed with ``reason`` (runners use it too)."""
+    return {"video_id": vin.video_id, "input": vin.path, "status": "failed", "reason": reason}
+
+
+def not_processed(vin: VideoInput, why: str) -> Dict[str, Any]:
+    """The result of a video never started because the run stopped early."""
+    return failed_result(vin, f"not processed: the run stopped early ({why})")
 
 
 def _test_hook(vin: VideoInput) -> None:

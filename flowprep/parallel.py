@@ -32,6 +32,7 @@ from multiprocessing.connection import wait
 from typing import Any, Dict, List, Optional
 
 from .errors import DiskFullError, FlowprepError
+from .extract import failed_result, not_processed
 from .progress import Progress
 
 
@@ -116,8 +117,7 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
             try:
                 result = process_video(vin, job, backend, writer, progress)
             except DiskFullError as exc:
-                leave("diskfull", {"video_id": vin.video_id, "input": vin.path, "status": "failed",
-                                   "reason": f"{vin.path}: not stored: {exc}"})
+                leave("diskfull", failed_result(vin, f"{vin.path}: not stored: {exc}"))
             result["published_ids"] = writer.drain_published()
             done_ids.append(vin.video_id)
             if result.pop("writer_error", False):
@@ -217,8 +217,7 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
     closing = False
 
     def fail(vin, reason: str) -> None:
-        results[vin.video_id] = {"video_id": vin.video_id, "input": vin.path, "status": "failed",
-                                 "reason": reason}
+        results[vin.video_id] = failed_result(vin, reason)
         progress.video_done(False)
 
     def requeue_unsealed(w: _Worker, why: str) -> bool:
@@ -356,16 +355,13 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
         progress.close()
     for w in workers:  # safety net: never report a video published that is not
         for vin in w.unsealed:
-            results[vin.video_id] = {
-                "video_id": vin.video_id, "input": vin.path, "status": "failed",
-                "reason": f"{vin.path}: computed, but its worker ended before its HDF5 shard "
-                          f"was sealed ({w.close_error or 'unknown reason'})"}
+            results[vin.video_id] = failed_result(
+                vin, f"{vin.path}: computed, but its worker ended before its HDF5 shard "
+                     f"was sealed ({w.close_error or 'unknown reason'})")
     if stopping:
         report.stopped = stopping
         for vin in queue:
-            results.setdefault(vin.video_id, {
-                "video_id": vin.video_id, "input": vin.path, "status": "failed",
-                "reason": f"not processed: the run stopped early ({stopping})"})
+            results.setdefault(vin.video_id, not_processed(vin, stopping))
     return list(results.values())
 
 

@@ -1,7 +1,6 @@
 """flowprep extract end to end, on synthetic videos with known motion and on real videos."""
 import json
 import os
-import shutil
 import subprocess
 import sys
 
