@@ -70,6 +70,20 @@ REQUIRED_META = ("num_frames", "num_flows", "fps", "width", "height", "step", "q
                  "mean_flow", "config_key")
 
 
+def _record_meta(col: "_Collector", meta: Dict[str, Any], vid: str, store_key: Optional[str],
+                 rel: str) -> Optional[tuple]:
+    """Record what is wrong with ``meta``; (num_frames, num_flows, height, width) when the
+    counts are usable for checking the frames, None when they are not."""
+    for m in check_meta(meta, vid, store_key):
+        col.add(vid, "metadata", m, rel)
+    if any(k not in meta for k in REQUIRED_META):
+        return None
+    try:
+        return tuple(int(meta[k]) for k in ("num_frames", "num_flows", "height", "width"))
+    except (TypeError, ValueError):
+        return None
+
+
 def check_meta(meta: Dict[str, Any], video_id: str, store_key: Optional[str]) -> List[str]:
     """Messages for what is wrong with one video's metadata dict (empty when sane)."""
     out: List[str] = []
@@ -185,12 +199,10 @@ def _verify_jpeg(store: Store, col: _Collector, decode: bool, progress) -> None:
         except (OSError, ValueError) as exc:
             col.add(vid, "metadata", f"unreadable ({exc})", rel)
             continue
-        msgs = check_meta(meta, vid, key)
-        for m in msgs:
-            col.add(vid, "metadata", m, rel)
-        if any("lacks" in m or "not integers" in m for m in msgs):
+        counts = _record_meta(col, meta, vid, key, rel)
+        if counts is None:
             continue
-        n, f, h, w = (int(meta[k]) for k in ("num_frames", "num_flows", "height", "width"))
+        n, f, h, w = counts
         expected = {frame_name("img", i): ("frame", i, None, True) for i in range(n)}
         for backward, label in _flow_items(meta):
             p = "bflow" if backward else "flow"
@@ -301,12 +313,10 @@ def _verify_hdf5_video(store, vid: str, e: Dict[str, Any], key, col: _Collector,
     except StoreError as exc:
         col.add(vid, "metadata", str(exc), rel)
         return
-    msgs = check_meta(meta, vid, key)
-    for m in msgs:
-        col.add(vid, "metadata", m, rel)
-    if any("lacks" in m or "not integers" in m for m in msgs):
+    counts = _record_meta(col, meta, vid, key, rel)
+    if counts is None:
         return
-    n, nf, h, w = (int(meta[k]) for k in ("num_frames", "num_flows", "height", "width"))
+    n, nf, h, w = counts
     for k, v in (("num_frames", n), ("num_flows", nf), ("config_key", meta.get("config_key"))):
         if e.get(k) != v:
             col.add(vid, "index", f"index says {k}={e.get(k)!r}, metadata {v!r}", rel)
