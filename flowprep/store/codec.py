@@ -1,5 +1,17 @@
-"""JPEG encode/decode of stored frames, shared by every store so bytes are identical."""
+"""JPEG encode/decode of stored frames, shared by every store so bytes are identical.
+
+Crop decoding (the loader's fast path): ``decode_grey_crop`` decodes only a
+rectangle of a grey plane with libjpeg-turbo's partial decompression, through
+the optional C extension ``flowprep._jpegcrop`` (built at install time when
+libjpeg-turbo's headers are present, e.g. Debian's libjpeg62-turbo-dev).
+Without it, or with FLOWPREP_JPEG_CROP=0 in the environment, it decodes the
+whole plane with cv2.imdecode and copies the rectangle: the same pixels, as
+the tests check on real stored planes.
+"""
 from __future__ import annotations
+
+import os
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -40,3 +52,44 @@ def decode_grey(data: bytes, where: str = "") -> np.ndarray:
     if img is None:
         raise StoreError(f"{where}: not a decodable JPEG")
     return img
+
+
+def _load_crop_decoder() -> Optional[Callable[..., None]]:
+    if os.environ.get("FLOWPREP_JPEG_CROP", "1").strip() == "0":
+        return None
+    try:
+        from .. import _jpegcrop
+    except ImportError:
+        return None
+    return _jpegcrop.decode_crop
+
+
+# decode_crop(data, x, y, w, h, out) of flowprep._jpegcrop, or None (full decode + copy).
+# A module attribute so that tests and benchmarks can swap it.
+CROP_DECODER = _load_crop_decoder()
+
+
+def decode_grey_crop(data: bytes, box: Sequence[int], out: np.ndarray, where: object = "") -> None:
+    """Decode the rectangle box = (x0, y0, w, h) of a greyscale JPEG into ``out``.
+
+    Args:
+        data: the JPEG bytes of a grey plane.
+        box: (x0, y0, w, h) in pixels of the stored plane; must lie inside it.
+        out: uint8 (h, w), C-contiguous, written in place.
+    Raises:
+        StoreError naming ``where``: undecodable or truncated data (libjpeg
+        warnings count as errors on the fast path), or a box outside the plane.
+    """
+    x0, y0, w, h = (int(v) for v in box)
+    dec = CROP_DECODER
+    if dec is not None:
+        try:
+            dec(data, x0, y0, w, h, out)
+        except ValueError as e:
+            raise StoreError(f"{where}: {e}") from None
+        return
+    img = decode_grey(data, where)
+    if x0 < 0 or y0 < 0 or x0 + w > img.shape[1] or y0 + h > img.shape[0]:
+        raise StoreError(f"{where}: crop ({x0}, {y0}, {w}, {h}) does not fit the "
+                         f"{img.shape[1]}x{img.shape[0]} image")
+    out[...] = img[y0:y0 + h, x0:x0 + w]
