@@ -89,6 +89,13 @@ flow of a two-stream sample)
     for fixed quantization; adaptive (lo, hi) becomes (-hi, -lo) in
     ``flow_ranges``). Trajectory stacks are computed unflipped and mirrored.
 
+Decoding
+    Flow planes are decoded only inside the union of the sample's crop boxes,
+    by codec.decode_grey_crop (libjpeg-turbo partial decompression through
+    flowprep._jpegcrop when built; else a whole cv2.imdecode and a copy): the
+    same pixels either way. RGB frames and trajectory stacks (which sample
+    the whole frame) decode whole planes. docs/loader.md has the figures.
+
 Trajectory stacking (stacking="trajectory", Simonyan & Zisserman eq. 2)
     Channel pair k of the output pixel p holds flow tau+k*s sampled at p_k,
     with p_1 = p and p_{k+1} = p_k + d_{tau+(k-1)s}(p_k): bilinear sampling
