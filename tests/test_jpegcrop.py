@@ -1,11 +1,13 @@
 """Crop-region JPEG decoding (flowprep._jpegcrop, the loader's fast path).
 
-The fast path must give the pixels of a whole-plane cv2.imdecode followed by
+The fast path must give the pixels of a whole-image cv2.imdecode followed by
 the crop, so the loader's output never depends on whether the extension is
-built. Checked on flow planes of a real clip (data/samples, extracted with DIS,
-forward and backward, into both stores), on every box shape that matters
-(iMCU-aligned or not, touching the right and bottom edges, 1 x 1, the whole
-plane), and through the loader in every view mode.
+built. Checked on the flow planes and RGB frames of a real clip (data/samples,
+extracted with DIS, forward and backward, into both stores), on every box
+shape that matters (block-aligned or not, touching the right and bottom
+edges, 1 x 1, the whole image), on JPEG variants other encoders write
+(progressive, restart markers, 4:2:0 / 4:2:2 / 4:4:4 chroma), and through
+the loader in every view mode and modality.
 """
 from __future__ import annotations
 
@@ -110,6 +112,41 @@ def test_crop_decode_of_planes_written_by_other_encoders(params):
         np.testing.assert_array_equal(out, full[y:y + h, x:x + w], err_msg=str((x, y, w, h)))
 
 
+@needs_ext
+def test_rgb_crop_decode_equals_whole_decode_then_crop(stores):
+    store = flowprep.open_store(stores["jpeg"])
+    v = store[store.video_ids[0]]
+    rng = np.random.default_rng(2)
+    for t in range(0, v.num_frames, max(1, v.num_frames // 8)):
+        buf = v.rgb_bytes(t)
+        full = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR_RGB)
+        for x, y, w, h in _boxes(v.height, v.width, rng, 12):
+            out = np.empty((h, w, 3), np.uint8)
+            codec.decode_rgb_crop(buf, (x, y, w, h), out, "frame")
+            np.testing.assert_array_equal(out, full[y:y + h, x:x + w], err_msg=str((x, y, w, h)))
+
+
+@needs_ext
+@pytest.mark.parametrize("sampling", [0x221111, 0x211111, 0x111111], ids=["4:2:0", "4:2:2", "4:4:4"])
+@pytest.mark.parametrize("progressive", [0, 1], ids=["baseline", "progressive"])
+def test_rgb_crop_decode_for_every_chroma_subsampling(stores, sampling, progressive):
+    # chroma is upsampled from neighbouring samples: the decoder's margin keeps the
+    # box's edge pixels equal to a whole decode's
+    store = flowprep.open_store(stores["jpeg"])
+    v = store[store.video_ids[0]]
+    bgr = cv2.imdecode(np.frombuffer(v.rgb_bytes(v.num_frames // 2), np.uint8), cv2.IMREAD_COLOR)
+    ok, enc = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90,
+                                         cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling,
+                                         cv2.IMWRITE_JPEG_PROGRESSIVE, progressive])
+    buf = enc.tobytes()
+    full = cv2.imdecode(enc, cv2.IMREAD_COLOR_RGB)
+    rng = np.random.default_rng(sampling + progressive)
+    for x, y, w, h in _boxes(v.height, v.width, rng, 40):
+        out = np.empty((h, w, 3), np.uint8)
+        codec.decode_rgb_crop(buf, (x, y, w, h), out)
+        np.testing.assert_array_equal(out, full[y:y + h, x:x + w], err_msg=str((x, y, w, h)))
+
+
 @pytest.mark.parametrize("fast", [True, False], ids=["libjpeg-turbo crop", "whole decode"])
 def test_crop_decode_errors_name_the_plane(stores, monkeypatch, fast):
     if fast and FAST is None:
@@ -122,6 +159,9 @@ def test_crop_decode_errors_name_the_plane(stores, monkeypatch, fast):
         codec.decode_grey_crop(b"\x00garbage" * 10, (0, 0, 10, 10), out, "vid 3 x")
     with pytest.raises(StoreError, match=r"vid 3 x: crop \(.*\) does not fit"):
         codec.decode_grey_crop(buf, (v.width - 5, 0, 10, 10), out, "vid 3 x")
+    rgb = np.empty((10, 10, 3), np.uint8)
+    with pytest.raises(StoreError, match=r"vid frame 7: .*not .*JPEG|vid frame 7: not a decodable"):
+        codec.decode_rgb_crop(b"\xff\xd8garbage" * 10, (0, 0, 10, 10), rgb, "vid frame 7")
     if fast:  # libjpeg's warnings are errors on the fast path: a cut file is never patched up
         with pytest.raises(StoreError, match=r"vid 3 x: "):
             codec.decode_grey_crop(buf[:len(buf) // 2], (0, v.height - 10, 10, 10), out, "vid 3 x")
@@ -139,6 +179,9 @@ def _view_configs():
         dict(mode="test", test_crops=10, test_snippets=3),     # five boxes: the whole frame decoded
         dict(mode="train", crop_size=None),                    # whole frames
         dict(modality="two-stream", mode="train", num_segments=3),
+        dict(modality="two-stream", mode="test", test_crops=10, test_snippets=2),
+        dict(modality="rgb", mode="train", crop="random", dtype="uint8"),
+        dict(modality="rgbdiff", mode="train", num_segments=2),
     ]
 
 

@@ -1,12 +1,12 @@
 """JPEG encode/decode of stored frames, shared by every store so bytes are identical.
 
-Crop decoding (the loader's fast path): ``decode_grey_crop`` decodes only a
-rectangle of a grey plane with libjpeg-turbo's partial decompression, through
+Crop decoding (the loader's fast path): ``decode_grey_crop`` / ``decode_rgb_crop``
+decode only a rectangle of a stored image with libjpeg-turbo's partial decompression, through
 the optional C extension ``flowprep._jpegcrop`` (built at install time when
 libjpeg-turbo's headers are present, e.g. Debian's libjpeg62-turbo-dev).
 Without it, or with FLOWPREP_JPEG_CROP=0 in the environment, it decodes the
-whole plane with cv2.imdecode and copies the rectangle: the same pixels, as
-the tests check on real stored planes.
+whole image with cv2.imdecode and copies the rectangle: the same pixels, as
+the tests check on real stored frames and planes.
 """
 from __future__ import annotations
 
@@ -64,8 +64,8 @@ def _load_crop_decoder() -> Optional[Callable[..., None]]:
     return _jpegcrop.decode_crop
 
 
-# decode_crop(data, x, y, w, h, out) of flowprep._jpegcrop, or None (full decode + copy).
-# A module attribute so that tests and benchmarks can swap it.
+# decode_crop(data, x, y, w, h, out, channels) of flowprep._jpegcrop, or None (whole
+# decode + copy). A module attribute so that tests and benchmarks can swap it.
 CROP_DECODER = _load_crop_decoder()
 
 
@@ -80,15 +80,33 @@ def decode_grey_crop(data: bytes, box: Sequence[int], out: np.ndarray, where: ob
         StoreError naming ``where``: undecodable or truncated data (libjpeg
         warnings count as errors on the fast path), or a box outside the plane.
     """
+    _decode_crop(data, box, out, where, 1)
+
+
+def decode_rgb_crop(data: bytes, box: Sequence[int], out: np.ndarray, where: object = "") -> None:
+    """Decode the rectangle box = (x0, y0, w, h) of a colour JPEG into ``out``, RGB order.
+
+    Args:
+        data: the JPEG bytes of an RGB frame.
+        box: (x0, y0, w, h) in pixels of the stored frame; must lie inside it.
+        out: uint8 (h, w, 3), C-contiguous, written in place.
+    Raises:
+        StoreError naming ``where``, as decode_grey_crop.
+    """
+    _decode_crop(data, box, out, where, 3)
+
+
+def _decode_crop(data: bytes, box: Sequence[int], out: np.ndarray, where: object,
+                 channels: int) -> None:
     x0, y0, w, h = (int(v) for v in box)
     dec = CROP_DECODER
     if dec is not None:
         try:
-            dec(data, x0, y0, w, h, out)
+            dec(data, x0, y0, w, h, out, channels)
         except ValueError as e:
             raise StoreError(f"{where}: {e}") from None
         return
-    img = decode_grey(data, where)
+    img = decode_grey(data, where) if channels == 1 else decode_rgb(data, where)
     if x0 < 0 or y0 < 0 or x0 + w > img.shape[1] or y0 + h > img.shape[0]:
         raise StoreError(f"{where}: crop ({x0}, {y0}, {w}, {h}) does not fit the "
                          f"{img.shape[1]}x{img.shape[0]} image")
