@@ -96,7 +96,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import StoreError, WriteError
-from ..fsutil import atomic_write_json, one_line, read_json, storage_error
+from ..fsutil import atomic_write_json, fsync_dir, one_line, read_json, storage_error
 from . import codec
 from .base import Store, StoreWriter, Video, VideoWriter, clear_failure
 
@@ -821,7 +821,7 @@ class Hdf5StoreWriter(StoreWriter):
             os.makedirs(index_dir(self.root), exist_ok=True)
             size = os.path.getsize(tmp)
             os.rename(tmp, dest)
-            _fsync_dir(dest_dir)
+            fsync_dir(dest_dir)
         except OSError as exc:
             raise self._broke(exc) from None
         part = {"flowprep_index": INDEX_VERSION, "shard": name, "shard_bytes": size,
@@ -859,16 +859,3 @@ class Hdf5StoreWriter(StoreWriter):
             self._abandon()
             return
         self.seal()
-
-
-def _fsync_dir(path: str) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..errors import StoreError
-from ..fsutil import atomic_write_json, exchange, read_json, safe_join, write_bytes
+from ..fsutil import (atomic_write_json, exchange, fsync_dir, open_dir, read_json, safe_join,
+                      sync_filesystem, write_bytes)
 from . import codec
 from .base import Store, StoreWriter, Video, VideoWriter, clear_failure
 
@@ -135,6 +136,9 @@ class JpegVideoWriter(VideoWriter):
         self._published = published
         self.dest = safe_join(root, video_id)
         os.makedirs(tmpdir)
+        # opened before any frame is written: syncfs on it at commit reports the
+        # write-back errors of every frame (see fsutil.sync_filesystem)
+        self._dir_fd: Optional[int] = open_dir(tmpdir)
         self.counts = {"img": 0, "flow": 0, "bflow": 0}
 
     def add_rgb(self, rgb: np.ndarray) -> None:
@@ -150,8 +154,26 @@ class JpegVideoWriter(VideoWriter):
                         codec.encode_grey(np.ascontiguousarray(q[..., c]), self.quality))
         self.counts[p] += 1
 
+    def __del__(self) -> None:  # a writer dropped after a storage error is never aborted
+        try:
+            self._close_dir()
+        except Exception:
+            pass
+
+    def _close_dir(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
+
     def commit(self, meta: Dict[str, Any]) -> None:
         atomic_write_json(os.path.join(self.tmpdir, META_FILE), meta)
+        # Durable before visible: every frame file and the folder's entries reach the
+        # disk before the rename publishes the folder, so a power loss leaves either no
+        # video or a whole one (a process kill never needed this: see docs/reliability.md).
+        try:
+            sync_filesystem(self._dir_fd, self.tmpdir)
+        finally:
+            self._close_dir()
         os.makedirs(os.path.dirname(self.dest), exist_ok=True)
         trash = None
         if os.path.lexists(self.dest):
@@ -167,12 +189,14 @@ class JpegVideoWriter(VideoWriter):
                 os.rename(self.tmpdir, self.dest)
         else:
             os.rename(self.tmpdir, self.dest)
+        fsync_dir(os.path.dirname(self.dest))  # the rename itself
         clear_failure(self.root, self.video_id)
         self._published.append(self.video_id)
         if trash:
             shutil.rmtree(trash, ignore_errors=True)
 
     def abort(self) -> None:
+        self._close_dir()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
