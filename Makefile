@@ -19,7 +19,11 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml setup.py flowprep/_jp
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# strace: tests/test_durability.py reads the order of syncfs/fsync/rename off a real run
 $(VENV)/.installed-test: $(VENV)/.installed
+	@command -v strace >/dev/null || { command -v apt-get >/dev/null && \
+	  { apt-get install -y -q strace || { apt-get update -q && apt-get install -y -q strace; }; }; } || \
+	  echo "note: strace not found; the durability tests will be skipped"
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
