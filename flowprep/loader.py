@@ -638,11 +638,12 @@ class TwoStreamDataset:
         region = None if direct else np.empty((uh, uw), np.uint8)
         resize, linear, size = cv2.resize, cv2.INTER_LINEAR, (ow, oh)
         crop_decode, raw_crop = codec.decode_grey_crop, (slice(uy0, uy0 + uh), slice(ux0, ux0 + uw))
-        payload, idx_l, bwd_l = video.flow_payload, idx.tolist(), bwd.tolist()
+        idx_l, bwd_l = idx.tolist(), bwd.tolist()
+        pairs = video.flow_payloads([(i, b) for k in range(K) for i, b in zip(idx_l[k], bwd_l[k])])
         for k in range(K):
             for j in range(L):
                 i, back = idx_l[k][j], bwd_l[k][j]
-                pair = payload(i, back)
+                pair = pairs[k * L + j]
                 for c in (0, 1):
                     buf, ch = pair[c], 2 * j + c
                     dst = u8[k, ch] if direct else region
@@ -691,8 +692,9 @@ class TwoStreamDataset:
         remap_kw = dict(interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         for k in range(K):
             q_planes, d_planes = [], []  # per flow: (H, W, 2) uint8 as stored, float32 pixels
+            payloads = video.flow_payloads([(int(idx[k, j]), bool(bwd[k, j])) for j in range(L)])
             for j in range(L):
-                px, py = video.flow_payload(int(idx[k, j]), bool(bwd[k, j]))
+                px, py = payloads[j]
                 qs = [decode_grey(px), decode_grey(py)]
                 q_planes.append(qs)
                 d = np.empty(qs[0].shape + (2,), np.float32)  # interleaved: one 2-channel remap

@@ -382,3 +382,41 @@ def test_video_objects_pickle(built):
     clone = pickle.loads(pickle.dumps(v))
     assert (clone.rgb_bytes(2), clone.flow_quantized(3).tobytes()) == want
     assert clone.meta == v.meta
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["jpeg payload", "raw payload"])
+def test_flow_payloads_equal_one_flow_payload_at_a_time(fmt, raw, monkeypatch):
+    if raw and fmt != "hdf5":
+        pytest.skip("raw payloads are an HDF5 option")
+    path, _ = make_store(fmt, "backward", backward=True, **({"payload": "raw"} if raw else {}))
+    store = flowprep.open_store(path)
+    v = store["MoveRight/a"]
+    n = v.num_flows
+    # out of order, repeated, both directions, negative indices
+    items = [(3, False), (0, True), (n - 1, False), (3, False), (1, True), (-1, True), (0, False)]
+    want = [v.flow_payload(i, b) for i, b in items]
+
+    def as_bytes(p):
+        return p.tobytes() if isinstance(p, np.ndarray) else bytes(p)
+
+    def check():
+        got = v.flow_payloads(items)
+        assert len(got) == len(items)
+        for (gx, gy), (wx, wy) in zip(got, want):
+            assert as_bytes(gx) == as_bytes(wx) and as_bytes(gy) == as_bytes(wy)
+
+    check()
+    if fmt == "hdf5":  # also when every payload is its own read: no span merging at all
+        from flowprep.store import hdf5 as h5
+        monkeypatch.setattr(h5, "SPAN_GAP", -1)
+        check()
+        monkeypatch.setattr(h5, "SPAN_MAX", 1)
+        check()
+    with pytest.raises(IndexError):
+        v.flow_payloads([(n, False)])
+    # the per-item accessors take negative indices and refuse out-of-range ones alike
+    assert as_bytes(v.flow_payload(-1, True)[0]) == as_bytes(v.flow_payload(n - 1, True)[0])
+    assert v.rgb_bytes(-1) == v.rgb_bytes(v.num_frames - 1)
+    for bad in (lambda: v.flow_payload(n), lambda: v.rgb_bytes(v.num_frames)):
+        with pytest.raises(IndexError):
+            bad()

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -165,6 +165,14 @@ class Video:
     def flow_payload(self, i: int, backward: bool = False):
         """(x, y) as stored: two JPEG byte strings, or two uint8 (H, W) arrays."""
         raise NotImplementedError
+
+    def flow_payloads(self, items: Sequence[Tuple[int, bool]]) -> List[Tuple[Any, Any]]:
+        """flow_payload(i, backward) for each (i, backward) of ``items``, in order.
+
+        JPEG payloads may come as bytes or as memoryviews (bytes-like, read-only);
+        stores that can fetch many payloads in fewer reads override this.
+        """
+        return [self.flow_payload(i, b) for i, b in items]
 
     # --- decoded access ---------------------------------------------------
     def _check(self, i: int, n: int, what: str) -> int:

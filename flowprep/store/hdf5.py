@@ -91,7 +91,7 @@ import re
 import time
 import zlib
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -112,6 +112,10 @@ RAW_COMPRESSION = ("gzip", 4)
 LIBVER = ("v110", "v110")
 
 #: (stream name, backward) of the JPEG-payload flow tables.
+# flow_payloads merges payload reads whose byte ranges are at most SPAN_GAP apart, into
+# spans of at most SPAN_MAX bytes
+SPAN_GAP = 256 << 10
+SPAN_MAX = 16 << 20
 JPEG_FLOW_STREAMS = {False: ("flow_x", "flow_y"), True: ("bflow_x", "bflow_y")}
 RAW_FLOW_STREAMS = {False: "flow", True: "bflow"}
 
@@ -319,6 +323,42 @@ class Hdf5Video(Video):
             return q[0], q[1]
         sx, sy = JPEG_FLOW_STREAMS[backward]
         return self._bytes(sx, i), self._bytes(sy, i)
+
+    def flow_payloads(self, items: Sequence[Tuple[int, bool]]) -> List[Tuple[Any, Any]]:
+        """Many flows' (x, y) payloads in few reads: JPEG payloads as memoryviews.
+
+        The payloads' byte ranges in the video's blob are merged into spans
+        wherever the gap between them is at most SPAN_GAP bytes (a stack's
+        consecutive flows lie close together, RGB frames between them), and
+        each span is one h5py read; a payload is a zero-copy view of its span.
+        (About 10 µs of h5py overhead per read, against a span's copy at memory
+        speed: 20 planes of a 10-flow stack in one read instead of 20.)
+        """
+        items = [(self._check(int(i), self.num_flows, "flow"), bool(b)) for i, b in items]
+        if any(b for _, b in items):
+            self._need_backward()
+        if not items or any(self._is_raw(b) for _, b in items):
+            return [self.flow_payload(i, b) for i, b in items]
+        wanted = []  # (offset, length, item, component)
+        for n, (i, b) in enumerate(items):
+            for c, stream in enumerate(JPEG_FLOW_STREAMS[b]):
+                off, length = self.table(stream)[i, :2]
+                wanted.append((int(off), int(length), n, c))
+        wanted.sort()
+        blob = self._dataset("blob")
+        out: List[List[Any]] = [[None, None] for _ in items]
+        k = 0
+        while k < len(wanted):
+            start, end, m = wanted[k][0], wanted[k][0] + wanted[k][1], k + 1
+            while m < len(wanted) and wanted[m][0] - end <= SPAN_GAP \
+                    and max(end, wanted[m][0] + wanted[m][1]) - start <= SPAN_MAX:
+                end = max(end, wanted[m][0] + wanted[m][1])
+                m += 1
+            span = memoryview(blob[start:end])
+            for off, length, n, c in wanted[k:m]:
+                out[n][c] = span[off - start:off - start + length]
+            k = m
+        return [(x, y) for x, y in out]
 
     def flow_quantized(self, i: int, backward: bool = False) -> np.ndarray:
         if self._is_raw(backward):  # one read, no stacking

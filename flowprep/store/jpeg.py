@@ -91,9 +91,12 @@ class JpegVideo(Video):
         return data
 
     def rgb_bytes(self, i: int) -> bytes:
-        return self._read(frame_name("img", i))
+        return self._read(frame_name("img", self._check(i, self.num_frames, "frame")))
 
     def flow_payload(self, i: int, backward: bool = False):
+        i = self._check(i, self.num_flows, "flow")
+        if backward:
+            self._need_backward()
         p = "bflow" if backward else "flow"
         return self._read(frame_name(p + "_x", i)), self._read(frame_name(p + "_y", i))
 
