@@ -48,16 +48,19 @@ inside this module's functions.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import itertools
 import os
+import signal
 import socket
 import tempfile
 import threading
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import BackendUnavailable, ConfigError, DiskFullError, FlowprepError
-from .extract import failed_result, not_processed
-from .fsutil import storage_error
+from .extract import failed_result, not_processed, timed_out_reason
+from .fsutil import atomic_write_json, read_json, storage_error
 
 INSTALL_HINT = "pip install 'flowprep[dask]'"
 CONNECT_TIMEOUT_S = 30
@@ -280,20 +283,95 @@ def _run_stopped(token: str) -> bool:
         return False
 
 
+class _Watchdog:
+    """Kills this worker process when a video overruns timeout + timeout_per_frame x frames.
+
+    A hung video (a decoder or flow call that never returns) cannot be stopped in
+    its thread, and dask cannot cancel a running task, so the process goes, as a
+    local worker would: before the SIGKILL the watchdog leaves a marker with the
+    reason in the run's staging area (on the shared filesystem). The nanny starts
+    a fresh worker process, dask runs the task again, and the task finds the
+    marker and reports the video failed with that reason at once. Other tasks
+    that were running in the killed process are run again by dask, and the
+    videos its writers had committed into unsealed shards are redone by the
+    client, as after any worker crash (see docs/cluster.md).
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: Dict[int, Dict[str, Any]] = {}
+        self.thread: Optional[threading.Thread] = None
+
+    def begin(self, vin, opts, marker: str):
+        """Watch the calling thread's video from now; returns its frames-decoded callback."""
+        entry = {"t0": time.monotonic(), "frames": 0, "vin": vin, "opts": opts, "marker": marker}
+        with self.lock:
+            self.running[threading.get_ident()] = entry
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._watch, name="flowprep-watchdog",
+                                               daemon=True)
+                self.thread.start()
+
+        def frames(n: int) -> None:
+            entry["frames"] += n
+        return frames
+
+    def end(self) -> None:
+        with self.lock:
+            self.running.pop(threading.get_ident(), None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.25)
+            now = time.monotonic()
+            with self.lock:
+                entries = list(self.running.values())
+            for e in entries:
+                opts, elapsed = e["opts"], now - e["t0"]
+                if elapsed > opts.timeout + opts.timeout_per_frame * e["frames"]:
+                    try:
+                        os.makedirs(os.path.dirname(e["marker"]), exist_ok=True)
+                        atomic_write_json(e["marker"], {"reason": timed_out_reason(
+                            e["vin"], elapsed, e["frames"], opts)})
+                    finally:
+                        os.kill(os.getpid(), signal.SIGKILL)
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _timeout_marker(job_path: str, video_id: str) -> str:
+    """Where a worker records that ``video_id`` timed out (the run's staging area)."""
+    name = hashlib.sha1(video_id.encode()).hexdigest() + ".json"
+    return os.path.join(os.path.dirname(job_path), "timed-out", name)
+
+
+def _timed_out(job_path: str, video_id: str) -> Optional[str]:
+    """The reason recorded by a watchdog that killed a worker over ``video_id``, or None."""
+    try:
+        return str(read_json(_timeout_marker(job_path, video_id))["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _process_task(vin, job_path: str) -> Dict[str, Any]:
     """The dask task of one video (runs on a worker). Never raises for a video's own error."""
     from .extract import process_video
     base = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
     if _run_stopped(os.path.basename(os.path.dirname(job_path))):
         return dict(base, status="stopped")  # touch nothing: the client reports it
+    reason = _timed_out(job_path, vin.video_id)
+    if reason is not None:  # it hung a worker before, which was killed: it fails now
+        return dict(base, status="failed", reason=reason)
     try:
         job = _load_job(job_path)
         st = _state_for(job, os.path.basename(os.path.dirname(job_path)))
     except FlowprepError as exc:
         return dict(base, status="fatal", reason=f"{socket.gethostname()}: {exc}")
     with st.lock:
+        frames = _WATCHDOG.begin(vin, job.opts, _timeout_marker(job_path, vin.video_id))
         try:
-            res = process_video(vin, job, st.backend, st.writer)
+            res = process_video(vin, job, st.backend, st.writer, progress=frames)
         except DiskFullError as exc:  # the run stops (the client says so)
             res = dict(base, status="failed", reason=f"{vin.path}: not stored: {exc}",
                        stop="disk full", writer_error=True)
@@ -302,6 +380,8 @@ def _process_task(vin, job_path: str) -> Dict[str, Any]:
             res = dict(base, status="failed", writer_error=True,
                        reason=f"writing the store failed: {err}" if err is not None
                        else f"internal error {type(exc).__name__}: {exc}")
+        finally:
+            _WATCHDOG.end()
         res["published_ids"] = st.writer.drain_published()
         if res.pop("writer_error", False):
             # as a local worker is retired: the writer's state is unknown, so its open
@@ -477,8 +557,9 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                     value = value[1]  # an erred task: as_completed gives (type, exception, tb)
                 if isinstance(value, KilledWorker):
                     results[vin.video_id] = failed_result(
-                        vin, f"{vin.path}: every dask worker that processed it died "
-                             f"(crash, or killed for memory); dask gave up on it ({value})")
+                        vin, _timed_out(job_path, vin.video_id)
+                        or f"{vin.path}: every dask worker that processed it died "
+                           f"(crash, or killed for memory); dask gave up on it ({value})")
                     progress.video_done(False)
                 elif isinstance(value, BaseException):
                     if stopping is not None:

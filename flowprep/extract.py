@@ -328,6 +328,13 @@ def failed_result(vin: VideoInput, reason: str) -> Dict[str, Any]:
     return {"video_id": vin.video_id, "input": vin.path, "status": "failed", "reason": reason}
 
 
+def timed_out_reason(vin: VideoInput, elapsed: float, frames: int, opts: "ExtractOptions") -> str:
+    """The failure reason of a video that overran timeout + timeout_per_frame x frames."""
+    return (f"{vin.path}: timed out after {elapsed:.0f} s with {frames} frames decoded "
+            f"(limit {opts.timeout:.0f} s + {opts.timeout_per_frame:g} s per frame); "
+            f"the worker was killed")
+
+
 def not_processed(vin: VideoInput, why: str) -> Dict[str, Any]:
     """The result of a video never started because the run stopped early."""
     return failed_result(vin, f"not processed: the run stopped early ({why})")

@@ -32,7 +32,7 @@ from multiprocessing.connection import wait
 from typing import Any, Dict, List, Optional
 
 from .errors import DiskFullError, FlowprepError
-from .extract import failed_result, not_processed
+from .extract import failed_result, not_processed, timed_out_reason
 from .progress import Progress
 
 
@@ -328,9 +328,7 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
                     elapsed = time.monotonic() - w.started
                     if elapsed > limit:
                         vin = w.task
-                        fail(vin, f"{vin.path}: timed out after {elapsed:.0f} s with {w.frames} "
-                                  f"frames decoded (limit {job.opts.timeout:.0f} s + "
-                                  f"{job.opts.timeout_per_frame:g} s per frame); the worker was killed")
+                        fail(vin, timed_out_reason(vin, elapsed, w.frames, job.opts))
                         w.task = None
                         requeue_unsealed(w, "was killed after a timeout")
                         if not closing and not stopping:

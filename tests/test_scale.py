@@ -542,3 +542,33 @@ def test_a_video_that_keeps_killing_dask_workers_fails_with_the_reason(tmp_path,
     assert store.video_ids == ["a0", "a1"]
     (reason,) = store.failures.values()
     assert "every dask worker that processed it died" in reason
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_hung_video_on_a_dask_worker_times_out_and_the_run_completes(tmp_path, dataset, fmt):
+    """`hung` sleeps forever in its task: the worker's watchdog kills the worker process
+    after --timeout, the nanny starts a new one, the retried task reports the timeout,
+    and the other videos are published (the store verifies clean)."""
+    import shutil
+    from flowprep.verify import verify_store
+    inp = tmp_path / "in"
+    inp.mkdir()
+    for name in ("a0", "a1"):
+        shutil.copy(dataset / "A" / f"{name}.mkv", inp / f"{name}.mkv")
+    shutil.copy(dataset / "B" / "b0.mkv", inp / "hung.mkv")
+    out = tmp_path / "out"
+    with dask_cluster(tmp_path, workers=1, FLOWPREP_TEST_HOOK="hang:hung") as client:
+        t0 = time.monotonic()
+        r = run_flowprep("extract", inp, "-o", out, "--scheduler", client.scheduler.address,
+                         "--format", fmt, "--timeout", "3", "--timeout-per-frame", "0", *FAST)
+        took = time.monotonic() - t0
+        client.wait_for_workers(1, timeout=60)  # the nanny replaced the killed process
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert counts(r.stdout) == (2, 0, 1), r.stdout + r.stderr
+    assert took < 120
+    store = flowprep.open_store(out)
+    assert store.video_ids == ["a0", "a1"]
+    (reason,) = store.failures.values()
+    assert re.search(r"hung\.mkv: timed out after [3-9] s with 0 frames decoded "
+                     r"\(limit 3 s \+ 0 s per frame\); the worker was killed", reason), reason
+    assert [str(p) for p in verify_store(str(out))] == []
