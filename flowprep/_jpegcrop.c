@@ -167,15 +167,10 @@ done:
     return result;
 }
 
-static PyObject *lib_version(PyObject *Py_UNUSED(self), PyObject *Py_UNUSED(noargs)) {
-    return PyLong_FromLong(JPEG_LIB_VERSION);
-}
-
 static PyMethodDef methods[] = {
     {"decode_crop", decode_crop, METH_VARARGS,
      "decode_crop(data, x, y, w, h, out, channels=1) -> None: decode only the rectangle "
      "(x, y, w, h) of a JPEG, as grey (1) or RGB (3), into out (h*w*channels bytes, C order)."},
-    {"lib_version", lib_version, METH_NOARGS, "JPEG_LIB_VERSION the module was built with."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_jpegcrop",

@@ -116,7 +116,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from .errors import ConfigError, StoreError
+from .errors import ConfigError
 from .store import codec
 from .store.base import Store, Video
 
@@ -129,19 +129,15 @@ DTYPES = ("float32", "uint8")
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
 DEFAULT_LENGTH = {"flow": 10, "two-stream": 10, "rgbdiff": 5, "rgb": 1}
 
-# stored frames carry no EXIF: skip the orientation lookup
-_GREY = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION
 
 
 # --- decoding (module functions so a benchmark can time them) ---------------
-def decode_grey(buf: Any) -> np.ndarray:
-    """A stored grey payload -> uint8 (H, W): JPEG bytes decoded with cv2.imdecode, arrays as-is."""
+def decode_grey(buf: Any, where: object = "") -> np.ndarray:
+    """A stored grey payload -> uint8 (H, W): JPEG bytes decoded whole (codec.decode_grey,
+    errors name ``where``), raw arrays as they are."""
     if isinstance(buf, np.ndarray):  # raw payload (HDF5 payload="raw"): a strided view
         return np.ascontiguousarray(buf, dtype=np.uint8)
-    img = cv2.imdecode(np.frombuffer(buf, np.uint8), _GREY)
-    if img is None:
-        raise StoreError("a stored flow plane is not a decodable JPEG")
-    return img
+    return codec.decode_grey(buf, where)
 
 
 def union_box(views: Sequence[Tuple[int, int, int, int, bool]]) -> Tuple[int, int, int, int]:
@@ -714,8 +710,8 @@ class TwoStreamDataset:
             qf_planes = self._float_scratch((L, 2, video.height, video.width))
             payloads = video.flow_payloads([(int(idx[k, j]), bool(bwd[k, j])) for j in range(L)])
             for j in range(L):
-                px, py = payloads[j]
-                qs = [decode_grey(px), decode_grey(py)]
+                i, back = int(idx[k, j]), bool(bwd[k, j])
+                qs = [decode_grey(payloads[j][c], _plane_name(video, i, back, c)) for c in (0, 1)]
                 q_planes.append(qs)
                 for c in (0, 1):
                     np.copyto(qf_planes[j, c], qs[c], casting="unsafe")
@@ -773,16 +769,17 @@ class TwoStreamDataset:
 
     # --- rgb --------------------------------------------------------------------
     def _rgb_views(self, video: Video, frame: int, views, dsts: List[np.ndarray],
-                   region: np.ndarray) -> None:
+                   region: Tuple[Tuple[int, int, int, int], np.ndarray]) -> None:
         """Decode the views' region of one frame and write each view's (3, S, S) into dsts[v].
 
-        region: uint8 (h, w, 3) scratch of the union box of the views.
+        region: (the union box of the views, a uint8 (h, w, 3) scratch array of its size).
         """
-        ux0, uy0, uw, uh = union_box(views)
-        codec.decode_rgb_crop(video.rgb_bytes(int(frame)), (ux0, uy0, uw, uh), region,
+        box, buf = region
+        codec.decode_rgb_crop(video.rgb_bytes(int(frame)), box, buf,
                               f"{video.video_id}: frame {int(frame)}")
+        ux0, uy0 = box[:2]
         for v, (x0, y0, w, h, fl) in enumerate(views):
-            crop = region[y0 - uy0:y0 - uy0 + h, x0 - ux0:x0 - ux0 + w]
+            crop = buf[y0 - uy0:y0 - uy0 + h, x0 - ux0:x0 - ux0 + w]
             dst = dsts[v]
             if crop.shape[:2] != dst.shape[1:]:  # resize, then mirror: as the flow planes
                 crop = cv2.resize(crop, (dst.shape[2], dst.shape[1]), interpolation=cv2.INTER_LINEAR)
@@ -796,9 +793,9 @@ class TwoStreamDataset:
                     dst[c] = chans[c]
 
     @staticmethod
-    def _rgb_region(views) -> np.ndarray:
-        _, _, w, h = union_box(views)
-        return np.empty((h, w, 3), np.uint8)
+    def _rgb_region(views) -> Tuple[Tuple[int, int, int, int], np.ndarray]:
+        box = union_box(views)
+        return box, np.empty((box[3], box[2], 3), np.uint8)
 
     def _rgb_stack(self, video: Video, frames: np.ndarray, views) -> np.ndarray:
         K, V = len(frames), len(views)

@@ -217,3 +217,17 @@ def test_loader_names_a_corrupt_stored_plane(stores, tmp_path):
         fh.write(data[:len(data) // 3])
     with pytest.raises(StoreError, match=rf"{vid}: flow {idx[2]} y: "):
         ds[0]
+
+
+@pytest.mark.parametrize("stacking", ["plain", "trajectory"])
+def test_loader_names_an_undecodable_stored_plane(stores, tmp_path, stacking):
+    # with or without the extension: plain stacks crop-decode, trajectory stacks decode whole
+    root = str(tmp_path / "store")
+    shutil.copytree(stores["jpeg"], root)
+    vid = flowprep.open_store(root).video_ids[0]
+    ds = TwoStreamDataset(root, modality="flow", mode="val", stacking=stacking, seed=0)
+    idx = ds[0]["flow_indices"][0]
+    with open(os.path.join(root, vid, f"flow_x_{idx[4] + 1:05d}.jpg"), "wb") as fh:
+        fh.write(b"not a jpeg at all" * 20)
+    with pytest.raises(StoreError, match=rf"{vid}: flow {idx[4]} x: "):
+        ds[0]

@@ -38,15 +38,23 @@ def encode_grey(plane: np.ndarray, quality: int = DEFAULT_JPEG_QUALITY) -> bytes
     return buf.tobytes()
 
 
-def decode_rgb(data: bytes, where: str = "") -> np.ndarray:
+_IMREAD_RGB = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10: decoded as RGB
+
+
+def decode_rgb(data: bytes, where: object = "") -> np.ndarray:
     """JPEG bytes -> uint8 (H, W, 3) RGB. Raises StoreError naming ``where`` if corrupt."""
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    buf = np.frombuffer(data, np.uint8)
+    if _IMREAD_RGB is not None:  # libjpeg writes RGB directly: no second pass
+        img = cv2.imdecode(buf, _IMREAD_RGB)
+    else:  # pragma: no cover - OpenCV < 4.10
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        img = None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     if img is None:
         raise StoreError(f"{where}: not a decodable JPEG")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img
 
 
-def decode_grey(data: bytes, where: str = "") -> np.ndarray:
+def decode_grey(data: bytes, where: object = "") -> np.ndarray:
     """Greyscale JPEG bytes -> uint8 (H, W). Raises StoreError naming ``where`` if corrupt."""
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if img is None:
