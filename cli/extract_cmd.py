@@ -76,14 +76,28 @@ def _shard(ctx, param, value):
               help="HDF5 frame payload: the JPEG store's bytes, or lossless uint8 flow.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress line on stderr (default: when stderr is a terminal).")
+@click.option("--task", type=click.Choice(["both", "rgb", "flow"]), default="both",
+              show_default=True, help="Store RGB frames and flow, or only one of them.")
+@click.option("--decoder", type=click.Choice(["auto", "pyav", "opencv"]), default="auto",
+              show_default=True, help="Video decoder (auto: PyAV, whose FFmpeg reads AV1/HEVC/VP9; "
+                                      "OpenCV when PyAV is not installed).")
+@click.option("--fps", type=float, default=None, metavar="F",
+              help="Resample to F frames/s by presentation time, as FFmpeg's fps filter does.")
+@click.option("--start", type=float, default=None, metavar="S",
+              help="Keep the frames shown at S <= t (seconds).")
+@click.option("--end", type=float, default=None, metavar="E",
+              help="Keep the frames shown at t < E (seconds).")
+@click.option("--input-fps", type=float, default=None, metavar="F",
+              help="Frames/s of frame-folder inputs (default 25).")
 def extract(inputs, out, algo, device, backend, params, fmt, short_side, size, bound, quant, step,
             backward, jpeg_quality, jobs, shard, scheduler, force, timeout, timeout_per_frame,
-            batch_size, shard_size, payload, progress):
+            batch_size, shard_size, payload, progress, task, decoder, fps, start, end, input_fps):
     """Extract RGB frames and optical flow of INPUT videos into a store.
 
     INPUT is a video file, a folder (searched recursively; class folders give
-    labels) or a .txt list of videos. A rerun skips published videos with the
-    same configuration and redoes the rest.
+    labels), a frame folder (images, no videos: one video) or a .txt list of
+    videos (lines "path [label] [start end]"). A rerun skips published videos
+    with the same configuration and redoes the rest.
     """
     from flowprep.extract import extract as run_extract
     try:
@@ -93,9 +107,13 @@ def extract(inputs, out, algo, device, backend, params, fmt, short_side, size, b
             backward=backward, jpeg_quality=jpeg_quality, jobs=jobs, shard=shard,
             scheduler=scheduler, force=force, timeout=timeout, timeout_per_frame=timeout_per_frame,
             batch_size=batch_size, shard_size=parse_bytes(shard_size), payload=payload,
-            progress=sys.stderr.isatty() if progress is None else progress)
+            progress=sys.stderr.isatty() if progress is None else progress,
+            task=task, decoder=decoder, fps=fps, start=start, end=end, input_fps=input_fps)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
+    from flowprep.decode import AUTO_NOTE, have_pyav
+    if decoder == "auto" and not have_pyav():
+        click.echo(f"note: {AUTO_NOTE}", err=True)
     report = run_extract(list(inputs), out, **options)
     n_pub, n_skip, n_fail = len(report.published), len(report.skipped), len(report.failed)
     click.echo(f"{n_pub} published, {n_skip} already published, {n_fail} failed "

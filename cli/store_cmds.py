@@ -111,9 +111,14 @@ def show(out, video_id, frame, count, backward, output):
         hint = f"; it has {len(ids)} videos, e.g. {', '.join(ids[:3])}" if ids else "; it is empty"
         raise click.BadParameter(f"no video {video_id!r} in {out}{hint}", param_hint="VIDEO_ID")
     video = store[video_id]
-    if frame is not None and not -video.num_flows <= frame < video.num_flows:
-        raise click.BadParameter(f"{frame} is out of range: {video_id} has {video.num_flows} flows "
-                                 f"(0..{video.num_flows - 1})", param_hint="--frame")
+    count_of, what = ((video.num_frames, "frames (--task rgb: no flow)") if video.task == "rgb"
+                      else (video.num_flows, "flows"))
+    if frame is not None and not -count_of <= frame < count_of:
+        raise click.BadParameter(f"{frame} is out of range: {video_id} has {count_of} {what} "
+                                 f"(0..{count_of - 1})", param_hint="--frame")
+    if backward and video.task == "rgb":
+        raise click.BadParameter(f"{video_id} has no flow (the store was extracted with --task rgb)",
+                                 param_hint="--backward")
     if backward and not video.has_backward:
         raise click.BadParameter(f"{video_id} has no backward flow (extract with --backward)",
                                  param_hint="--backward")

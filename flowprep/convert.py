@@ -30,7 +30,8 @@ from .errors import ConfigError
 from .fsutil import write_bytes
 from .store import FORMATS, open_store, published_keys
 from .store import codec
-from .store.base import META_DIR, STORE_FILE, config_key, read_store_file, write_store_file
+from .store.base import (META_DIR, STORE_FILE, config_key, read_store_file, stored_rgb_frames,
+                         write_store_file)
 
 
 def _dst_info(src_info: Dict[str, Any], fmt: str, src_root: str) -> Dict[str, Any]:
@@ -129,7 +130,7 @@ def _writer(fmt: str, root: str, tmp_root: str, quality: int, shard_size: int, p
 def _copy_video(video, meta: Dict[str, Any], writer, quality: int) -> None:
     vw = writer.begin(video.video_id)
     try:
-        for i in range(video.num_frames):
+        for i in range(stored_rgb_frames(meta)):  # none for a --task flow video
             vw.add_rgb_bytes(video.rgb_bytes(i))
         dirs = [False, True] if meta.get("backward") else [False]
         for backward in dirs:

@@ -59,7 +59,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import BackendUnavailable, ConfigError, DiskFullError, FlowprepError
-from .extract import failed_result, not_processed, timed_out_reason
+from .pipeline import failed_result, not_processed, timed_out_reason
 from .fsutil import atomic_write_json, read_json, storage_error
 
 INSTALL_HINT = "pip install 'flowprep[dask]'"
@@ -356,7 +356,7 @@ def _timed_out(job_path: str, video_id: str) -> Optional[str]:
 
 def _process_task(vin, job_path: str) -> Dict[str, Any]:
     """The dask task of one video (runs on a worker). Never raises for a video's own error."""
-    from .extract import process_video
+    from .pipeline import process_video
     base = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
     if _run_stopped(os.path.basename(os.path.dirname(job_path))):
         return dict(base, status="stopped")  # touch nothing: the client reports it

@@ -9,25 +9,26 @@ from __future__ import annotations
 import os
 import platform
 import time
-import traceback
-from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
 from . import __version__
 from . import quantize as qz
-from .decode import Resize, VideoReader, rgb_to_grey
-from .errors import (ConfigError, DecodeError, DiskFullError, FlowprepError, StoreError,
-                     WriteError)
+from .decode import DECODERS, Resize, decoder_info
+from .decode.folder import check_input_fps
+from .decode.select import check_selection
+from .errors import ConfigError, WriteError
 from .flow import FlowChoice, merge_params, resolve
-from .flow.base import FlowBackend
 from .fsutil import storage_error as _storage_error
-from .inputs import VideoInput, class_names, discover, parse_shard, select_shard
-from .store import FORMATS, open_writer, published_keys
-from .store.base import (STORE_FILE, StoreWriter, config_key, read_store_file, record_failure,
+from .inputs import class_names, discover, parse_shard, select_shard
+# the one-video pipeline and its helpers (importable from here too, as before)
+from .pipeline import (TASKS, Job, failed_result, not_processed, process_video,  # noqa: F401
+                       timed_out_reason)
+from .store import FORMATS, published_keys
+from .store.base import (STORE_FILE, config_key, read_store_file, record_failure,
                          write_store_file, STORE_VERSION)
 
 
@@ -57,6 +58,11 @@ class ExtractOptions:
         shard_size: HDF5 shard size limit in bytes.
         payload: HDF5 frame payload, "jpeg" (same bytes as the JPEG store) or "raw".
         progress: draw a progress line on stderr.
+        task: "both" | "rgb" | "flow": what is stored (rgb: no flow computed; flow: no RGB files).
+        decoder: "auto" | "pyav" | "opencv" (video files; frame folders have their own reader).
+        fps: output frames/s by presentation time (FFmpeg's fps filter), None keeps every frame.
+        start, end: seconds; keep the frames shown at start <= t < end (None: no bound).
+        input_fps: frames/s of frame-folder inputs (None: 25).
     """
 
     algo: str = "tvl1"
@@ -81,8 +87,21 @@ class ExtractOptions:
     shard_size: int = 1 << 30
     payload: str = "jpeg"
     progress: bool = False
+    task: str = "both"
+    decoder: str = "auto"
+    fps: Optional[float] = None
+    start: Optional[float] = None
+    end: Optional[float] = None
+    input_fps: Optional[float] = None
 
     def validate(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.decoder not in DECODERS:
+            raise ConfigError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
+        check_selection(self.fps, self.start, self.end)
+        if self.input_fps is not None:
+            check_input_fps(self.input_fps)
         if self.format not in FORMATS:
             raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
         if self.quant not in qz.SCHEMES:
@@ -135,226 +154,25 @@ def build_config(opts: ExtractOptions, choice: FlowChoice, params: Dict[str, Any
     # data (no JPEG loss), so it is.
     if opts.format == "hdf5" and opts.payload == "raw":
         cfg["payload"] = "raw"
+    _input_config(cfg, opts)
     return cfg
 
 
-@dataclass
-class Job:
-    """What a worker needs to process videos (picklable)."""
+def _input_config(cfg: Dict[str, Any], opts: ExtractOptions) -> None:
+    """Add what was decoded how (--task, --decoder, --fps, --start/--end, --input-fps).
 
-    opts: ExtractOptions
-    choice: FlowChoice
-    params: Dict[str, Any]
-    config: Dict[str, Any]
-    key: str
-    root: str
-    tmp_root: str
-    threads: int = 1
-
-    def writer(self, tag: str) -> StoreWriter:
-        return open_writer(self.opts.format, self.root, self.tmp_root, tag,
-                           jpeg_quality=self.opts.jpeg_quality, shard_size=self.opts.shard_size,
-                           payload=self.opts.payload)
-
-
-class _OrderedWriter:
-    """Runs a VideoWriter's calls (JPEG encoding, file or HDF5 writes) in one background
-    thread, in submission order, so they overlap the next frame's decoding and flow.
-
-    At most ``depth`` calls wait, which bounds memory. An error raised by a call comes
-    back, unchanged, from a later ``submit`` or from ``drain``; ``stop`` discards what
-    has not started and waits for what has, so the writer is idle before it is aborted.
+    Keys are added only when they differ from the defaults, so that stores made
+    before these options keep their config key (and are not recomputed).
     """
-
-    def __init__(self, depth: int = 8) -> None:
-        from concurrent.futures import ThreadPoolExecutor
-        self._ex = ThreadPoolExecutor(1, thread_name_prefix="flowprep-write")
-        self._pending: deque = deque()
-        self._depth = depth
-
-    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-        while self._pending and (len(self._pending) >= self._depth or self._pending[0].done()):
-            self._pending.popleft().result()
-        self._pending.append(self._ex.submit(fn, *args, **kwargs))
-
-    def drain(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
-
-    def stop(self) -> None:
-        for f in self._pending:
-            f.cancel()
-        self._ex.shutdown(wait=True)
-        self._pending.clear()
-
-
-class _FlowSink:
-    """Quantizes flows, keeps per-flow statistics, hands uint8 flow to the writer."""
-
-    def __init__(self, opts: ExtractOptions, vw, out: "_OrderedWriter") -> None:
-        self.opts, self.vw, self.out = opts, vw, out
-        self.stats: Dict[str, List[Any]] = {"mean_flow": [], "clipped_fraction": [], "ranges": [],
-                                            "mean_flow_backward": [], "clipped_fraction_backward": [],
-                                            "ranges_backward": []}
-
-    def add(self, flow: np.ndarray, backward: bool) -> None:
-        sfx = "_backward" if backward else ""
-        self.stats["mean_flow" + sfx].append([float(v) for v in qz.mean_flow(flow)])
-        if self.opts.quant == "fixed":
-            q = qz.quantize_fixed(flow, self.opts.bound)
-            self.stats["clipped_fraction" + sfx].append(qz.clipped_fraction(flow, self.opts.bound))
-        else:
-            q, ranges = qz.quantize_adaptive(flow)
-            self.stats["ranges" + sfx].append(ranges.tolist())
-            self.stats["clipped_fraction" + sfx].append(0.0)
-        self.out.submit(self.vw.add_flow, q, backward=backward)
-
-
-def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: StoreWriter,
-                  progress: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
-    """Decode, compute flow, quantize and write one video; commit it or fail cleanly.
-
-    Returns:
-        {"video_id", "input", "status": "published" | "failed", "reason", "frames",
-         "flows", "seconds"}. DiskFullError propagates (the run must stop).
-    """
-    t0 = time.perf_counter()
-    opts = job.opts
-    step = int(opts.step)
-    result: Dict[str, Any] = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
-    vw = None
-    reader = None
-    out = _OrderedWriter()
-    try:
-        _test_hook(vin)
-        reader = VideoReader(vin.path, opts.resize)
-        vw = writer.begin(vin.video_id)
-        sink = _FlowSink(opts, vw, out)
-        window: deque = deque(maxlen=step + 1)
-        pending: List[Tuple[np.ndarray, np.ndarray]] = []
-        batch = max(1, int(opts.batch_size or backend.batch_size or 1))
-        n_flows = 0
-
-        def flush() -> None:
-            nonlocal n_flows
-            if not pending:
-                return
-            pairs = list(pending)
-            if opts.backward:
-                pairs += [(b, a) for a, b in pending]
-            flows = backend.compute_batch(pairs)
-            k = len(pending)
-            for j in range(k):
-                sink.add(flows[j], backward=False)
-                if opts.backward:
-                    sink.add(flows[k + j], backward=True)
-            n_flows += k
-            pending.clear()
-
-        for i, rgb in enumerate(reader):
-            out.submit(vw.add_rgb, rgb)
-            window.append(rgb_to_grey(rgb))
-            if len(window) == step + 1:
-                pending.append((window[0], window[-1]))
-                if len(pending) >= batch:
-                    flush()
-            if progress is not None and i % 8 == 7:
-                progress(8)
-        flush()
-        out.drain()
-        n = reader.frames_read
-        if n < step + 1:
-            raise DecodeError(
-                f"{vin.path}: {n} frame{'s' if n != 1 else ''} decoded; flow with step {step} "
-                f"needs at least {step + 1}")
-        meta = {
-            "video_id": vin.video_id, "source": os.path.abspath(vin.path),
-            "class_name": vin.class_name, "label": vin.label,
-            "num_frames": n, "num_flows": n_flows, "fps": reader.fps,
-            "width": reader.width, "height": reader.height,
-            "src_width": reader.src_width, "src_height": reader.src_height,
-            "container_frames": reader.container_frames, "decode_errors": reader.decode_errors,
-            "step": step, "backward": bool(opts.backward),
-            "quant": job.config["quant"], "config_key": job.key,
-            "flow": backend.describe(), "flowprep_version": __version__,
-        }
-        for k, v in sink.stats.items():
-            if v:
-                meta[k] = v
-        warnings = reader.warnings()
-        if warnings:  # published anyway: see docs/reliability.md, "Damaged inputs"
-            meta["warnings"] = warnings
-        vw.commit(meta)
-        result.update(status="published", frames=n, flows=n_flows)
-        if warnings:
-            result["warnings"] = warnings
-    except Exception as exc:
-        out.stop()  # the background writes end before the writer is aborted or retired
-        if reader is not None:
-            reader.close()  # the decoder now, not whenever the suspended generator is collected
-        storage = _storage_error(exc)
-        if vw is not None and storage is None:
-            try:
-                vw.abort()
-            except Exception:  # the writer is broken too; the worker is retired below
-                pass
-        # after a storage error the writer is not touched again (an HDF5 file that failed
-        # a write fails its clean-up too, noisily); what it staged is dropped with the
-        # worker or the run's staging area
-        if isinstance(storage, DiskFullError):
-            raise storage from None
-        if storage is not None:
-            result.update(status="failed", reason=f"writing the store failed: {storage}")
-        elif isinstance(exc, (FlowprepError, cv2.error, MemoryError)):
-            result.update(status="failed", reason=str(exc) if isinstance(exc, FlowprepError)
-                          else f"{type(exc).__name__}: {exc}")
-        else:  # a bug: record it with the traceback, keep the run going
-            result.update(status="failed", reason=f"internal error {type(exc).__name__}: {exc}",
-                          detail=traceback.format_exc())
-        # After a write error or a bug the writer's state is unknown (an HDF5 shard may
-        # hold half-written data): the worker is not reused, and what it committed but
-        # had not yet published is redone by a fresh one (parallel.py).
-        result["writer_error"] = not isinstance(exc, (DecodeError, cv2.error, MemoryError)) \
-            and (storage is not None or isinstance(exc, (StoreError, OSError))
-                 or not isinstance(exc, FlowprepError))
-    finally:
-        out.stop()
-    result["seconds"] = time.perf_counter() - t0
-    return result
-
-
-def failed_result(vin: VideoInput, reason: str) -> Dict[str, Any]:
-    """The result dict of a video that ends failed with ``reason`` (runners use it too)."""
-    return {"video_id": vin.video_id, "input": vin.path, "status": "failed", "reason": reason}
-
-
-def timed_out_reason(vin: VideoInput, elapsed: float, frames: int, opts: "ExtractOptions") -> str:
-    """The failure reason of a video that overran timeout + timeout_per_frame x frames."""
-    return (f"{vin.path}: timed out after {elapsed:.0f} s with {frames} frames decoded "
-            f"(limit {opts.timeout:.0f} s + {opts.timeout_per_frame:g} s per frame); "
-            f"the worker was killed")
-
-
-def not_processed(vin: VideoInput, why: str) -> Dict[str, Any]:
-    """The result of a video never started because the run stopped early."""
-    return failed_result(vin, f"not processed: the run stopped early ({why})")
-
-
-def _test_hook(vin: VideoInput) -> None:
-    """FLOWPREP_TEST_HOOK=action:substring makes a worker crash or hang on matching ids (tests)."""
-    hook = os.environ.get("FLOWPREP_TEST_HOOK")
-    if not hook:
-        return
-    action, _, pattern = hook.partition(":")
-    if pattern and pattern in vin.video_id:
-        if action == "segfault":
-            import signal
-            os.kill(os.getpid(), signal.SIGSEGV)
-        elif action == "hang":
-            while True:
-                time.sleep(1)
-        elif action == "sleep":
-            time.sleep(2)
+    if opts.task != "both":
+        cfg["task"] = opts.task
+    if opts.fps is not None:
+        cfg["fps"] = float(opts.fps)
+    if opts.start is not None or opts.end is not None:
+        cfg["time_range"] = [opts.start, opts.end]
+    if opts.input_fps is not None:
+        cfg["input_fps"] = float(opts.input_fps)
+    cfg["decoder"] = decoder_info(opts.decoder)
 
 
 @dataclass

@@ -4,7 +4,14 @@ video_id is the input's path relative to its input root, without extension,
 with '/' separators (``ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01``). Roots:
 a folder argument is the root of every video under it; a single file's root
 is its own directory; in a .txt list, paths are relative to the list's
-directory (lines ``path [label]``). Ids are made safe (no '..', no leading
+directory (lines ``path [label] [start end]``, see ``parse_list_line``). Frame
+folders (a folder that directly holds images and no videos, see
+flowprep/decode/folder.py) are videos too: their id is the folder's path
+relative to the root, extension not stripped, and their subfolders are not
+searched. A list line with a time range is a segment, its own video, with the
+id ``<id>@<start>-<end>`` (seconds as written by ``format_time``, e.g.
+``v_abc@12.5-20``), so one untrimmed video gives as many videos as it has
+lines. Ids are made safe (no '..', no leading
 '.', no control characters such as a newline, which would break the
 annotation lists; a first part that is the name of a file flowprep writes at
 the top of a store, e.g. ``flowprep.json``, gets a '_' appended) and unique:
@@ -23,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError
 
@@ -40,21 +47,24 @@ class VideoInput:
         video_id: its id in the store.
         class_name: the class folder ('' when none).
         label: integer label, or None until numbered.
+        start, end: the segment [start, end) in seconds from its list line, or None.
     """
 
     path: str
     video_id: str
     class_name: str = ""
     label: Optional[int] = None
+    start: Optional[float] = None
+    end: Optional[float] = None
 
 
 #: files flowprep writes at the top of a store (compared case-insensitively)
 RESERVED_NAMES = ("flowprep.json", "rgb_list.txt", "flow_list.txt", "classes.txt")
 
 
-def _safe_id(rel: str) -> str:
+def _safe_id(rel: str, keep_ext: bool = False) -> str:
     rel = rel.replace(os.sep, "/")
-    stem, _ = os.path.splitext(rel)
+    stem = rel if keep_ext else os.path.splitext(rel)[0]
     parts = []
     for p in stem.split("/"):
         if p in ("", ".", ".."):
@@ -82,29 +92,98 @@ def _walk(root: str) -> Iterable[str]:
             continue
         seen.add(real)
         dirnames.sort()
+        if _is_frame_folder(filenames):
+            dirnames[:] = []  # one video; what is below it is not searched
+            yield dirpath
+            continue
         for f in sorted(filenames):
             if f.lower().endswith(VIDEO_EXTENSIONS) and not f.startswith("._"):
                 yield os.path.join(dirpath, f)
 
 
-def _from_list(list_path: str) -> List[Tuple[str, str, Optional[int]]]:
+def _is_frame_folder(filenames: Sequence[str]) -> bool:
+    from .decode.folder import IMAGE_EXTENSIONS
+    low = [f.lower() for f in filenames if not f.startswith(".")]
+    return (any(f.endswith(IMAGE_EXTENSIONS) for f in low)
+            and not any(f.endswith(VIDEO_EXTENSIONS) for f in low))
+
+
+def _number(tok: str) -> Optional[float]:
+    try:
+        v = float(tok)
+    except ValueError:
+        return None
+    return v if v == v and abs(v) != float("inf") else None
+
+
+def format_time(t: float) -> str:
+    """Seconds as written in segment ids: shortest decimal form (12.5, 20, 0.04)."""
+    return f"{float(t):.6f}".rstrip("0").rstrip(".") or "0"
+
+
+Found = Tuple[str, str, Optional[int], Optional[float], Optional[float]]
+
+
+def parse_list_line(line: str, exists: Callable[[str], bool] = os.path.exists
+                    ) -> Tuple[str, Optional[int], Optional[float], Optional[float]]:
+    """One line of a .txt list -> (path, label, start, end).
+
+    Format: ``path [label] [start end]``, whitespace-separated from the right:
+    after the path, one integer is a label, two numbers are a time range in
+    seconds (``start end``, start < end), three are ``label start end``. A line
+    naming an existing file as a whole (a path that ends in numbers) is that path.
+    Raises ConfigError for a range with start >= end or a negative time.
+    """
+    if exists(line):
+        return line, None, None, None
+    toks = line.split()
+    nums: List[str] = []
+    while len(toks) > 1 and len(nums) < 3 and _number(toks[-1]) is not None:
+        nums.insert(0, toks.pop())
+    path = line
+    if nums:  # the path is what precedes the numbers, inner spaces kept
+        cut = len(line)
+        for tok in reversed(nums):
+            cut = line.rindex(tok, 0, cut)
+        path = line[:cut].strip()
+    label = start = end = None
+    if len(nums) == 1:
+        if not nums[0].lstrip("-").isdigit():
+            raise ConfigError(f"list line {line!r}: one number after the path is a label "
+                              f"(an integer), got {nums[0]!r}; a time range takes two: start end")
+        label = int(nums[0])
+    elif len(nums) >= 2:
+        if len(nums) == 3:
+            if not nums[0].lstrip("-").isdigit():
+                raise ConfigError(f"list line {line!r}: with three numbers the first is a label "
+                                  f"(an integer), got {nums[0]!r}")
+            label = int(nums[0])
+        start, end = float(nums[-2]), float(nums[-1])
+        if start < 0 or end < 0:
+            raise ConfigError(f"list line {line!r}: times must be seconds >= 0")
+        if not start < end:
+            raise ConfigError(f"list line {line!r}: start {nums[-2]} must be before end {nums[-1]}")
+    return path, label, start, end
+
+
+def _from_list(list_path: str) -> List[Found]:
     base = os.path.dirname(os.path.abspath(list_path))
-    out = []
+    out: List[Found] = []
     with open(list_path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             line = line.strip()
             if not line or line.startswith("#"):
                 continue
-            label: Optional[int] = None
-            path = line
-            head, _, tail = line.rpartition(" ")
-            if head and tail.lstrip("-").isdigit() and not os.path.exists(os.path.join(base, line)):
-                path, label = head.strip(), int(tail)
+            try:
+                path, label, start, end = parse_list_line(
+                    line, lambda p: os.path.exists(p if os.path.isabs(p) else os.path.join(base, p)))
+            except ConfigError as exc:
+                raise ConfigError(f"{list_path}:{n}: {exc}") from None
             full = path if os.path.isabs(path) else os.path.join(base, path)
             rel = os.path.relpath(os.path.abspath(full), base)
             if rel.startswith(".."):
                 rel = "/".join(os.path.abspath(full).split(os.sep)[-2:])
-            out.append((full, rel, label))
+            out.append((full, rel, label, start, end))
     return out
 
 
@@ -113,37 +192,47 @@ def discover(inputs: Sequence[str]) -> List[VideoInput]:
 
     Raises ConfigError naming an input that does not exist.
     """
-    found: List[Tuple[str, str, Optional[int]]] = []
+    found: List[Found] = []
     for item in inputs:
         item = os.fspath(item)
         if os.path.isdir(item):
             root = item
             for path in _walk(root):
-                found.append((path, os.path.relpath(path, root), None))
+                rel = os.path.relpath(path, root)
+                if rel == ".":  # the input is itself a frame folder
+                    rel = os.path.basename(os.path.abspath(path))
+                found.append((path, rel, None, None, None))
         elif os.path.isfile(item) and item.lower().endswith(".txt"):
             found.extend(_from_list(item))
         elif os.path.exists(item) or os.path.islink(item):
-            found.append((item, os.path.basename(item), None))
+            found.append((item, os.path.basename(item), None, None, None))
         else:
             raise ConfigError(f"input {item!r} does not exist")
-    found.sort(key=lambda t: (t[1], t[0]))
-    unique: List[Tuple[str, str, Optional[int]]] = []
+    found.sort(key=lambda t: (t[1], t[0], t[3] or 0.0, t[4] or 0.0))
+    unique: List[Found] = []
     seen_paths = set()
-    for path, rel, label in found:
-        key = os.path.abspath(path)
+    for path, rel, label, start, end in found:
+        key = (os.path.abspath(path), start, end)
         if key not in seen_paths:
             seen_paths.add(key)
-            unique.append((path, rel, label))
+            unique.append((path, rel, label, start, end))
+
+    def base_id(path: str, rel: str, start: Optional[float], end: Optional[float]) -> str:
+        vid = _safe_id(rel, keep_ext=os.path.isdir(path))
+        if start is not None:
+            vid += f"@{format_time(start)}-{format_time(end)}"
+        return vid
+
     # folders the ids name (casefolded): no video may take one of these as its own id
-    folders = {f.casefold() for _, rel, _ in unique for f in _folders(_safe_id(rel))}
+    folders = {f.casefold() for p, rel, _, s, e in unique for f in _folders(base_id(p, rel, s, e))}
     used: Dict[str, str] = {}  # casefolded id -> path
 
     def free(cand: str) -> bool:
         return cand.casefold() not in used and cand.casefold() not in folders
 
-    videos: List[Tuple[str, str, str, Optional[int]]] = []
-    for path, rel, label in unique:
-        vid = _safe_id(rel)
+    videos: List[Tuple[str, str, str, Optional[int], Optional[float], Optional[float]]] = []
+    for path, rel, label, start, end in unique:
+        vid = base_id(path, rel, start, end)
         if not free(vid):
             ext = os.path.splitext(rel)[1].lstrip(".").lower()
             ext = "".join(c if c.isalnum() else "_" for c in ext)
@@ -155,10 +244,11 @@ def discover(inputs: Sequence[str]) -> List[VideoInput]:
             vid = cand
         used[vid.casefold()] = path
         cls = vid.rsplit("/", 1)[0] if "/" in vid else ""
-        videos.append((path, vid, cls, label))
-    classes = sorted({cls for _, _, cls, _ in videos})
+        videos.append((path, vid, cls, label, start, end))
+    classes = sorted({v[2] for v in videos})
     index = {c: i for i, c in enumerate(classes)}
-    return [VideoInput(p, v, c, lab if lab is not None else index[c]) for p, v, c, lab in videos]
+    return [VideoInput(p, v, c, lab if lab is not None else index[c], s, e)
+            for p, v, c, lab, s, e in videos]
 
 
 def class_names(videos: Sequence[VideoInput]) -> List[str]:

@@ -32,7 +32,7 @@ from multiprocessing.connection import wait
 from typing import Any, Dict, List, Optional
 
 from .errors import DiskFullError, FlowprepError
-from .extract import failed_result, not_processed, timed_out_reason
+from .pipeline import failed_result, not_processed, timed_out_reason
 from .progress import Progress
 
 
@@ -61,7 +61,7 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
     if parent:
         _die_with_parent(parent)
     import cv2
-    from .extract import process_video
+    from .pipeline import process_video
     from .flow import make_backend
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -70,7 +70,7 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     except AttributeError:  # pragma: no cover - older OpenCV
         pass
-    from .extract import _storage_error
+    from .fsutil import storage_error as _storage_error
     _quiet_h5py_unraisable()
     backend = None
     writer = None

@@ -30,7 +30,7 @@ from .errors import StoreError
 from .fsutil import read_json
 from .store import open_store
 from .store import codec
-from .store.base import META_DIR, Store
+from .store.base import META_DIR, Store, stored_rgb_frames, task_of
 
 MAX_PER_VIDEO = 50
 
@@ -99,9 +99,22 @@ def check_meta(meta: Dict[str, Any], video_id: str, store_key: Optional[str]) ->
         out.append(f"metadata names video {meta.get('video_id')!r}")
     if n < 1 or w < 1 or h < 1 or step < 1:
         out.append(f"metadata has num_frames={n}, {w}x{h}, step={step}")
-    if f != max(0, n - step):
-        out.append(f"num_flows is {f}; {n} frames with step {step} give {max(0, n - step)}")
-    dirs = [""] + (["_backward"] if meta.get("backward") else [])
+    task = task_of(meta)
+    if task == "rgb":
+        if f != 0:
+            out.append(f"num_flows is {f}; a --task rgb video stores no flow")
+        dirs = []
+    else:
+        if f != max(0, n - step):
+            out.append(f"num_flows is {f}; {n} frames with step {step} give {max(0, n - step)}")
+        dirs = [""] + (["_backward"] if meta.get("backward") else [])
+    if "timestamps" in meta:
+        ts = meta["timestamps"]
+        if not isinstance(ts, list) or len(ts) != n:
+            out.append(f"timestamps has {len(ts) if isinstance(ts, list) else ts!r} entries "
+                       f"for {n} frames")
+        elif any(not b > a for a, b in zip(ts, ts[1:])):
+            out.append("timestamps do not increase")
     for sfx in dirs:
         for key in ("mean_flow", "clipped_fraction"):
             vals = meta.get(key + sfx)
@@ -126,8 +139,17 @@ def check_meta(meta: Dict[str, Any], video_id: str, store_key: Optional[str]) ->
     return out
 
 
+def _meta_or_empty(store: Store, vid: str) -> Dict[str, Any]:
+    try:
+        return store.meta(vid)
+    except (StoreError, OSError, ValueError):
+        return {}
+
+
 def _flow_items(meta: Dict[str, Any]):
-    """(backward, label) for each stored flow direction."""
+    """(backward, label) for each stored flow direction (none for a --task rgb video)."""
+    if task_of(meta) == "rgb":
+        return
     yield False, "flow"
     if meta.get("backward"):
         yield True, "backward flow"
@@ -203,7 +225,8 @@ def _verify_jpeg(store: Store, col: _Collector, decode: bool, progress) -> None:
         if counts is None:
             continue
         n, f, h, w = counts
-        expected = {frame_name("img", i): ("frame", i, None, True) for i in range(n)}
+        expected = {frame_name("img", i): ("frame", i, None, True)
+                    for i in range(stored_rgb_frames(meta))}
         for backward, label in _flow_items(meta):
             p = "bflow" if backward else "flow"
             for i in range(f):
@@ -360,7 +383,7 @@ def _verify_hdf5_video(store, vid: str, e: Dict[str, Any], key, col: _Collector,
                 if err:
                     col.add(vid, where, err, rel)
 
-    check_stream("rgb", n, "frame", None, True)
+    check_stream("rgb", stored_rgb_frames(meta), "frame", None, True)
     for backward, label in _flow_items(meta):
         raw = h5.RAW_FLOW_STREAMS[backward]
         if raw in g:
@@ -400,8 +423,15 @@ def _check_raw(g, name: str, count: int, h: int, w: int, vid: str, label: str, c
 
 def _verify_lists(store: Store, col: _Collector) -> None:
     root = store.root
+    store_task = task_of(store.config)
     for list_name, key in (("rgb_list.txt", "num_frames"), ("flow_list.txt", "num_flows")):
         path = os.path.join(root, list_name)
+        skip = "flow" if key == "num_frames" else "rgb"  # the task without this list
+        if store_task == skip:
+            if os.path.isfile(path):
+                col.add(None, "lists", f"{list_name} exists, but the store was extracted with "
+                                       f"--task {skip} (run flowprep index)", list_name)
+            continue
         if not os.path.isfile(path):
             if store.video_ids:
                 col.add(None, "lists", f"{list_name} missing (run flowprep index)", list_name)
@@ -419,6 +449,8 @@ def _verify_lists(store: Store, col: _Collector) -> None:
                 except (ValueError, IndexError):
                     col.add(None, "lists", f"{list_name}: unparsable line {line!r}", list_name)
         have = set(store.video_ids)
+        if store_task != "both":  # videos of another --task (an older run) are not in this list
+            have = {v for v in have if task_of(_meta_or_empty(store, v)) != skip}
         stale = sorted(set(listed) - have)
         absent = sorted(have - set(listed))
         for vid in stale[:MAX_PER_VIDEO]:
@@ -476,7 +508,7 @@ def describe_store(path: str) -> Dict[str, Any]:
                            "config": store.config, "config_key": store.info.get("config_key"),
                            "classes": len(store.info.get("classes", []))}
     ids = store.video_ids
-    frames = flows = bflows = 0
+    frames = flows = bflows = rgb_frames = 0
     float_bytes = 0
     stale = 0
     warnings: Dict[str, List[str]] = {}
@@ -487,6 +519,7 @@ def describe_store(path: str) -> Dict[str, Any]:
             warnings[vid] = list(meta["warnings"])
         n, f = int(meta["num_frames"]), int(meta["num_flows"])
         frames += n
+        rgb_frames += stored_rgb_frames(meta)
         flows += f
         if meta.get("backward"):
             bflows += f
@@ -499,7 +532,8 @@ def describe_store(path: str) -> Dict[str, Any]:
                stale_videos=stale, payload_bytes=pb, disk=_tree_bytes(root),
                failures=dict(sorted(store.failures.items())), warnings=warnings)
     total_flows = flows + bflows
-    out["bytes_per_rgb_frame"] = pb["rgb"] / frames if frames else None
+    out["task"] = task_of(store.config)
+    out["bytes_per_rgb_frame"] = pb["rgb"] / rgb_frames if rgb_frames else None
     out["bytes_per_flow"] = pb["flow"] / total_flows if total_flows else None
     out["float32_bytes_per_flow"] = float_bytes / total_flows if total_flows else None
     out["ratio_vs_float32"] = (float_bytes / pb["flow"]) if pb["flow"] else None
@@ -548,6 +582,20 @@ def _video_bytes(store: Store, vid: str) -> Dict[str, int]:
     return out
 
 
+def _input_text(c: Dict[str, Any]) -> str:
+    """How the inputs were decoded and selected, from a store config (for inspect)."""
+    dec = c.get("decoder") or {}
+    parts = [f"decoder {dec.get('name', 'opencv')}"
+             + (f" (FFmpeg {dec['ffmpeg']})" if dec.get("ffmpeg") else "")]
+    parts.append(f"resampled to {c['fps']:g} frames/s" if c.get("fps") else "every decoded frame")
+    if c.get("time_range"):
+        s, e = c["time_range"]
+        parts.append(f"frames in [{0 if s is None else s:g}, {'end' if e is None else f'{e:g}'}) s")
+    if c.get("input_fps"):
+        parts.append(f"frame folders at {c['input_fps']:g} frames/s")
+    return ", ".join(parts)
+
+
 def format_description(d: Dict[str, Any]) -> str:
     """The human-readable form of :func:`describe_store`'s dict."""
     def hb(n: Optional[float]) -> str:
@@ -578,9 +626,14 @@ def format_description(d: Dict[str, Any]) -> str:
     lines = [
         f"store      {d['path']}",
         f"format     {fmt}",
-        f"config     {c.get('algo')} ({c.get('implementation')}), {qtxt}, {rtxt}, step "
-        f"{c.get('step')}{', backward' if c.get('backward') else ''}, JPEG quality "
-        f"{c.get('jpeg_quality')}  [key {d['config_key']}]",
+        (f"config     RGB frames only (--task rgb), {rtxt}, JPEG quality {c.get('jpeg_quality')}"
+         f"  [key {d['config_key']}]" if d.get("task") == "rgb" else
+         f"config     {c.get('algo')} ({c.get('implementation')}), {qtxt}, {rtxt}, step "
+         f"{c.get('step')}{', backward' if c.get('backward') else ''}, JPEG quality "
+         f"{c.get('jpeg_quality')}"
+         + (", flow only (--task flow)" if d.get("task") == "flow" else "")
+         + f"  [key {d['config_key']}]"),
+        f"input      {_input_text(c)}",
         f"videos     {d['videos']} published, {len(d['failures'])} failed"
         + (f", {d['stale_videos']} made with another configuration" if d["stale_videos"] else ""),
         f"frames     {n(d['frames'], 'RGB frame')}, {n(d['flows'], 'flow')}"

@@ -264,15 +264,41 @@ def render_video(video, frame: Optional[int] = None, count: int = 8,
     Returns:
         uint8 (rows, cols, 3) RGB.
     """
+    task = getattr(video, "task", "both")
+    if task == "rgb":  # --task rgb: frames only
+        n = video.num_frames
+        if frame is not None:
+            i = frame % n if -n <= frame < n else frame
+            return _captioned(video.rgb(i), f"frame {i}")
+        return rgb_sheet([video.rgb(i) for i in evenly_spaced(n, count)], evenly_spaced(n, count))
+
+    def rgb_or_blank(i: int) -> np.ndarray:  # --task flow: no RGB stored, a blank in its place
+        if task == "flow":
+            return np.full((video.height, video.width, 3), BACKGROUND, np.uint8)
+        return video.rgb(i)
+
     if frame is not None:
         i = frame % video.num_flows if -video.num_flows <= frame < video.num_flows else frame
         b = display_bound(video, [i], backward)
-        return frame_panel(video.rgb(i), video.flow(i, backward), video.flow_quantized(i, backward),
+        return frame_panel(rgb_or_blank(i), video.flow(i, backward), video.flow_quantized(i, backward),
                            b, i, backward)
     idx = evenly_spaced(video.num_flows, count)
     b = display_bound(video, idx, backward)
-    return contact_sheet([video.rgb(i) for i in idx], [video.flow(i, backward) for i in idx], idx, b,
-                         backward=backward)
+    return contact_sheet([rgb_or_blank(i) for i in idx], [video.flow(i, backward) for i in idx], idx,
+                         b, backward=backward)
+
+
+def rgb_sheet(rgbs: Sequence[np.ndarray], indices: Sequence[int], columns: int = 4) -> np.ndarray:
+    """A grid of captioned uint8 (H, W, 3) frames (a --task rgb store's contact sheet)."""
+    cells = [_captioned(rgb, f"frame {i}") for rgb, i in zip(rgbs, indices)]
+    cols = min(columns, len(cells))
+    blank = np.full_like(cells[0], BACKGROUND)
+    rows = []
+    for r in range(0, len(cells), cols):
+        row = list(cells[r: r + cols])
+        row += [blank] * (cols - len(row))
+        rows.append(hstack(row))
+    return vstack(rows)
 
 
 def write_png(path: str, img: np.ndarray) -> None:

@@ -30,6 +30,19 @@ META_DIR = ".flowprep"
 STORE_VERSION = 1
 
 
+def task_of(meta_or_config: Dict[str, Any]) -> str:
+    """"both" | "rgb" | "flow": what a video (its meta) or a store (its config) holds.
+
+    Absent means "both" (stores made before --task).
+    """
+    return str(meta_or_config.get("task") or "both")
+
+
+def stored_rgb_frames(meta: Dict[str, Any]) -> int:
+    """RGB frames stored for a video: num_frames, or 0 for a --task flow video."""
+    return 0 if task_of(meta) == "flow" else int(meta["num_frames"])
+
+
 def config_key(config: Dict[str, Any]) -> str:
     """Stable short hash of the output-affecting configuration."""
     blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
@@ -114,6 +127,23 @@ class Video:
         return int(self.meta["height"])
 
     @property
+    def task(self) -> str:
+        """"both" | "rgb" | "flow": what this video holds (--task it was extracted with)."""
+        return task_of(self.meta)
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        """float64 (num_frames,) seconds: when each stored frame is shown.
+
+        Videos stored before timestamps were recorded: index / fps.
+        """
+        ts = self.meta.get("timestamps")
+        if ts is None:
+            fps = float(self.meta.get("fps") or 0) or 25.0
+            return np.arange(self.num_frames, dtype=np.float64) / fps
+        return np.asarray(ts, dtype=np.float64).reshape(-1)
+
+    @property
     def width(self) -> int:
         return int(self.meta["width"])
 
@@ -184,13 +214,23 @@ class Video:
         if not self.has_backward:
             raise StoreError(f"{self.video_id}: no backward flow stored (extract with --backward)")
 
+    def _need(self, what: str) -> None:
+        """StoreError when this video holds no ``what`` ("rgb" or "flow") because of --task."""
+        task = self.task
+        if task != "both" and task != what:
+            raise StoreError(f"{self.video_id}: no {'RGB frames' if what == 'rgb' else 'flow'} "
+                             f"stored: the store was extracted with --task {task}; extract "
+                             f"again with --task {what} or both")
+
     def rgb(self, i: int) -> np.ndarray:
         """uint8 (H, W, 3), RGB order, frame i in [0, num_frames)."""
+        self._need("rgb")
         i = self._check(i, self.num_frames, "frame")
         return codec.decode_rgb(self.rgb_bytes(i), f"{self.video_id} frame {i}")
 
     def flow_quantized(self, i: int, backward: bool = False) -> np.ndarray:
         """uint8 (H, W, 2) as stored, flow i in [0, num_flows); [..., 0] = x, [..., 1] = y."""
+        self._need("flow")
         i = self._check(i, self.num_flows, "flow")
         if backward:
             self._need_backward()

@@ -98,7 +98,7 @@ import numpy as np
 from ..errors import StoreError, WriteError
 from ..fsutil import atomic_write_json, fsync_dir, one_line, read_json, storage_error
 from . import codec
-from .base import Store, StoreWriter, Video, VideoWriter, clear_failure
+from .base import Store, StoreWriter, Video, VideoWriter, clear_failure, stored_rgb_frames
 
 SHARD_DIR = "shards"
 INDEX_DIR = "index"
@@ -310,11 +310,13 @@ class Hdf5Video(Video):
         return self._dataset("blob")[off:off + length].tobytes()
 
     def rgb_bytes(self, i: int) -> bytes:
+        self._need("rgb")
         i = self._check(i, self.num_frames, "frame")
         return self._bytes("rgb", i)
 
     def flow_payload(self, i: int, backward: bool = False):
         """(x, y): two JPEG byte strings (payload "jpeg") or two uint8 (H, W) arrays ("raw")."""
+        self._need("flow")
         i = self._check(i, self.num_flows, "flow")
         if backward:
             self._need_backward()
@@ -334,6 +336,7 @@ class Hdf5Video(Video):
         (About 10 µs of h5py overhead per read, against a span's copy at memory
         speed: 20 planes of a 10-flow stack in one read instead of 20.)
         """
+        self._need("flow")
         items = [(self._check(int(i), self.num_flows, "flow"), bool(b)) for i, b in items]
         if any(b for _, b in items):
             self._need_backward()
@@ -361,6 +364,7 @@ class Hdf5Video(Video):
         return [(x, y) for x, y in out]
 
     def flow_quantized(self, i: int, backward: bool = False) -> np.ndarray:
+        self._need("flow")
         if self._is_raw(backward):  # one read, no stacking
             i = self._check(i, self.num_flows, "flow")
             if backward:
@@ -596,7 +600,7 @@ class Hdf5VideoWriter(VideoWriter):
     def _counts_match(self, meta: Dict[str, Any]) -> None:
         nf, nfl = int(meta["num_frames"]), int(meta["num_flows"])
         got = {"rgb": len(self.tables["rgb"])}
-        want = {"rgb": nf}
+        want = {"rgb": stored_rgb_frames(meta)}
         dirs = [False, True] if meta.get("backward") else [False]
         for b in dirs:
             if self.owner.payload == "raw":

@@ -22,7 +22,7 @@ from ..errors import StoreError
 from ..fsutil import (atomic_write_json, exchange, fsync_dir, open_dir, read_json, safe_join,
                       sync_filesystem, write_bytes)
 from . import codec
-from .base import Store, StoreWriter, Video, VideoWriter, clear_failure
+from .base import Store, StoreWriter, Video, VideoWriter, clear_failure, stored_rgb_frames
 
 META_FILE = "meta.json"
 
@@ -34,7 +34,7 @@ def frame_name(kind: str, i: int) -> str:
 
 def expected_files(meta: Dict[str, Any]) -> int:
     """Number of files a complete video directory holds (meta.json included)."""
-    n = int(meta["num_frames"]) + 2 * int(meta["num_flows"])
+    n = stored_rgb_frames(meta) + 2 * int(meta["num_flows"])
     if meta.get("backward"):
         n += 2 * int(meta["num_flows"])
     return n + 1
@@ -91,9 +91,11 @@ class JpegVideo(Video):
         return data
 
     def rgb_bytes(self, i: int) -> bytes:
+        self._need("rgb")
         return self._read(frame_name("img", self._check(i, self.num_frames, "frame")))
 
     def flow_payload(self, i: int, backward: bool = False):
+        self._need("flow")
         i = self._check(i, self.num_flows, "flow")
         if backward:
             self._need_backward()

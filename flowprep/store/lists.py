@@ -4,6 +4,9 @@
     OUT/flow_list.txt    <video_id> <num_flows> <label>     (flows, not frames)
     OUT/classes.txt      <label> <class name>, one per line
 
+A store extracted with ``--task rgb`` has no flow_list.txt, one extracted with
+``--task flow`` no rgb_list.txt (each list exists only for what is stored).
+
 Rewritten from the store's published videos at the end of every run (and by
 ``flowprep index``). Video ids containing whitespace are written with the
 whitespace kept; such ids are not readable by whitespace-splitting loaders.
@@ -20,7 +23,7 @@ import os
 
 from ..errors import WriteError
 from ..fsutil import atomic_write_bytes
-from .base import META_DIR, read_store_file
+from .base import META_DIR, read_store_file, task_of
 
 
 GEN_FILE = "lists.gen"
@@ -35,11 +38,13 @@ def _read_gen(root: str) -> int:
 
 
 def _count_listed(root: str) -> int:
-    try:
-        with open(os.path.join(root, "rgb_list.txt"), "rb") as fh:
-            return sum(1 for _ in fh)
-    except OSError:
-        return -1
+    for name in ("rgb_list.txt", "flow_list.txt"):
+        try:
+            with open(os.path.join(root, name), "rb") as fh:
+                return sum(1 for _ in fh)
+        except OSError:
+            continue
+    return -1
 
 
 def write_lists(root: str, fmt: str | None = None) -> int:
@@ -69,16 +74,24 @@ def _write_lists(root: str) -> int:
     from . import open_store
     store = open_store(root)
     store.refresh()
+    info = read_store_file(root)
+    store_task = task_of(info.get("config", {}))
     rgb, flow = [], []
     for vid in store.video_ids:
         m = store.meta(vid)
         label = m.get("label")
         label = 0 if label is None else int(label)
-        rgb.append(f"{vid} {int(m['num_frames'])} {label}\n")
-        flow.append(f"{vid} {int(m['num_flows'])} {label}\n")
-    classes = read_store_file(root).get("classes", [])
-    atomic_write_bytes(os.path.join(root, "rgb_list.txt"), "".join(rgb).encode())
-    atomic_write_bytes(os.path.join(root, "flow_list.txt"), "".join(flow).encode())
+        if task_of(m) != "flow":
+            rgb.append(f"{vid} {int(m['num_frames'])} {label}\n")
+        if task_of(m) != "rgb":
+            flow.append(f"{vid} {int(m['num_flows'])} {label}\n")
+    classes = info.get("classes", [])
+    for name, lines, kind in (("rgb_list.txt", rgb, "flow"), ("flow_list.txt", flow, "rgb")):
+        path = os.path.join(root, name)
+        if lines or store_task != kind:
+            atomic_write_bytes(path, "".join(lines).encode())
+        elif os.path.exists(path):  # a --task store holds none of these: no stale list
+            os.unlink(path)
     atomic_write_bytes(os.path.join(root, "classes.txt"),
                        "".join(f"{i} {c}\n" for i, c in enumerate(classes)).encode())
-    return len(rgb)
+    return len(store.video_ids)
