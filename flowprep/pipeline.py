@@ -130,7 +130,9 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
     out = _OrderedWriter()
     try:
         _test_hook(vin)
-        reader = open_reader(vin.path, opts.decoder, opts.resize, threads=job.threads,
+        # the decoder the run resolved ("auto" -> pyav/opencv in the parent, so workers agree)
+        decoder = (job.config.get("decoder") or {}).get("name") or opts.decoder
+        reader = open_reader(vin.path, decoder, opts.resize, threads=job.threads,
                              input_fps=opts.input_fps)
         start, end = time_range(vin, opts)
         vw = writer.begin(vin.video_id)

@@ -31,8 +31,8 @@ _DIGITS = re.compile(r"(\d+)")
 def natural_key(name: str) -> Tuple:
     """Sort key: digit runs compare as integers ("img_2" < "img_10"), the rest casefolded."""
     parts = _DIGITS.split(name)
-    return tuple((0, int(p), p) if p.isdigit() else (1, p.casefold(), p) for p in parts if p != "") \
-        + ((2, name, name),)
+    key = tuple((0, int(p), "") if p.isdigit() else (1, 0, p.casefold()) for p in parts if p != "")
+    return key + ((2, 0, name),)  # ties (img_01 / img_1, IMG / img) broken by the exact name
 
 
 def list_images(folder: str) -> List[str]:

@@ -15,6 +15,7 @@ every read fails at once (about 10 us each), so the extra reads cost nothing.
 """
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from typing import Iterator, Optional, Tuple
 
@@ -31,20 +32,37 @@ UNSUPPORTED_CODECS = ("av1",)
 def probe_codec(path: str) -> Optional[str]:
     """The FFmpeg name of the first video stream's codec ("av1", "h264", ...), or None.
 
-    Uses PyAV when it is installed (it only reads the container header); None when
-    PyAV is missing or the container does not open.
+    With PyAV installed, read from the container header; without it, AV1 is recognised
+    from its codec tags (MP4 sample entry ``av01``, Matroska/WebM ``V_AV1``) in the
+    file's first and last 4 MiB. None when unknown.
     """
     try:
         import av
     except ImportError:
-        return None
+        return _sniff_av1(path)
     try:
         with av.open(path) as c:
             if not c.streams.video:
                 return None
-            return c.streams.video[0].codec_context.name
+            codec = c.streams.video[0].codec_context.codec
+            return getattr(codec, "canonical_name", None) or codec.name
     except Exception:  # noqa: BLE001 - a probe: any failure means "unknown"
+        return _sniff_av1(path)
+
+
+def _sniff_av1(path: str) -> Optional[str]:
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(4 << 20)
+            fh.seek(max(0, size - (4 << 20)))
+            tail = fh.read()
+    except OSError:
         return None
+    blob = head + tail
+    if b"V_AV1" in blob or (b"moov" in blob and b"av01" in blob and b"av1C" in blob):
+        return "av1"
+    return None
 
 
 class OpenCVReader(Decoder):
