@@ -50,16 +50,25 @@ def extract_cli(inputs, out, *extra, env=None, timeout=300):
                           env={**os.environ, **(env or {})})
 
 
+#: issue 12: the corpus ends the same with both decoders
+DECODERS = ["pyav", "opencv"]
+
+
 @pytest.fixture(scope="module", params=[format_param(f) for f in FORMATS])
-def extracted(request, corpus, tmp_path_factory):
+def fmt_param(request):
+    return request.param
+
+
+@pytest.fixture(scope="module", params=DECODERS)
+def extracted(request, fmt_param, corpus, tmp_path_factory):
     root, cases = corpus
-    out = tmp_path_factory.mktemp(f"out-{request.param}") / "store"
-    p = extract_cli([root], out, "--format", request.param)
-    return request.param, root, cases, str(out), p
+    out = tmp_path_factory.mktemp(f"out-{fmt_param}-{request.param}") / "store"
+    p = extract_cli([root], out, "--format", fmt_param, "--decoder", request.param)
+    return fmt_param, root, cases, str(out), p, request.param
 
 
 def test_run_exits_1_without_traceback_and_lists_every_failure(extracted):
-    fmt, root, cases, out, p = extracted
+    fmt, root, cases, out, p, decoder = extracted
     assert p.returncode == 1, p.stdout + p.stderr
     assert "Traceback" not in p.stdout + p.stderr
     n_pub = sum(c.expect == "published" for c in cases)
@@ -72,9 +81,10 @@ def test_run_exits_1_without_traceback_and_lists_every_failure(extracted):
 
 
 def test_every_input_ends_published_or_failed_with_its_reason(extracted):
-    fmt, root, cases, out, p = extracted
+    fmt, root, cases, out, p, decoder = extracted
     store = flowprep.open_store(out)
     assert store.format == fmt
+    assert store.config["decoder"]["name"] == decoder
     failures = {os.path.relpath(k, root): v for k, v in store.failures.items()}
     published = set(store.video_ids)
     expect_pub = {video_id(c.rel) for c in cases if c.expect == "published"}
@@ -94,7 +104,7 @@ def _cases(cases, expect):
 
 
 def test_published_counts_come_from_decoding_and_every_frame_reads(extracted):
-    fmt, root, cases, out, p = extracted
+    fmt, root, cases, out, p, decoder = extracted
     store = flowprep.open_store(out)
     for c in _cases(cases, "published"):
         v = store[video_id(c.rel)]
@@ -115,7 +125,7 @@ def test_published_counts_come_from_decoding_and_every_frame_reads(extracted):
 
 
 def test_published_frames_match_an_independent_decode_rotation_applied(extracted):
-    fmt, root, cases, out, p = extracted
+    fmt, root, cases, out, p, decoder = extracted
     store = flowprep.open_store(out)
     for c in _cases(cases, "published"):
         if not c.content:
@@ -137,7 +147,7 @@ def test_published_frames_match_an_independent_decode_rotation_applied(extracted
 
 
 def test_damaged_inputs_are_published_with_warnings_and_clean_ones_without(extracted):
-    fmt, root, cases, out, p = extracted
+    fmt, root, cases, out, p, decoder = extracted
     store = flowprep.open_store(out)
     for c in _cases(cases, "published"):
         meta = store.meta(video_id(c.rel))
@@ -160,10 +170,10 @@ def test_damaged_inputs_are_published_with_warnings_and_clean_ones_without(extra
 
 
 def test_rerun_retries_only_the_failed_inputs(extracted, tmp_path):
-    fmt, root, cases, out, p = extracted
+    fmt, root, cases, out, p, decoder = extracted
     before = {vid: json.dumps(flowprep.open_store(out).meta(vid), sort_keys=True)
               for vid in flowprep.open_store(out).video_ids}
-    p2 = extract_cli([root], out, "--format", fmt)
+    p2 = extract_cli([root], out, "--format", fmt, "--decoder", decoder)
     n_pub = sum(c.expect == "published" for c in cases)
     n_fail = len(cases) - n_pub
     assert p2.returncode == 1
