@@ -179,7 +179,7 @@ class _WorkerState:
 
     def __init__(self, job, token: str) -> None:
         import cv2
-        from .flow import make_backend
+        from .pipeline import make_job_backend
         self.lock = threading.Lock()
         host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())
         self.tag = f"{token}-dask-{host}-{os.getpid()}-{next(self._serial)}"
@@ -190,8 +190,7 @@ class _WorkerState:
         try:
             threads = max(1, (os.cpu_count() or 1) // _worker_threads())
             cv2.setNumThreads(threads)
-            self.backend = make_backend(job.choice, job.params, self.device, job.opts.batch_size,
-                                        threads)
+            self.backend = make_job_backend(job, self.device, threads)
             self.writer = job.writer(self.tag)
         except BaseException:
             self.release_slot()

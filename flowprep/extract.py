@@ -26,7 +26,7 @@ from .fsutil import storage_error as _storage_error
 from .inputs import class_names, discover, parse_shard, select_shard
 # the one-video pipeline and its helpers (importable from here too, as before)
 from .pipeline import (TASKS, Job, failed_result, not_processed, process_video,  # noqa: F401
-                       timed_out_reason)
+                       rgb_only_choice, timed_out_reason)
 from .store import FORMATS, published_keys
 from .store.base import (STORE_FILE, config_key, read_store_file, record_failure,
                          write_store_file, STORE_VERSION)
@@ -206,7 +206,8 @@ def prepare(inputs: Sequence[str], out: str, opts: ExtractOptions,
     """
     opts.validate()
     if choice is None:
-        choice = resolve(opts.algo, opts.device, opts.backend)
+        choice = (rgb_only_choice(opts.algo) if opts.task == "rgb"
+                  else resolve(opts.algo, opts.device, opts.backend))
     params = merge_params(opts.algo, opts.params)
     config = build_config(opts, choice, params)
     videos = discover(inputs)
@@ -236,7 +237,7 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
         raise ConfigError(f"unknown extract option(s): {', '.join(sorted(unknown))}")
     opts = ExtractOptions(**options)
     choice = None
-    if opts.scheduler:
+    if opts.scheduler and opts.task != "rgb":
         # the workers compute the flow: resolve the backend and devices where they run
         opts.validate()
         from .distributed import resolve_on_cluster

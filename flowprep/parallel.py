@@ -62,7 +62,7 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
         _die_with_parent(parent)
     import cv2
     from .pipeline import process_video
-    from .flow import make_backend
+    from .pipeline import make_job_backend
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     cv2.setNumThreads(job.threads)
@@ -103,10 +103,9 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
                 conn.send(("closed", writer.drain_published(), err))
                 return
             vin = msg[1]
-            if backend is None:
+            if backend is None and job.choice.implementation != "none":
                 try:
-                    backend = make_backend(job.choice, job.params, job.choice.device_for_worker(index),
-                                           job.opts.batch_size, job.threads)
+                    backend = make_job_backend(job, job.choice.device_for_worker(index), job.threads)
                 except FlowprepError as exc:
                     conn.send(("fatal", str(exc)))
                     return

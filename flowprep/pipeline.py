@@ -38,6 +38,22 @@ if TYPE_CHECKING:  # pragma: no cover
 #: --task: what a store holds
 TASKS = ("both", "rgb", "flow")
 
+#: the FlowChoice of a --task rgb run: no flow is computed, no device is probed
+NO_FLOW = "none"
+
+
+def rgb_only_choice(algo: str) -> FlowChoice:
+    """The FlowChoice of a --task rgb run (nothing resolved: no torch import, no GPU probe)."""
+    return FlowChoice(algo, NO_FLOW, "cpu")
+
+
+def make_job_backend(job: "Job", device: str, threads: int) -> Optional[FlowBackend]:
+    """The flow backend a worker uses for ``job``; None for a --task rgb run."""
+    if job.choice.implementation == NO_FLOW:
+        return None
+    from .flow import make_backend
+    return make_backend(job.choice, job.params, device, job.opts.batch_size, threads)
+
 
 @dataclass
 class Job:
@@ -139,7 +155,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         sink = _FlowSink(opts, vw, out)
         window: deque = deque(maxlen=step + 1)
         pending: List[Tuple[np.ndarray, np.ndarray]] = []
-        batch = max(1, int(opts.batch_size or backend.batch_size or 1))
+        batch = max(1, int(opts.batch_size or (backend.batch_size if backend else 1) or 1))
         n_flows = 0
         times: List[float] = []
 
