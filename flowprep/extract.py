@@ -128,7 +128,7 @@ def versions() -> Dict[str, str]:
     """Library versions recorded in the store."""
     out = {"flowprep": __version__, "opencv": cv2.__version__, "numpy": np.__version__,
            "python": platform.python_version()}
-    for mod in ("h5py", "torch"):
+    for mod in ("h5py", "torch", "av"):
         try:
             import importlib.metadata as md
             out[mod] = md.version(mod)

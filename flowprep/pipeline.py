@@ -175,9 +175,15 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
             n_flows += k
             pending.clear()
 
-        stream = select(reader.frames(), fps=opts.fps, start=start, end=end,
+        def decoded():  # progress (and so the per-frame timeout) counts decoded frames
+            for k, item in enumerate(reader.frames()):
+                if progress is not None and k % 8 == 7:
+                    progress(8)
+                yield item
+
+        stream = select(decoded(), fps=opts.fps, start=start, end=end,
                         end_time=lambda _t: reader.end_time)
-        for i, (t, rgb) in enumerate(stream):
+        for t, rgb in stream:
             times.append(float(t))
             if want_rgb:
                 out.submit(vw.add_rgb, rgb)
@@ -187,8 +193,6 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
                     pending.append((window[0], window[-1]))
                     if len(pending) >= batch:
                         flush()
-            if progress is not None and i % 8 == 7:
-                progress(8)
         flush()
         out.drain()
         n = len(times)
