@@ -205,7 +205,9 @@ class Decoder:
     Subclasses set ``fps``, ``container_frames`` (and may count ``decode_errors``)
     in their ``__init__``, then call ``_start()``; they implement ``_raw()``, a
     generator of ``(frame, t)``: frame uint8 (h, w, 3) RGB at the source size
-    after rotation, t its presentation time in seconds (Fraction or float) or None.
+    after rotation (or already at the output size, once ``width``/``height`` are
+    known: PyAV scales while converting), t its presentation time in seconds
+    (Fraction or float) or None.
 
     Attributes:
         name: the backend's name ("pyav", "opencv", "folder").
@@ -266,7 +268,8 @@ class Decoder:
         try:
             while item is not None:
                 frame, t = item
-                if frame.shape[:2] != (self.src_height, self.src_width):
+                scaled = frame.shape[:2] == (self.height, self.width)  # the backend resized it
+                if not scaled and frame.shape[:2] != (self.src_height, self.src_width):
                     raise DecodeError(
                         f"{self.path}: frame {self.frames_read} is {frame.shape[1]}x{frame.shape[0]}, "
                         f"the video started at {self.src_width}x{self.src_height} (size changes "
@@ -275,7 +278,7 @@ class Decoder:
                     t = 0 if self._last_t is None else self._last_t + self.period
                 self._last_t = t
                 self.frames_read += 1
-                yield t, resize_frame(frame, self.width, self.height)
+                yield t, frame if scaled else resize_frame(frame, self.width, self.height)
                 item = next(self._gen, None)
             if self._last_t is not None:
                 dur = self._last_duration if self._last_duration else self.period

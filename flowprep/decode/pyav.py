@@ -1,6 +1,10 @@
 """The PyAV decoder: the FFmpeg that PyAV's wheel bundles (AV1 via dav1d, HEVC, VP9,
 ProRes, MJPEG, ...), the default.
 
+- Colour conversion and resizing in one swscale pass (``VideoReformatter``, one
+  per stream): straight from the decoder's YUV to RGB at the output size, with
+  the resize rule's filters (area when shrinking, bilinear when enlarging);
+  the first frame, which sets the size, goes through the shared resize.
 - Frame threading: ``thread_type = "AUTO"`` (frame and slice threads), with
   ``threads`` decoder threads (0 = FFmpeg's choice: one per core).
 - Times: ``(frame.pts - stream.start_time) * time_base``, exact fractions.
@@ -80,7 +84,12 @@ class PyAVReader(Decoder):
         # new swscale context for every frame (about half the time on small frames)
         from av.video.reformatter import VideoReformatter
         self._reformatter = VideoReformatter()
+        self._size: Optional[Tuple[int, int]] = None  # coded (width, height) of the first frame
         self._start()
+        # the first frame decided the output size; convert it like every other frame
+        first, self._first_av = self._first_av, None
+        if (self.width, self.height) != (self.src_width, self.src_height):
+            self._first = (self._convert(first)[0], self._first[1])
 
     def _no_frames_reason(self) -> str:
         if self.decode_errors:
@@ -120,8 +129,26 @@ class PyAVReader(Decoder):
                 yield self._convert(frame)
 
     def _convert(self, frame) -> Tuple[np.ndarray, Optional[Time]]:
-        rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
         rot = getattr(frame, "rotation", 0) or 0
+        quarter = int(round(rot / 90.0)) % 2 == 1  # 90 or 270 degrees: width and height swap
+        if self._size is None:
+            self._size = (frame.width, frame.height)
+            self._first_av = frame  # converted again at the output size once that is known
+        elif (frame.width, frame.height) != self._size:
+            w, h = (frame.height, frame.width) if quarter else (frame.width, frame.height)
+            raise DecodeError(f"{self.path}: frame {self.frames_read} is {w}x{h}, the video started "
+                              f"at {self.src_width}x{self.src_height} (size changes are not "
+                              f"supported)")
+        out = getattr(self, "width", None)
+        if out is not None and (self.width, self.height) != (self.src_width, self.src_height):
+            # scale while converting, to the output size before rotation
+            ow, oh = (self.height, self.width) if quarter else (self.width, self.height)
+            shrink = ow * oh < frame.width * frame.height
+            rgb = self._reformatter.reformat(frame, width=ow, height=oh, format="rgb24",
+                                             interpolation="AREA" if shrink else "BILINEAR"
+                                             ).to_ndarray()
+        else:
+            rgb = self._reformatter.reformat(frame, format="rgb24").to_ndarray()
         if rot:
             rgb = _rotate(rgb, rot)
         t: Optional[Time] = None
