@@ -278,3 +278,13 @@ def test_frame_folder_where_nothing_decodes_fails_with_a_reason(tmp_path):
     (d / "b.png").write_bytes(b"garbage")
     with pytest.raises(DecodeError, match="none of its 2 images decodes"):
         open_reader(str(d))
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_stopping_at_end_is_not_a_truncated_file(samples, decoder):
+    path = [p for p in samples if p.endswith("bikes.mp4")][0]  # the container claims 250 frames
+    r = open_reader(path, decoder, Resize(64))
+    got = list(select(r.frames(), end=0.5, end_time=lambda _t: r.end_time))
+    r.close()
+    assert r.container_frames == 250 and 0 < len(got) < 20
+    assert not r.truncated and r.warnings() == []

@@ -96,6 +96,7 @@ def test_start_end_boundaries_and_a_range_past_the_end(tmp_path, fmt):
     assert stored_indices(v) == list(range(5, 15))  # t = 0.2 kept, t = 0.6 not
     np.testing.assert_allclose(v.timestamps, np.arange(5, 15) / 25.0)
     assert v.num_flows == 9 and v.meta["time_range"] == [0.2, 0.6]
+    assert "warnings" not in v.meta  # stopping at --end is not a truncated file
     p = extract(path, tmp_path / "late", "--start", "2", "--end", "3", "--format", fmt)
     assert p.returncode == 1 and "Traceback" not in p.stderr
     store = flowprep.open_store(tmp_path / "late")

@@ -221,6 +221,7 @@ class Decoder:
         frames_read: frames decoded so far.
         end_time: after the last frame, the time it stops being shown (seconds,
             Fraction or float): its time plus its duration (or one frame period).
+        exhausted: True once the stream was decoded to its end.
     """
 
     name = ""
@@ -233,6 +234,7 @@ class Decoder:
         self.frames_read = 0
         self.decode_errors = 0
         self.end_time: Optional[Time] = None
+        self.exhausted = False  # the stream was decoded to its end
         self._last_t: Optional[Time] = None
         self._last_duration: Optional[Time] = None
         self._extra_warnings: List[str] = []
@@ -280,6 +282,7 @@ class Decoder:
                 self.frames_read += 1
                 yield t, frame if scaled else resize_frame(frame, self.width, self.height)
                 item = next(self._gen, None)
+            self.exhausted = True
             if self._last_t is not None:
                 dur = self._last_duration if self._last_duration else self.period
                 self.end_time = self._last_t + dur
@@ -292,8 +295,9 @@ class Decoder:
 
     @property
     def truncated(self) -> bool:
-        """True when decoding ended well short of the container's frame count."""
-        return short_of_container(self.frames_read, self.container_frames)
+        """True when decoding reached the end of the stream well short of the container's
+        frame count (a run stopped early by --end is not truncated)."""
+        return self.exhausted and short_of_container(self.frames_read, self.container_frames)
 
     def warnings(self) -> List[str]:
         """Problems with the input that did not stop it decoding, for a person (strings)."""
