@@ -336,3 +336,34 @@ def test_without_pyav_auto_decodes_with_opencv_and_says_so(tmp_path):
     assert v.meta["decoder"]["name"] == "opencv" and stored_indices(v) == list(range(6))
     p = extract(path, tmp_path / "p", "--decoder", "pyav", env=env)
     assert p.returncode == 2 and "pip install av" in p.stderr
+
+
+def _loader_reads_the_task() -> bool:
+    """Whether flowprep.loader checks store.config["task"] (issue 14 adds it to the loader)."""
+    import glob
+    import importlib.util
+    spec = importlib.util.find_spec("flowprep.loader")
+    where = spec.submodule_search_locations
+    files = glob.glob(os.path.join(list(where)[0], "*.py")) if where else [spec.origin]
+    return any('"task"' in open(f, encoding="utf-8").read() for f in files)
+
+
+# An RGB-only store asked for flow: helper 14's loader raises ConfigError up front (it reads
+# store.config["task"]); until that merges, this tree's loader fails inside the sampling.
+# strict: once the loader reads the task this case must pass (the marker is then inert).
+_NEEDS_LOADER_CHECK = pytest.mark.xfail(not _loader_reads_the_task(), strict=True,
+                                        reason="the loader's --task check comes with issue 14")
+
+
+@pytest.mark.parametrize("task,modality", [("flow", "rgb"),
+                                           pytest.param("rgb", "flow", marks=_NEEDS_LOADER_CHECK)])
+def test_the_loader_asked_for_a_modality_the_store_lacks_is_a_clear_error(task_stores, task,
+                                                                          modality):
+    from flowprep.loader import TwoStreamDataset
+    store = flowprep.open_store(task_stores[task, "jpeg"])
+    with pytest.raises((ConfigError, StoreError), match=f"--task {task}"):
+        ds = TwoStreamDataset(store, modality=modality, length=1, mode="val", crop_size=32)
+        ds[0]
+    # the modality it has loads
+    ds = TwoStreamDataset(store, modality=task, length=1, mode="val", crop_size=32)
+    assert ds[0]["label"] == 0
