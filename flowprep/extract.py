@@ -24,6 +24,7 @@ from .errors import ConfigError, WriteError
 from .flow import FlowChoice, merge_params, resolve
 from .fsutil import storage_error as _storage_error
 from .inputs import class_names, discover, parse_shard, select_shard
+from .parallel import run_local  # the runners sit above pipeline.py, extract.py above them
 # the one-video pipeline and its helpers (importable from here too, as before)
 from .pipeline import (TASKS, Job, failed_result, not_processed, process_video,  # noqa: F401
                        rgb_only_choice, timed_out_reason)
@@ -229,7 +230,6 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
         another run holds the store.
     """
     from .lock import RunLock, clean_stale
-    from .parallel import run_local
     from .store.lists import write_lists
 
     unknown = set(options) - set(ExtractOptions.__dataclass_fields__)

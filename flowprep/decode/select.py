@@ -20,8 +20,8 @@ Fixed rate F, as FFmpeg's ``fps`` filter does it (libavfilter/vf_fps.c, default
 
 So 30 -> 25 frames/s drops one frame in six, 25 -> 30 repeats one in five, a
 variable-frame-rate input gives evenly spaced frames showing what was on
-screen. tests/test_inputs.py checks every output frame against the ffmpeg
-command line's fps filter.
+screen (after rounding to the output ticks). tests/test_decode.py checks
+every output frame against the ffmpeg command line's fps filter.
 """
 from __future__ import annotations
 
