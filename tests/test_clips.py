@@ -11,11 +11,11 @@ import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
 import make_loader_ref as ref
-from flowprep import quantize as qz
 from flowprep.errors import ConfigError
 from flowprep.loader import TwoStreamDataset, clip_to_stack, stack_to_clip
 from test_loader import build_store, frame_value, make_video, ref_flow, ref_rgb
@@ -115,7 +115,6 @@ def test_rgb_clips_are_consecutive_frames_of_one_crop(store):
         assert s["frame_indices"].tolist() == [list(range(tau, tau + 8))]
         for j in range(8):
             img = v.rgb(tau + j)[y0:y0 + h, x0:x0 + w]
-            import cv2
             if (h, w) != (40, 40):
                 img = cv2.resize(img, (40, 40), interpolation=cv2.INTER_LINEAR)
             if fl:
@@ -321,3 +320,42 @@ def test_training_example_runs(tmp_path, layout):
     assert len(losses) == 3 and all(np.isfinite(losses)) and all(x > 0 for x in losses)
     shape = "(2, 3, 12, 32, 32)" if layout == "stack" else "(2, 1, 2, 6, 32, 32)"
     assert f"input {shape}" in r.stdout
+
+
+# --------------------------------------------------------------------------------------
+# every flow-plane read goes through FlowSource (so warped planes are a change there only)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(layout="clip"), dict(stacking="trajectory"),
+                                dict(mode="test", test_crops=10, test_snippets=2)],
+                         ids=["stack", "clip", "trajectory", "tencrop"])
+def test_flow_planes_are_read_through_flow_source_only(monkeypatch, kw):
+    from flowprep.loader import source
+    root = ref.store_path("jpeg")
+    base = dict(modality="two-stream", length=4, crop_size=40, crop="random", dtype="uint8",
+                seed=3, **kw)  # 40 x 40 boxes: no resize, the stored q compare exactly
+    fwd = TwoStreamDataset(root, **base)[(0, 1)]
+    real = source.FlowSource.payloads
+    asked = []
+
+    def backward_planes(self, items):  # serve another kind of plane: the backward flows
+        asked.extend(items)
+        return real(self, [(i, True) for i, _ in items])
+
+    monkeypatch.setattr(source.FlowSource, "payloads", backward_planes)
+    got = TwoStreamDataset(root, **base)[(0, 1)]
+    assert asked and all(not b for _, b in asked)
+    np.testing.assert_array_equal(got["rgb"], fwd["rgb"])        # RGB untouched
+    assert not np.array_equal(got["flow"], fwd["flow"])
+    v = TwoStreamDataset(root, **base).video(got["video_id"])
+    if kw.get("stacking") == "trajectory":
+        return  # the points follow other flows: checked only to differ
+    flow = got["flow"] if kw.get("layout") != "clip" else clip_to_stack(got["flow"])
+    (x0, y0, w, h), fl = got["crop_box"][0], bool(got["flip"][0])
+    for j, i in enumerate(got["flow_indices"][0]):
+        q = v.flow_quantized(int(i), backward=True)[y0:y0 + h, x0:x0 + w].transpose(2, 0, 1)
+        if fl:
+            q = q[:, :, ::-1].copy()
+            q[0] = 255 - q[0]
+        assert (h, w) == (40, 40)
+        np.testing.assert_array_equal(flow[0, 2 * j:2 * j + 2], q)
