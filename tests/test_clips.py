@@ -359,3 +359,18 @@ def test_flow_planes_are_read_through_flow_source_only(monkeypatch, kw):
             q[0] = 255 - q[0]
         assert (h, w) == (40, 40)
         np.testing.assert_array_equal(flow[0, 2 * j:2 * j + 2], q)
+
+
+@pytest.mark.parametrize("store", REF_STORES)
+def test_ten_crop_two_stream_clips(store):
+    kw = dict(modality="two-stream", length=4, mode="test", test_crops=10, test_snippets=3,
+              crop_size=48)
+    s = TwoStreamDataset(ref.store_path(store), **kw)[1]
+    c = TwoStreamDataset(ref.store_path(store), layout="clip", **kw)[1]
+    assert c["rgb"].shape == (30, 3, 4, 48, 48) and c["flow"].shape == (30, 2, 4, 48, 48)
+    np.testing.assert_array_equal(c["rgb"][:, :, 0], s["rgb"])     # frame tau, every view
+    np.testing.assert_array_equal(c["flow"], stack_to_clip(s["flow"]))
+    np.testing.assert_array_equal(c["frame_indices"], c["tau"][:, None] + np.arange(4))
+    for view in range(5):                                           # views 5-9 mirror 0-4
+        np.testing.assert_array_equal(c["rgb"][(view + 5) * 3:(view + 6) * 3],
+                                      c["rgb"][view * 3:(view + 1) * 3][..., ::-1])
