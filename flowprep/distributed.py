@@ -179,7 +179,8 @@ class _WorkerState:
 
     def __init__(self, job, token: str) -> None:
         import cv2
-        from .pipeline import make_job_backend
+        from .pipeline import make_job_backend, warm_up
+        warm_up(job)
         self.lock = threading.Lock()
         host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())
         self.tag = f"{token}-dask-{host}-{os.getpid()}-{next(self._serial)}"

@@ -7,7 +7,9 @@ time to each idle worker and watches them:
 - a worker that dies (segfault, OOM kill) fails only the video it was on,
   with the signal in the reason, and is replaced;
 - a video that exceeds ``timeout + timeout_per_frame x frames decoded`` seconds
-  has its worker killed and is recorded as failed ("timed out");
+  has its worker killed and is recorded as failed ("timed out"); the clock starts
+  when the worker has started (imports, writer: it says "ready"), so a loaded
+  machine's slow process start is not charged to the first video;
 - videos a worker committed but had not yet published (an HDF5 shard still
   open) when it died are queued again once;
 - a worker told to finish that dies, or does not finish within ``timeout``
@@ -61,8 +63,8 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
     if parent:
         _die_with_parent(parent)
     import cv2
-    from .pipeline import process_video
-    from .pipeline import make_job_backend
+    from .pipeline import make_job_backend, process_video, warm_up
+    warm_up(job)  # import the decoder now: the first video's time limit is for the video
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     cv2.setNumThreads(job.threads)
@@ -90,6 +92,7 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
             err = _storage_error(exc) or exc
             conn.send(("fatal", f"cannot write into the store {job.root}: {err}"))
             return
+        conn.send(("ready",))  # started: the clock of the video it was given starts now
         while True:
             msg = conn.recv()
             if msg[0] == "stop":
@@ -171,6 +174,7 @@ class _Worker:
         child.close()
         self.task = None
         self.started = 0.0
+        self.ready_at = 0.0  # when it finished starting (imports, writer), 0 until then
         self.frames = 0
         self.unsealed: List[Any] = []  # committed, not yet published (HDF5)
         self.stop_sent = 0.0  # when it was told to finish, or said it will exit (0: not yet)
@@ -324,6 +328,8 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
                     w.kill()  # stuck sealing its shard: handled as a crash on the next pass
                 elif w.task is not None:
                     limit = job.opts.timeout + job.opts.timeout_per_frame * w.frames
+                    if not w.ready_at:  # still starting: one more limit's grace, then killed
+                        limit += job.opts.timeout
                     elapsed = time.monotonic() - w.started
                     if elapsed > limit:
                         vin = w.task
@@ -364,7 +370,11 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
 
 def _handle(msg, w: _Worker, results, progress, report) -> None:
     kind = msg[0]
-    if kind == "progress":
+    if kind == "ready":  # a video handed over while it was starting is timed from now
+        w.ready_at = time.monotonic()
+        if w.task is not None:
+            w.started = max(w.started, w.ready_at)
+    elif kind == "progress":
         w.frames += msg[1]
         progress.frames(msg[1])
     elif kind == "done":

@@ -47,6 +47,13 @@ def rgb_only_choice(algo: str) -> FlowChoice:
     return FlowChoice(algo, NO_FLOW, "cpu")
 
 
+def warm_up(job: "Job") -> None:
+    """Import what decoding needs (PyAV takes a good part of a second) before any video starts."""
+    if (job.config.get("decoder") or {}).get("name") == "pyav":
+        import av  # noqa: F401
+        import av.video.reformatter  # noqa: F401
+
+
 def make_job_backend(job: "Job", device: str, threads: int) -> Optional[FlowBackend]:
     """The flow backend a worker uses for ``job``; None for a --task rgb run."""
     if job.choice.implementation == NO_FLOW:
