@@ -68,6 +68,7 @@
 #define RESTRICT __restrict__
 #define HAVE_VEC4 1
 typedef float v4sf __attribute__((vector_size(16)));
+typedef float v4sf_u __attribute__((vector_size(16), aligned(4))); /* unaligned loads */
 #elif defined(_MSC_VER)
 #define RESTRICT __restrict
 #else
@@ -208,7 +209,7 @@ HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
             if ((unsigned)sx < (unsigned)(w > 3 ? w - 3 : 0) &&
                 (unsigned)sy < (unsigned)(h > 3 ? h - 3 : 0)) {
 #ifdef HAVE_VEC4
-                const v4sf *S = (const v4sf *)(src4 + ((size_t)sy * w + sx) * 4);
+                const v4sf_u *S = (const v4sf_u *)(src4 + ((size_t)sy * w + sx) * 4);
                 v4sf sum = {0.f, 0.f, 0.f, 0.f};
                 for (int k1 = 0; k1 < 4; k1++) {
                     float a = wy[k1];
@@ -497,19 +498,26 @@ static int work_alloc(Work *wk, int H, int W, const Params *p) {
     size_t N = (size_t)H * W, pyr = 0, side = (size_t)(H > W ? H : W);
     for (int s = 0; s < L; s++) pyr += (size_t)wk->hs[s] * wk->ws[s];
     size_t padn = (size_t)(H + 4) * (W + 4);
-    size_t total = 2 * pyr + 6 * N + 4 * N + 4 * N + 6 * N + padn +
-                   2 * (size_t)W + 4 * side + 16;
+    size_t total = 2 * pyr + 6 * N + 4 * N + 4 * N + 6 * N + padn + 2 * (size_t)W + 4 * side +
+                   16 * (2 * (size_t)L + 32) + 16;
     float *m = (float *)calloc(total, sizeof(float));
     int *it = (int *)calloc(4 * side + 16, sizeof(int));
     if (!m || !it) { free(m); free(it); return -1; }
     wk->mem = m; wk->itab = it;
-    for (int s = 0; s < L; s++) { size_t n = (size_t)wk->hs[s] * wk->ws[s]; wk->I0s[s] = m; m += n; wk->I1s[s] = m; m += n; }
+    /* every slice starts on a 64-byte boundary (calloc gives 16; the first is rounded up) */
+#define ALIGN16(n) (((n) + 15) & ~(size_t)15)
+    m = (float *)(((uintptr_t)m + 63) & ~(uintptr_t)63);
+    for (int s = 0; s < L; s++) {
+        size_t n = ALIGN16((size_t)wk->hs[s] * wk->ws[s]);
+        wk->I0s[s] = m; m += n; wk->I1s[s] = m; m += n;
+    }
+    N = ALIGN16(N);
     for (int c = 0; c < 3; c++) { wk->u[c] = m; m += N; wk->un[c] = m; m += N; }
     wk->src4 = m; m += 4 * N;
     wk->Ix = m; m += N; wk->Iy = m; m += N; wk->grad = m; m += N; wk->rhoc = m; m += N;
     for (int c = 0; c < 6; c++) { wk->p[c] = m; m += N; }
-    wk->pad = m; m += padn;
-    wk->e = m; m += W; wk->zero = m; m += W;
+    wk->pad = m; m += ALIGN16(padn);
+    wk->e = m; m += ALIGN16((size_t)W); wk->zero = m; m += ALIGN16((size_t)W);
     wk->ftab = m; m += 4 * side;
     wk->rows = wk->pad; /* resize's two rows (2*dw <= 2*W floats) borrow the median's pad */
     return 0;

@@ -416,3 +416,54 @@ def test_default_cli_uses_native_and_pins_sign_and_units(tmp_path):
         f = v.flow(i)
         assert f.shape == (256, 341, 2)
         np.testing.assert_allclose(f[16:-16, 16:-16].reshape(-1, 2).mean(0), [2.0, -1.0], atol=0.1)
+
+
+# ---- the same answer on every CPU -------------------------------------------------------------
+
+def test_baseline_build_gives_the_same_bytes_as_the_dispatching_one(tmp_path):
+    """The C compiled for the baseline ISA only (SSE2 on x86-64, no target_clones) and for
+    x86-64-v3 (AVX2) outright give the flow of the installed, dispatching build bit for bit:
+    -ffp-contract=off keeps every code path to the same IEEE float operations."""
+    import shutil
+    import sysconfig
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler here")
+    src = os.path.join(REPO, "flowprep", "_tvl1.c")
+    flags = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-std=c99", "-shared",
+             "-fPIC", "-DFLOWPREP_NO_CLONES", "-I" + sysconfig.get_paths()["include"]]
+    builds = [("baseline", [])]
+    if platform_is_x86_64():
+        builds.append(("x86-64-v3", ["-march=x86-64-v3"]))
+    code = ("import sys, hashlib, importlib.machinery, importlib.util, numpy as np\n"
+            "if sys.argv[1] != '-':\n"
+            "    ld = importlib.machinery.ExtensionFileLoader('flowprep._tvl1', sys.argv[1])\n"
+            "    m = importlib.util.module_from_spec(importlib.util.spec_from_file_location('flowprep._tvl1', sys.argv[1], loader=ld))\n"
+            "    ld.exec_module(m); sys.modules['flowprep._tvl1'] = m\n"
+            "from flowprep.flow import native_tvl1\n"
+            "d = np.load(sys.argv[2]); h = hashlib.sha1()\n"
+            "for p in ({}, {'gamma': 0.1}, {'median_filtering': 3}):\n"
+            "    h.update(native_tvl1.tvl1_flow(d['a'], d['b'], p).tobytes())\n"
+            "print(native_tvl1.native_isa(), h.hexdigest())\n")
+    _, a, b = real_pairs()[0]
+    frames = str(tmp_path / "frames.npz")
+    np.savez(frames, a=a[:120, :170], b=b[:120, :170])
+    ref = _run_python_args(code, ["-", frames])
+    assert ref.returncode == 0, ref.stderr
+    for name, extra in builds:
+        so = str(tmp_path / f"_tvl1_{name}.so")
+        r = subprocess.run([cc] + flags + extra + [src, "-o", so, "-lm"], capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"{name} build failed here: {r.stderr[-300:]}")
+        got = _run_python_args(code, [so, frames])
+        assert got.returncode == 0, (name, got.stderr)
+        assert got.stdout.split()[1] == ref.stdout.split()[1], (name, got.stdout, ref.stdout)
+
+
+def platform_is_x86_64():
+    import platform
+    return platform.machine() in ("x86_64", "AMD64")
+
+
+def _run_python_args(code, args):
+    return subprocess.run([sys.executable, "-c", code] + args, capture_output=True, text=True, cwd=REPO)
