@@ -89,6 +89,9 @@ def test_auto_without_cuda_is_cpu():
     assert fallback == FlowChoice("tvl1", "opencv-cpu", "cpu")
     assert "OpenCV" in fallback.note and "C compiler" in fallback.note
     assert resolve("tvl1", "cpu", "opencv", native=True) == FlowChoice("tvl1", "opencv-cpu", "cpu")
+    assert resolve("tvl1", "cpu", "native", native=True) == FlowChoice("tvl1", "native", "cpu")
+    with pytest.raises(BackendUnavailable, match="--backend opencv"):
+        resolve("tvl1", "cpu", "native", native=False)
     assert resolve("dis", "auto", "auto", opencv_gpus=0, torch_gpus=0).implementation == "opencv-cpu"
 
 

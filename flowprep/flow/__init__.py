@@ -191,6 +191,8 @@ def resolve(algo: str, device: str = "auto", backend: str = "auto",
         if not _native_ok(native):
             from .native_tvl1 import _require
             _require()  # raises BackendUnavailable saying why and what to do
+            raise BackendUnavailable("--backend native asked for, but the native TV-L1 is not available "
+                                     "here; choose --backend opencv")
         return FlowChoice(algo, "native", "cpu")
 
     def gpus(n: int) -> Tuple[int, ...]:
