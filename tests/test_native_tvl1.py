@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -301,8 +302,11 @@ def test_gil_is_released_during_the_computation():
     """While a worker thread is inside the C call, the main thread runs Python code.
 
     The switch interval is raised to an hour, so a thread holding the GIL is never
-    made to give it up: the main thread can then only run while the worker has
-    released it, i.e. inside the C call (the flag is set and cleared around it).
+    made to give it up: the main thread can then only see the flag set (it is set
+    and cleared around the call) while the worker has released the GIL, i.e. inside
+    the C computation; the main thread itself yields the GIL on every loop
+    (sleep(0)), so the worker gets it back at once when the call returns. Held
+    for the whole call, the count would stay at 0 or 1 per call.
     """
     rng = np.random.default_rng(1)
     a = cv2.GaussianBlur(rng.integers(0, 256, (256, 340)).astype(np.uint8), (0, 0), 2)
@@ -327,6 +331,7 @@ def test_gil_is_released_during_the_computation():
         while not done.is_set():
             if inside[0]:
                 seen_inside[0] += 1
+            time.sleep(0)  # hand the GIL over whenever the worker asks for it
         t.join()
     finally:
         sys.setswitchinterval(old)
