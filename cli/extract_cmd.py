@@ -41,8 +41,10 @@ def _shard(ctx, param, value):
               help="Flow algorithm.")
 @click.option("--device", default="auto", show_default=True,
               help="auto, cpu, cuda, cuda:N or cuda:N,M (auto: CUDA when available).")
-@click.option("--backend", type=click.Choice(["auto", "opencv", "torch"]), default="auto",
-              show_default=True, help="Who computes the flow (torch: TV-L1 on any PyTorch device).")
+@click.option("--backend", type=click.Choice(["auto", "native", "opencv", "torch"]), default="auto",
+              show_default=True,
+              help="Who computes the flow (native: flowprep's compiled TV-L1, auto's choice on the "
+                   "CPU; opencv: OpenCV's; torch: TV-L1 on any PyTorch device).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Algorithm parameter, repeatable (e.g. --param warps=3).")
 @click.option("--format", "fmt", type=click.Choice(["jpeg", "hdf5"]), default="jpeg",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -40,7 +41,8 @@ class ExtractOptions:
     Attributes:
         algo: "tvl1" | "farneback" | "dis" | "brox".
         device: "auto" | "cpu" | "cuda" | "cuda:N" | "cuda:N,M".
-        backend: "auto" | "opencv" | "torch".
+        backend: "auto" | "native" | "opencv" | "torch" (native: flowprep's compiled
+            TV-L1, what auto picks for tvl1 on the CPU; see flowprep.flow.resolve).
         params: algorithm parameter overrides (strings or values).
         format: "jpeg" | "hdf5".
         short_side: resize short side in pixels (0 keeps the size); ignored with size.
@@ -209,6 +211,8 @@ def prepare(inputs: Sequence[str], out: str, opts: ExtractOptions,
     if choice is None:
         choice = (rgb_only_choice(opts.algo) if opts.task == "rgb"
                   else resolve(opts.algo, opts.device, opts.backend))
+    if choice.note:  # e.g. the native TV-L1 is missing and OpenCV's computes it
+        print(choice.note, file=sys.stderr)
     params = merge_params(opts.algo, opts.params)
     config = build_config(opts, choice, params)
     videos = discover(inputs)

@@ -61,18 +61,19 @@ def test_dis_presets_record_the_values_used():
     assert tuned.params["patch_size"] == 12
 
 
-def test_tvl1_result_does_not_depend_on_earlier_small_frames():
-    """OpenCV's calc() lowers nscales for good after a tiny frame; the backend must not carry it over."""
+@pytest.mark.parametrize("backend", ["opencv", "native"])
+def test_tvl1_result_does_not_depend_on_earlier_small_frames(backend):
+    """OpenCV's calc() lowers nscales for good after a tiny frame; no backend may carry it over."""
     frames = [f[..., 0] for f in translated_frames(2, 96, 128, 1.25, -0.5)]
-    fresh = make_backend(resolve("tvl1", "cpu"), merge_params("tvl1")).compute(*frames)
-    be = make_backend(resolve("tvl1", "cpu"), merge_params("tvl1"))
+    fresh = make_backend(resolve("tvl1", "cpu", backend), merge_params("tvl1")).compute(*frames)
+    be = make_backend(resolve("tvl1", "cpu", backend), merge_params("tvl1"))
     tiny = np.zeros((20, 20), np.uint8)
     be.compute(tiny, tiny)
     np.testing.assert_array_equal(be.compute(*frames), fresh)
 
 
 def test_tvl1_parameters_reach_opencv():
-    be = make_backend(resolve("tvl1", "cpu"), merge_params("tvl1", {"warps": 2, "epsilon": 0.02}))
+    be = make_backend(resolve("tvl1", "cpu", "opencv"), merge_params("tvl1", {"warps": 2, "epsilon": 0.02}))
     assert be._of.getWarpingsNumber() == 2
     assert be._of.getEpsilon() == pytest.approx(0.02)
     assert be._of.getScalesNumber() == 5 and be._of.getMedianFiltering() == 5
@@ -81,7 +82,16 @@ def test_tvl1_parameters_reach_opencv():
 # ---- selection, without a GPU -------------------------------------------------------------
 
 def test_auto_without_cuda_is_cpu():
-    assert resolve("tvl1", "auto", "auto", opencv_gpus=0, torch_gpus=0) == FlowChoice("tvl1", "opencv-cpu", "cpu")
+    # tvl1 on the CPU: the native TV-L1, or OpenCV's with a note where it is missing
+    assert resolve("tvl1", "auto", "auto", opencv_gpus=0, torch_gpus=0, native=True) == \
+        FlowChoice("tvl1", "native", "cpu")
+    fallback = resolve("tvl1", "auto", "auto", opencv_gpus=0, torch_gpus=0, native=False)
+    assert fallback == FlowChoice("tvl1", "opencv-cpu", "cpu")
+    assert "OpenCV" in fallback.note and "C compiler" in fallback.note
+    assert resolve("tvl1", "cpu", "opencv", native=True) == FlowChoice("tvl1", "opencv-cpu", "cpu")
+    assert resolve("tvl1", "cpu", "native", native=True) == FlowChoice("tvl1", "native", "cpu")
+    with pytest.raises(BackendUnavailable, match="--backend opencv"):
+        resolve("tvl1", "cpu", "native", native=False)
     assert resolve("dis", "auto", "auto", opencv_gpus=0, torch_gpus=0).implementation == "opencv-cpu"
 
 

@@ -5,11 +5,14 @@
 ``resolve`` is pure given the machine's CUDA device counts, so the selection
 rules are testable without a GPU:
 
+- backend "native": flowprep's compiled TV-L1 (flowprep._tvl1; tvl1 only, CPU).
 - backend "opencv": OpenCV on the CPU, or cv2.cuda when the device is CUDA.
 - backend "torch": the batched PyTorch TV-L1 (tvl1 only), on any torch device.
 - backend "auto": OpenCV CUDA when this OpenCV has CUDA and the algorithm
   exists there; else torch on a CUDA device when the algorithm is tvl1 and
-  a CUDA build of PyTorch sees a GPU; else OpenCV on the CPU.
+  a CUDA build of PyTorch sees a GPU; else, on the CPU, the native TV-L1 for
+  tvl1 (OpenCV's DualTVL1 when the extension is missing, with a note saying
+  so and how to get it) and OpenCV for the other algorithms.
 - device "auto" means CUDA when the chosen backend can use it, else CPU.
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .opencv_cpu import DIS_DEFAULTS, DIS_PRESETS, FARNEBACK_DEFAULTS
 from .opencv_cuda import BROX_DEFAULTS, CUDA_ALGOS, cuda_device_count
 
 ALGOS = ("tvl1", "farneback", "dis", "brox")
-BACKENDS = ("auto", "opencv", "torch")
+BACKENDS = ("auto", "native", "opencv", "torch")
 CPU_ALGOS = ("tvl1", "farneback", "dis")
 
 
@@ -83,6 +86,9 @@ def merge_params(algo: str, overrides: Optional[Mapping[str, Any]] = None) -> Di
             raise ConfigError(
                 f"unknown parameter {key!r} for {algo}; valid: {', '.join(sorted(params))}")
         params[key] = _coerce(key, value, params[key])
+    if algo == "tvl1":
+        from .torch_tvl1 import validate_tvl1_params  # importable without torch
+        params = validate_tvl1_params(params)
     if algo == "dis" and params["preset"] not in DIS_PRESETS:
         raise ConfigError(f"dis preset must be one of {', '.join(DIS_PRESETS)}, got {params['preset']!r}")
     return params
@@ -132,15 +138,18 @@ class FlowChoice:
 
     Attributes:
         algo: algorithm name.
-        implementation: "opencv-cpu", "opencv-cuda" or "torch".
+        implementation: "native", "opencv-cpu", "opencv-cuda" or "torch".
         device_kind: "cpu" or "cuda".
         gpus: GPU indices to spread workers over (empty on the CPU).
+        note: a line for the user about the choice (auto's fallback from the
+            native TV-L1 to OpenCV), or "" (not part of equality).
     """
 
     algo: str
     implementation: str
     device_kind: str
     gpus: Tuple[int, ...] = field(default_factory=tuple)
+    note: str = field(default="", compare=False)
 
     def device_for_worker(self, worker_index: int) -> str:
         """Device string for worker ``worker_index``: GPUs are assigned round-robin."""
@@ -150,14 +159,16 @@ class FlowChoice:
 
 
 def resolve(algo: str, device: str = "auto", backend: str = "auto",
-            opencv_gpus: Optional[int] = None, torch_gpus: Optional[int] = None) -> FlowChoice:
+            opencv_gpus: Optional[int] = None, torch_gpus: Optional[int] = None,
+            native: Optional[bool] = None) -> FlowChoice:
     """Choose the implementation and device for ``algo``.
 
     Args:
         algo: one of ALGOS.
         device: "auto", "cpu", "cuda", "cuda:N" or "cuda:N,M".
-        backend: "auto", "opencv" or "torch".
+        backend: "auto", "native", "opencv" or "torch".
         opencv_gpus, torch_gpus: device counts (looked up when None; given in tests).
+        native: whether the compiled TV-L1 is usable here (looked up when None).
     Raises:
         ConfigError for unknown names; BackendUnavailable with what to install
         or choose instead when the combination cannot run here.
@@ -170,6 +181,19 @@ def resolve(algo: str, device: str = "auto", backend: str = "auto",
     cv_n = cuda_device_count() if opencv_gpus is None else opencv_gpus
     if backend == "torch" and algo != "tvl1":
         raise BackendUnavailable(f"the torch backend computes tvl1 only; use --backend opencv for {algo}")
+    if backend == "native":
+        if algo != "tvl1":
+            raise BackendUnavailable(f"the native backend computes tvl1 only; use --backend opencv for {algo}")
+        if kind == "cuda":
+            raise BackendUnavailable(
+                "the native TV-L1 runs on the CPU; for CUDA use --backend torch or --backend opencv "
+                "(with an OpenCV built with CUDA), or choose --device cpu")
+        if not _native_ok(native):
+            from .native_tvl1 import _require
+            _require()  # raises BackendUnavailable saying why and what to do
+            raise BackendUnavailable("--backend native asked for, but the native TV-L1 is not available "
+                                     "here; choose --backend opencv")
+        return FlowChoice(algo, "native", "cpu")
 
     def gpus(n: int) -> Tuple[int, ...]:
         if ids:
@@ -208,7 +232,7 @@ def resolve(algo: str, device: str = "auto", backend: str = "auto",
 
     # backend opencv or auto
     if kind == "cpu":
-        return FlowChoice(algo, "opencv-cpu", "cpu")
+        return _cpu_choice(algo, backend, native)
     if cv_n > 0 and algo in CUDA_ALGOS:
         return FlowChoice(algo, "opencv-cuda", "cuda", gpus(cv_n))
     if backend == "auto" and algo == "tvl1":
@@ -221,6 +245,23 @@ def resolve(algo: str, device: str = "auto", backend: str = "auto",
                 f"OpenCV's CUDA module has no {algo}; choose --device cpu, or one of "
                 f"{', '.join(CUDA_ALGOS)}")
         raise BackendUnavailable(no_cuda_msg)
+    return _cpu_choice(algo, backend, native)
+
+
+def _native_ok(native: Optional[bool]) -> bool:
+    if native is not None:
+        return bool(native)
+    from .native_tvl1 import native_available
+    return native_available()
+
+
+def _cpu_choice(algo: str, backend: str, native: Optional[bool]) -> FlowChoice:
+    """auto on the CPU: the native TV-L1 for tvl1 when it is here, else OpenCV (with a note)."""
+    if backend == "auto" and algo == "tvl1":
+        if _native_ok(native):
+            return FlowChoice(algo, "native", "cpu")
+        from .native_tvl1 import fallback_message
+        return FlowChoice(algo, "opencv-cpu", "cpu", note=fallback_message())
     return FlowChoice(algo, "opencv-cpu", "cpu")
 
 
@@ -231,6 +272,9 @@ def make_backend(choice: FlowChoice, params: Dict[str, Any], device: str = "cpu"
     ``threads`` caps the CPU threads of the torch backend (OpenCV's are set per
     process with cv2.setNumThreads), so N workers do not oversubscribe the cores.
     """
+    if choice.implementation == "native":
+        from .native_tvl1 import NativeTVL1
+        return NativeTVL1(params, "cpu")
     if choice.implementation == "opencv-cpu":
         from .opencv_cpu import OpenCVDIS, OpenCVFarneback, OpenCVTVL1
         cls = {"tvl1": OpenCVTVL1, "farneback": OpenCVFarneback, "dis": OpenCVDIS}[choice.algo]

@@ -1,0 +1,739 @@
+/* flowprep._tvl1: TV-L1 optical flow (the algorithm of OpenCV's DualTVL1), compiled.
+ *
+ * compute(prev, next, out, tau, lambda, theta, nscales, warps, epsilon,
+ *         inner_iterations, outer_iterations, scale_step, gamma, median_filtering,
+ *         stats=False) -> None, or a list of per-level dicts when stats is true
+ *     prev, next: C-contiguous 2-D buffers of the same shape (H, W), format 'B'
+ *                 (uint8) or 'f' (float32), grey values in [0, 255].
+ *     out:        a writable C-contiguous float32 buffer of H*W*2 values: the flow
+ *                 (H, W, 2) in pixels, [..., 0] = dx, [..., 1] = dy, with
+ *                 next(x + d(x)) ~ prev(x).
+ * isa() -> "avx512f" | "avx2" | "avx" | "sse2" | "generic": the code path the
+ *          hot loops dispatch to on this CPU.
+ *
+ * The scheme (Zach, Pock & Bischof 2007; Wedel et al. 2009; Sanchez et al., IPOL
+ * 2013) with OpenCV's choices, step by step as cv::optflow::DualTVL1OpticalFlow
+ * does it (opencv_contrib modules/optflow/src/tvl1flow.cpp); written from that
+ * description, no code shared:
+ *   - pyramid: level s+1 = resize(level s, scale_step, INTER_LINEAR), sizes
+ *     rounded to nearest; no level with a side under 16 (level 0 always);
+ *   - per level, coarsest first: centred gradient of I1; `warps` times: bicubic
+ *     warp of I1 and its gradient by u (OpenCV remap: positions rounded to
+ *     1/32 px, A = -0.75 kernel from a 32-entry table, taps outside read 0),
+ *     linearised data term; then up to `outer` x (median filter of u1, u2;
+ *     up to `inner` x (thresholding, u = v + theta div p, dual update));
+ *     a warp stops once one iteration's sum of squared change of u is at most
+ *     epsilon^2 * H * W of the level;
+ *   - the flow is resized to the next finer level (INTER_LINEAR) and divided
+ *     by scale_step; the duals restart at 0 on each level.
+ * Where it differs from OpenCV (docs/native_tvl1.md): the stopping sum is
+ * accumulated in double in a fixed order (OpenCV: one float running sum);
+ * |grad u| is sqrtf(ux^2 + uy^2) (OpenCV: hypot); frames and the per-call
+ * level count as in the module docstring of flowprep/flow/native_tvl1.py.
+ *
+ * Speed: each inner iteration is one pass over the rows that updates u of row
+ * y and then the duals of row y-1 (which need u of rows y-1 and y), so u and p
+ * are read and written once per iteration; the loops are plain float code the
+ * compiler vectorises; no call into libm in the loops (sqrtf is an
+ * instruction); every buffer is allocated once per call. Hot functions are
+ * compiled for AVX-512F, AVX2, AVX and the baseline (SSE2 on x86-64) and
+ * chosen at load time (GCC/Clang target_clones); -ffp-contract=off keeps the
+ * arithmetic the same IEEE float operations in every version, so the result
+ * does not depend on the CPU. The GIL is released while it runs.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <float.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__)) && defined(__linux__) && \
+    !defined(FLOWPREP_NO_CLONES)
+#if defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define HOT __attribute__((target_clones("avx512f", "avx2", "avx", "default")))
+#define HAVE_CLONES 1
+#endif
+#endif
+#endif
+#ifndef HOT
+#define HOT
+#endif
+
+#if defined(__GNUC__)
+#define RESTRICT __restrict__
+#define HAVE_VEC4 1
+typedef float v4sf __attribute__((vector_size(16)));
+typedef float v4sf_u __attribute__((vector_size(16), aligned(4))); /* unaligned loads */
+#elif defined(_MSC_VER)
+#define RESTRICT __restrict
+#else
+#define RESTRICT
+#endif
+
+#define MIN_LEVEL_SIDE 16
+#define TAB 32        /* remap's sub-pixel table size (INTER_TAB_SIZE) */
+
+typedef struct {
+    float l_t, theta, taut, gamma;
+    double tau, lambda, theta_d, epsilon, scale_step, gamma_d;
+    int nscales, warps, inner, outer, median;
+} Params;
+
+typedef struct {
+    int h, w, warps_run, medians;
+    long iterations;
+    double t_warp, t_median, t_iter, t_resize;
+} LevelStats;
+
+/* ------------------------------------------------------------------ timing */
+
+static double cpu_now(void) {
+#if defined(CLOCK_THREAD_CPUTIME_ID)
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#else
+    return (double)clock() / CLOCKS_PER_SEC;
+#endif
+}
+
+/* ------------------------------------------------------------------ resize */
+
+/* OpenCV INTER_LINEAR taps along one axis: dst index d reads src i0[d], i1[d]
+ * with weights a0[d], a1[d]; scale = source pixels per destination pixel. */
+static void linear_taps(int src, int dst, double scale, int *i0, int *i1, float *a0, float *a1) {
+    for (int d = 0; d < dst; d++) {
+        float f = (float)((d + 0.5) * scale - 0.5);
+        int s = (int)floorf(f);
+        f -= (float)s;
+        if (s < 0) { f = 0.f; s = 0; }
+        if (s >= src - 1) { f = 0.f; s = src - 1; }
+        i0[d] = s;
+        i1[d] = s + 1 < src ? s + 1 : src - 1;
+        a0[d] = 1.f - f;
+        a1[d] = f;
+    }
+}
+
+/* dst (dh, dw) = cv::resize(src (sh, sw), INTER_LINEAR) on float planes: a
+ * horizontal pass per source row then a vertical blend, as OpenCV does. */
+static void resize_linear(const float *src, int sh, int sw, float *dst, int dh, int dw,
+                          double scale_y, double scale_x, int *itab, float *ftab, float *rows) {
+    int *xi0 = itab, *xi1 = itab + dw, *yi0 = itab + 2 * dw, *yi1 = itab + 2 * dw + dh;
+    float *xa0 = ftab, *xa1 = ftab + dw, *ya0 = ftab + 2 * dw, *ya1 = ftab + 2 * dw + dh;
+    linear_taps(sw, dw, scale_x, xi0, xi1, xa0, xa1);
+    linear_taps(sh, dh, scale_y, yi0, yi1, ya0, ya1);
+    float *r0 = rows, *r1 = rows + dw;
+    int have0 = -1, have1 = -1;
+    for (int y = 0; y < dh; y++) {
+        int s0 = yi0[y], s1 = yi1[y];
+        if (s0 != have0) {
+            if (s0 == have1) { float *t = r0; r0 = r1; r1 = t; have1 = have0; }
+            else {
+                const float *S = src + (size_t)s0 * sw;
+                for (int x = 0; x < dw; x++) r0[x] = S[xi0[x]] * xa0[x] + S[xi1[x]] * xa1[x];
+            }
+            have0 = s0;
+        }
+        if (s1 != have1) {
+            const float *S = src + (size_t)s1 * sw;
+            for (int x = 0; x < dw; x++) r1[x] = S[xi0[x]] * xa0[x] + S[xi1[x]] * xa1[x];
+            have1 = s1;
+        }
+        float b0 = ya0[y], b1 = ya1[y];
+        float *D = dst + (size_t)y * dw;
+        for (int x = 0; x < dw; x++) D[x] = r0[x] * b0 + r1[x] * b1;
+    }
+}
+
+/* ------------------------------------------------------------- gradient */
+
+/* src4: per pixel (I1, dI1/dx, dI1/dy, 0); centred differences / 2, one-sided
+ * at the borders (OpenCV's centeredGradient; 0 along a side of length 1). */
+static void gradient4(const float *I, int h, int w, float *src4) {
+    for (int y = 0; y < h; y++) {
+        const float *row = I + (size_t)y * w;
+        const float *up = I + (size_t)(y > 0 ? y - 1 : 0) * w;
+        const float *dn = I + (size_t)(y + 1 < h ? y + 1 : h - 1) * w;
+        float *o = src4 + (size_t)y * w * 4;
+        for (int x = 0; x < w; x++) {
+            int xl = x > 0 ? x - 1 : 0, xr = x + 1 < w ? x + 1 : w - 1;
+            o[4 * x] = row[x];
+            o[4 * x + 1] = 0.5f * (row[xr] - row[xl]);
+            o[4 * x + 2] = 0.5f * (dn[x] - up[x]);
+            o[4 * x + 3] = 0.f;
+        }
+    }
+}
+
+/* ----------------------------------------------------------------- warp */
+
+static float cubic_tab[TAB][4];
+
+static void init_cubic_tab(void) {
+    const float A = -0.75f;
+    for (int i = 0; i < TAB; i++) {
+        float x = i * (1.f / TAB);
+        float *c = cubic_tab[i];
+        c[0] = ((A * (x + 1) - 5 * A) * (x + 1) + 8 * A) * (x + 1) - 4 * A;
+        c[1] = ((A + 2) * x - (A + 3)) * x * x + 1;
+        c[2] = ((A + 2) * (1 - x) - (A + 3)) * (1 - x) * (1 - x) + 1;
+        c[3] = 1.f - c[0] - c[1] - c[2];
+    }
+}
+
+/* Bicubic samples of src4 at (x + u1, y + u2) as OpenCV's remap(INTER_CUBIC,
+ * BORDER_CONSTANT 0) computes them (same tap order), then grad = |grad I1w|^2
+ * and rho_c = I1w - I1wx u1 - I1wy u2 - I0 (calcGradRho). */
+HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
+                           const float *RESTRICT u1, const float *RESTRICT u2, int h, int w,
+                           float *RESTRICT Ix, float *RESTRICT Iy, float *RESTRICT grad,
+                           float *RESTRICT rhoc) {
+    const float lo = -8.f, hix = (float)w + 8.f, hiy = (float)h + 8.f;
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w; x++) {
+            size_t i = (size_t)y * w + x;
+            float mx = (float)x + u1[i], my = (float)y + u2[i];
+            /* outside by more than the kernel: 0 either way; keeps ints small */
+            mx = mx < lo ? lo : (mx > hix ? hix : mx);
+            my = my < lo ? lo : (my > hiy ? hiy : my);
+            int ix = (int)lrintf(mx * (float)TAB), iy = (int)lrintf(my * (float)TAB);
+            int sx = (ix >> 5) - 1, sy = (iy >> 5) - 1;
+            const float *wx = cubic_tab[ix & (TAB - 1)], *wy = cubic_tab[iy & (TAB - 1)];
+            float r0 = 0.f, r1 = 0.f, r2 = 0.f;
+            if ((unsigned)sx < (unsigned)(w > 3 ? w - 3 : 0) &&
+                (unsigned)sy < (unsigned)(h > 3 ? h - 3 : 0)) {
+#ifdef HAVE_VEC4
+                const v4sf_u *S = (const v4sf_u *)(src4 + ((size_t)sy * w + sx) * 4);
+                v4sf sum = {0.f, 0.f, 0.f, 0.f};
+                for (int k1 = 0; k1 < 4; k1++) {
+                    float a = wy[k1];
+                    v4sf w0 = {a * wx[0], a * wx[0], a * wx[0], a * wx[0]};
+                    v4sf w1 = {a * wx[1], a * wx[1], a * wx[1], a * wx[1]};
+                    v4sf w2 = {a * wx[2], a * wx[2], a * wx[2], a * wx[2]};
+                    v4sf w3 = {a * wx[3], a * wx[3], a * wx[3], a * wx[3]};
+                    v4sf row = S[0] * w0 + S[1] * w1 + S[2] * w2 + S[3] * w3;
+                    sum = k1 ? sum + row : row;
+                    S += w;
+                }
+                r0 = sum[0]; r1 = sum[1]; r2 = sum[2];
+#else
+                const float *S = src4 + ((size_t)sy * w + sx) * 4;
+                for (int c = 0; c < 3; c++) {
+                    float sum = 0.f;
+                    for (int k1 = 0; k1 < 4; k1++) {
+                        const float *R = S + (size_t)k1 * w * 4 + c;
+                        float a = wy[k1];
+                        float row = R[0] * (a * wx[0]) + R[4] * (a * wx[1]) + R[8] * (a * wx[2]) +
+                                    R[12] * (a * wx[3]);
+                        sum = k1 ? sum + row : row;
+                    }
+                    if (c == 0) r0 = sum; else if (c == 1) r1 = sum; else r2 = sum;
+                }
+#endif
+            } else if (!(sx >= w || sx + 4 <= 0 || sy >= h || sy + 4 <= 0)) {
+                for (int k1 = 0; k1 < 4; k1++) {
+                    int yy = sy + k1;
+                    if (yy < 0 || yy >= h) continue;
+                    for (int k2 = 0; k2 < 4; k2++) {
+                        int xx = sx + k2;
+                        if (xx < 0 || xx >= w) continue;
+                        const float *P = src4 + ((size_t)yy * w + xx) * 4;
+                        float wt = wy[k1] * wx[k2];
+                        r0 += P[0] * wt; r1 += P[1] * wt; r2 += P[2] * wt;
+                    }
+                }
+            }
+            Ix[i] = r1;
+            Iy[i] = r2;
+            grad[i] = r1 * r1 + r2 * r2;
+            rhoc[i] = r0 - r1 * u1[i] - r2 * u2[i] - I0[i];
+        }
+    }
+}
+
+/* --------------------------------------------------------------- median */
+
+/* Median selection networks: Batcher's odd-even merge sort on 9 / 25 inputs
+ * (padded to 16 / 32, the padding's comparators dropped), pruned to the
+ * comparators that the middle output depends on (generated and checked
+ * exhaustively / on random inputs; the tests compare with cv2.medianBlur). */
+#define MED9_NET \
+CE(0,1) CE(2,3) CE(4,5) CE(6,7) CE(0,2) CE(1,3) CE(4,6) CE(5,7) \
+CE(1,2) CE(5,6) CE(0,4) CE(1,5) CE(2,6) CE(3,7) CE(2,4) CE(3,5) \
+CE(1,2) CE(3,4) CE(5,6) CE(0,8) CE(4,8) CE(2,4) CE(3,5) CE(3,4)
+#define MED25_NET \
+CE(0,1) CE(2,3) CE(4,5) CE(6,7) CE(8,9) CE(10,11) CE(12,13) CE(14,15) \
+CE(16,17) CE(18,19) CE(20,21) CE(22,23) CE(0,2) CE(1,3) CE(4,6) CE(5,7) \
+CE(8,10) CE(9,11) CE(12,14) CE(13,15) CE(16,18) CE(17,19) CE(20,22) CE(21,23) \
+CE(1,2) CE(5,6) CE(9,10) CE(13,14) CE(17,18) CE(21,22) CE(0,4) CE(1,5) \
+CE(2,6) CE(3,7) CE(8,12) CE(9,13) CE(10,14) CE(11,15) CE(16,20) CE(17,21) \
+CE(18,22) CE(19,23) CE(2,4) CE(3,5) CE(10,12) CE(11,13) CE(18,20) CE(19,21) \
+CE(1,2) CE(3,4) CE(5,6) CE(9,10) CE(11,12) CE(13,14) CE(17,18) CE(19,20) \
+CE(21,22) CE(0,8) CE(1,9) CE(2,10) CE(3,11) CE(4,12) CE(5,13) CE(6,14) \
+CE(7,15) CE(16,24) CE(4,8) CE(5,9) CE(6,10) CE(7,11) CE(20,24) CE(2,4) \
+CE(3,5) CE(6,8) CE(7,9) CE(10,12) CE(11,13) CE(18,20) CE(19,21) CE(22,24) \
+CE(1,2) CE(3,4) CE(5,6) CE(7,8) CE(9,10) CE(11,12) CE(13,14) CE(17,18) \
+CE(19,20) CE(21,22) CE(23,24) CE(0,16) CE(1,17) CE(2,18) CE(3,19) CE(4,20) \
+CE(5,21) CE(6,22) CE(7,23) CE(8,24) CE(8,16) CE(9,17) CE(10,18) CE(11,19) \
+CE(12,20) CE(13,21) CE(6,10) CE(7,11) CE(12,16) CE(13,17) CE(10,12) CE(11,13) \
+CE(11,12)
+
+#define CE(a, b) { float lo_ = v[a] < v[b] ? v[a] : v[b]; v[b] = v[a] < v[b] ? v[b] : v[a]; v[a] = lo_; }
+
+/* k x k median (k = 3 or 5) of the (h, w) plane u, in place, replicated
+ * border, as cv::medianBlur computes it on float planes. pad: (h+k-1)*(w+k-1)
+ * floats of scratch. */
+HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *RESTRICT pad) {
+    int r = k / 2, pw = w + 2 * r;
+    for (int y = 0; y < h + 2 * r; y++) {
+        int sy = y - r;
+        sy = sy < 0 ? 0 : (sy >= h ? h - 1 : sy);
+        const float *S = u + (size_t)sy * w;
+        float *D = pad + (size_t)y * pw;
+        for (int x = 0; x < r; x++) { D[x] = S[0]; D[pw - 1 - x] = S[w - 1]; }
+        memcpy(D + r, S, sizeof(float) * (size_t)w);
+    }
+    for (int y = 0; y < h; y++) {
+        float *RESTRICT o = u + (size_t)y * w;
+        const float *RESTRICT P = pad + (size_t)y * pw;
+        if (k == 5) {
+            for (int x = 0; x < w; x++) {
+                float v[25];
+                for (int dy = 0; dy < 5; dy++)
+                    for (int dx = 0; dx < 5; dx++) v[dy * 5 + dx] = P[(size_t)dy * pw + x + dx];
+                MED25_NET
+                o[x] = v[12];
+            }
+        } else {
+            for (int x = 0; x < w; x++) {
+                float v[9];
+                for (int dy = 0; dy < 3; dy++)
+                    for (int dx = 0; dx < 3; dx++) v[dy * 3 + dx] = P[(size_t)dy * pw + x + dx];
+                MED9_NET
+                o[x] = v[4];
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------ inner iteration */
+
+/* Row sum of e[0..w) in double, 8 interleaved partial sums in a fixed order. */
+static inline double row_sum(const float *RESTRICT e, int w) {
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    int x = 0;
+    for (; x + 8 <= w; x += 8)
+        for (int k = 0; k < 8; k++) acc[k] += (double)e[x + k];
+    for (; x < w; x++) acc[0] += (double)e[x];
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* u of one row: thresholding (OpenCV's estimateV), then u = v + theta div p
+ * (divergence with p = 0 outside; at x = 0 in OpenCV's order (p1 + p2) - p2_up);
+ * e = squared change. In place in u1, u2 (each pixel reads only itself). */
+#define U2_BODY(D1, D2)                                                     \
+    {                                                                       \
+        float g = grad[x];                                                  \
+        float rho = rhoc[x] + (Ix[x] * u1[x] + Iy[x] * u2[x]);              \
+        float lg = l_t * g;                                                 \
+        float gs = g > FLT_EPSILON ? g : 1.f;                               \
+        float fi = -rho / gs;                                               \
+        fi = g > FLT_EPSILON ? fi : 0.f;                                    \
+        fi = rho < -lg ? l_t : fi;                                          \
+        fi = rho > lg ? -l_t : fi;                                          \
+        float v1 = u1[x] + fi * Ix[x];                                      \
+        float v2 = u2[x] + fi * Iy[x];                                      \
+        float n1 = v1 + theta * (D1), n2 = v2 + theta * (D2);               \
+        float a = n1 - u1[x], b = n2 - u2[x];                               \
+        e[x] = a * a + b * b;                                               \
+        u1[x] = n1;                                                         \
+        u2[x] = n2;                                                         \
+    }
+
+static inline void u_row2(int w, const float *RESTRICT Ix, const float *RESTRICT Iy,
+                          const float *RESTRICT grad, const float *RESTRICT rhoc,
+                          float *RESTRICT u1, float *RESTRICT u2, const float *RESTRICT p11,
+                          const float *RESTRICT p12, const float *RESTRICT p12u,
+                          const float *RESTRICT p21, const float *RESTRICT p22,
+                          const float *RESTRICT p22u, float *RESTRICT e, float l_t, float theta) {
+    int x = 0;
+    U2_BODY((p11[0] + p12[0]) - p12u[0], (p21[0] + p22[0]) - p22u[0])
+    for (x = 1; x < w; x++)
+        U2_BODY((p11[x] - p11[x - 1]) + (p12[x] - p12u[x]), (p21[x] - p21[x - 1]) + (p22[x] - p22u[x]))
+}
+
+/* Dual update of one row from forward differences of the new u (row u and
+ * the next row un; un == u on the last row so that dy = 0 there). */
+static inline void dual_row1(int w, const float *RESTRICT u, const float *RESTRICT un,
+                             float *RESTRICT pa, float *RESTRICT pb, float taut) {
+    for (int x = 0; x < w - 1; x++) {
+        float ux = u[x + 1] - u[x], uy = un[x] - u[x];
+        float ng = 1.f + taut * sqrtf(ux * ux + uy * uy);
+        pa[x] = (pa[x] + taut * ux) / ng;
+        pb[x] = (pb[x] + taut * uy) / ng;
+    }
+    int x = w - 1; /* last column: dx = 0, |grad| = |dy| */
+    float uy = un[x] - u[x];
+    float ng = 1.f + taut * fabsf(uy);
+    pa[x] = pa[x] / ng;
+    pb[x] = (pb[x] + taut * uy) / ng;
+}
+
+HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const float *grad,
+                           const float *rhoc, float *u1, float *u2, float *p11, float *p12,
+                           float *p21, float *p22, float *e, const float *zero, float l_t,
+                           float theta, float taut) {
+    double total = 0.0;
+    for (int y = 0; y <= h; y++) {
+        if (y < h) {
+            size_t o = (size_t)y * w;
+            const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
+            u_row2(w, Ix + o, Iy + o, grad + o, rhoc + o, u1 + o, u2 + o, p11 + o, p12 + o, p12u,
+                   p21 + o, p22 + o, p22u, e, l_t, theta);
+            total += row_sum(e, w);
+        }
+        if (y > 0) {
+            size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
+            dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
+            dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
+        }
+    }
+    return total;
+}
+
+/* gamma > 0: the illumination variable u3 with its duals p31, p32 (OpenCV's
+ * use_gamma branches: rho gains gamma u3, u3 moves by fi gamma). */
+#define U3_BODY(D1, D2, D3)                                                 \
+    {                                                                       \
+        float g = grad[x];                                                  \
+        float rho = rhoc[x] + (Ix[x] * u1[x] + Iy[x] * u2[x]) + gamma * u3[x]; \
+        float lg = l_t * g;                                                 \
+        float gs = g > FLT_EPSILON ? g : 1.f;                               \
+        float fi = -rho / gs;                                               \
+        fi = g > FLT_EPSILON ? fi : 0.f;                                    \
+        fi = rho < -lg ? l_t : fi;                                          \
+        fi = rho > lg ? -l_t : fi;                                          \
+        float v1 = u1[x] + fi * Ix[x], v2 = u2[x] + fi * Iy[x];             \
+        float v3 = u3[x] + fi * gamma;                                      \
+        float n1 = v1 + theta * (D1), n2 = v2 + theta * (D2);               \
+        float n3 = v3 + theta * (D3);                                       \
+        float a = n1 - u1[x], b = n2 - u2[x], c = n3 - u3[x];               \
+        e[x] = a * a + b * b + c * c;                                       \
+        u1[x] = n1;                                                         \
+        u2[x] = n2;                                                         \
+        u3[x] = n3;                                                         \
+    }
+
+static inline void u_row3(int w, const float *RESTRICT Ix, const float *RESTRICT Iy,
+                          const float *RESTRICT grad, const float *RESTRICT rhoc,
+                          float *RESTRICT u1, float *RESTRICT u2, float *RESTRICT u3,
+                          const float *RESTRICT p11, const float *RESTRICT p12,
+                          const float *RESTRICT p12u, const float *RESTRICT p21,
+                          const float *RESTRICT p22, const float *RESTRICT p22u,
+                          const float *RESTRICT p31, const float *RESTRICT p32,
+                          const float *RESTRICT p32u, float *RESTRICT e, float l_t, float theta,
+                          float gamma) {
+    int x = 0;
+    U3_BODY((p11[0] + p12[0]) - p12u[0], (p21[0] + p22[0]) - p22u[0], (p31[0] + p32[0]) - p32u[0])
+    for (x = 1; x < w; x++)
+        U3_BODY((p11[x] - p11[x - 1]) + (p12[x] - p12u[x]), (p21[x] - p21[x - 1]) + (p22[x] - p22u[x]),
+                (p31[x] - p31[x - 1]) + (p32[x] - p32u[x]))
+}
+
+HOT static double iterate3(int h, int w, const float *Ix, const float *Iy, const float *grad,
+                           const float *rhoc, float *u1, float *u2, float *u3, float *p11,
+                           float *p12, float *p21, float *p22, float *p31, float *p32, float *e,
+                           const float *zero, float l_t, float theta, float taut, float gamma) {
+    double total = 0.0;
+    for (int y = 0; y <= h; y++) {
+        if (y < h) {
+            size_t o = (size_t)y * w;
+            const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
+            const float *p32u = y ? p32 + o - w : zero;
+            u_row3(w, Ix + o, Iy + o, grad + o, rhoc + o, u1 + o, u2 + o, u3 + o, p11 + o,
+                   p12 + o, p12u, p21 + o, p22 + o, p22u, p31 + o, p32 + o, p32u, e, l_t, theta,
+                   gamma);
+            total += row_sum(e, w);
+        }
+        if (y > 0) {
+            size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
+            dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
+            dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
+            dual_row1(w, u3 + o, u3 + on, p31 + o, p32 + o, taut);
+        }
+    }
+    return total;
+}
+
+/* ----------------------------------------------------------- the solver */
+
+typedef struct {
+    int H, W, levels;
+    int hs[64], ws[64];
+    float *I0s[64], *I1s[64];
+    float *u[3], *un[3];            /* current level's flow (u3 with gamma), next level's */
+    float *src4, *Ix, *Iy, *grad, *rhoc;
+    float *p[6];
+    float *pad, *e, *zero, *rows, *ftab;
+    int *itab;
+    void *mem;
+} Work;
+
+static int work_alloc(Work *wk, int H, int W, const Params *p) {
+    wk->H = H; wk->W = W;
+    wk->hs[0] = H; wk->ws[0] = W;
+    int L = 1;
+    while (L < p->nscales && L < 64) {
+        int nh = (int)lrint(wk->hs[L - 1] * p->scale_step), nw = (int)lrint(wk->ws[L - 1] * p->scale_step);
+        if (nh < MIN_LEVEL_SIDE || nw < MIN_LEVEL_SIDE) break;
+        wk->hs[L] = nh; wk->ws[L] = nw; L++;
+    }
+    wk->levels = L;
+    size_t N = (size_t)H * W, pyr = 0, side = (size_t)(H > W ? H : W);
+    for (int s = 0; s < L; s++) pyr += (size_t)wk->hs[s] * wk->ws[s];
+    size_t padn = (size_t)(H + 4) * (W + 4);
+    size_t total = 2 * pyr + 6 * N + 4 * N + 4 * N + 6 * N + padn + 2 * (size_t)W + 4 * side +
+                   16 * (2 * (size_t)L + 32) + 16;
+    float *m = (float *)calloc(total, sizeof(float));
+    int *it = (int *)calloc(4 * side + 16, sizeof(int));
+    if (!m || !it) { free(m); free(it); return -1; }
+    wk->mem = m; wk->itab = it;
+    /* every slice starts on a 64-byte boundary (calloc gives 16; the first is rounded up) */
+#define ALIGN16(n) (((n) + 15) & ~(size_t)15)
+    m = (float *)(((uintptr_t)m + 63) & ~(uintptr_t)63);
+    for (int s = 0; s < L; s++) {
+        size_t n = ALIGN16((size_t)wk->hs[s] * wk->ws[s]);
+        wk->I0s[s] = m; m += n; wk->I1s[s] = m; m += n;
+    }
+    N = ALIGN16(N);
+    for (int c = 0; c < 3; c++) { wk->u[c] = m; m += N; wk->un[c] = m; m += N; }
+    wk->src4 = m; m += 4 * N;
+    wk->Ix = m; m += N; wk->Iy = m; m += N; wk->grad = m; m += N; wk->rhoc = m; m += N;
+    for (int c = 0; c < 6; c++) { wk->p[c] = m; m += N; }
+    wk->pad = m; m += ALIGN16(padn);
+    wk->e = m; m += ALIGN16((size_t)W); wk->zero = m; m += ALIGN16((size_t)W);
+    wk->ftab = m; m += 4 * side;
+    wk->rows = wk->pad; /* resize's two rows (2*dw <= 2*W floats) borrow the median's pad */
+    return 0;
+}
+
+static void solve_level(Work *wk, int s, const Params *p, LevelStats *st) {
+    int h = wk->hs[s], w = wk->ws[s];
+    size_t n = (size_t)h * w;
+    int g3 = p->gamma != 0.f;
+    double t0 = 0;
+    float eps = (float)(p->epsilon * p->epsilon * (double)h * (double)w);
+    gradient4(wk->I1s[s], h, w, wk->src4);
+    for (int c = 0; c < (g3 ? 6 : 4); c++) memset(wk->p[c], 0, n * sizeof(float));
+    for (int warp = 0; warp < p->warps; warp++) {
+        if (st) t0 = cpu_now();
+        warp_level(wk->src4, wk->I0s[s], wk->u[0], wk->u[1], h, w, wk->Ix, wk->Iy, wk->grad, wk->rhoc);
+        if (st) { st->t_warp += cpu_now() - t0; st->warps_run++; }
+        double err = DBL_MAX;
+        for (int outer = 0; err > eps && outer < p->outer; outer++) {
+            if (p->median > 1) {
+                if (st) t0 = cpu_now();
+                median_plane(wk->u[0], h, w, p->median, wk->pad);
+                median_plane(wk->u[1], h, w, p->median, wk->pad);
+                if (st) { st->t_median += cpu_now() - t0; st->medians++; }
+            }
+            if (st) t0 = cpu_now();
+            for (int inner = 0; err > eps && inner < p->inner; inner++) {
+                if (g3)
+                    err = iterate3(h, w, wk->Ix, wk->Iy, wk->grad, wk->rhoc, wk->u[0], wk->u[1], wk->u[2],
+                                   wk->p[0], wk->p[1], wk->p[2], wk->p[3], wk->p[4], wk->p[5], wk->e,
+                                   wk->zero, p->l_t, p->theta, p->taut, p->gamma);
+                else
+                    err = iterate2(h, w, wk->Ix, wk->Iy, wk->grad, wk->rhoc, wk->u[0], wk->u[1],
+                                   wk->p[0], wk->p[1], wk->p[2], wk->p[3], wk->e, wk->zero, p->l_t,
+                                   p->theta, p->taut);
+                if (st) st->iterations++;
+            }
+            if (st) st->t_iter += cpu_now() - t0;
+        }
+    }
+}
+
+/* prev, next: float planes (H, W) in [0, 255]; out: (H, W, 2). stats: one per
+ * level or NULL. Returns 0, or -1 when memory runs out. */
+static int tvl1_run(const float *prev, const float *next, int H, int W, const Params *p,
+                    float *out, LevelStats *stats, int *levels_out) {
+    Work wk;
+    memset(&wk, 0, sizeof wk);
+    if (work_alloc(&wk, H, W, p) != 0) return -1;
+    int L = wk.levels, g3 = p->gamma != 0.f;
+    *levels_out = L;
+    double t0 = stats ? cpu_now() : 0;
+    memcpy(wk.I0s[0], prev, sizeof(float) * (size_t)H * W);
+    memcpy(wk.I1s[0], next, sizeof(float) * (size_t)H * W);
+    double inv = 1.0 / p->scale_step;
+    for (int s = 1; s < L; s++) {
+        resize_linear(wk.I0s[s - 1], wk.hs[s - 1], wk.ws[s - 1], wk.I0s[s], wk.hs[s], wk.ws[s], inv, inv,
+                      wk.itab, wk.ftab, wk.rows);
+        resize_linear(wk.I1s[s - 1], wk.hs[s - 1], wk.ws[s - 1], wk.I1s[s], wk.hs[s], wk.ws[s], inv, inv,
+                      wk.itab, wk.ftab, wk.rows);
+    }
+    if (stats) stats[0].t_resize += cpu_now() - t0;
+    /* the coarsest level starts from zero flow (calloc) */
+    float upscale = (float)(1.0 / p->scale_step);
+    for (int s = L - 1; s >= 0; s--) {
+        LevelStats *st = stats ? &stats[s] : NULL;
+        if (st) { st->h = wk.hs[s]; st->w = wk.ws[s]; }
+        solve_level(&wk, s, p, st);
+        if (s == 0) break;
+        if (st) t0 = cpu_now();
+        int dh = wk.hs[s - 1], dw = wk.ws[s - 1];
+        double sy = 1.0 / ((double)dh / wk.hs[s]), sx = 1.0 / ((double)dw / wk.ws[s]);
+        for (int c = 0; c < (g3 ? 3 : 2); c++) {
+            resize_linear(wk.u[c], wk.hs[s], wk.ws[s], wk.un[c], dh, dw, sy, sx, wk.itab, wk.ftab, wk.rows);
+            float *t = wk.u[c]; wk.u[c] = wk.un[c]; wk.un[c] = t;
+        }
+        size_t n = (size_t)dh * dw;
+        for (size_t i = 0; i < n; i++) { wk.u[0][i] *= upscale; wk.u[1][i] *= upscale; }
+        if (st) st->t_resize += cpu_now() - t0;
+    }
+    size_t N = (size_t)H * W;
+    for (size_t i = 0; i < N; i++) { out[2 * i] = wk.u[0][i]; out[2 * i + 1] = wk.u[1][i]; }
+    free(wk.mem);
+    free(wk.itab);
+    return 0;
+}
+
+/* ------------------------------------------------------------- Python */
+
+static int get_plane(PyObject *obj, Py_buffer *view, const char *name) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) != 0) return -1;
+    const char *f = view->format ? view->format : "B";
+    int ok8 = (strcmp(f, "B") == 0 || strcmp(f, "=B") == 0 || strcmp(f, "<B") == 0) && view->itemsize == 1;
+    int okf = (strcmp(f, "f") == 0 || strcmp(f, "=f") == 0 || strcmp(f, "<f") == 0) && view->itemsize == 4;
+    if (view->ndim != 2 || !(ok8 || okf)) {
+        PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous 2-D uint8 or float32 buffer", name);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static void to_float(const Py_buffer *v, float *dst) {
+    size_t n = (size_t)(v->len / v->itemsize);
+    if (v->itemsize == 1) {
+        const unsigned char *s = (const unsigned char *)v->buf;
+        for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
+    } else {
+        memcpy(dst, v->buf, n * sizeof(float));
+    }
+}
+
+static PyObject *py_compute(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)self;
+    static char *kw[] = {"prev", "next", "out", "tau", "lambda_", "theta", "nscales", "warps",
+                         "epsilon", "inner_iterations", "outer_iterations", "scale_step", "gamma",
+                         "median_filtering", "stats", NULL};
+    PyObject *o0, *o1, *oo;
+    double tau, lambda, theta, epsilon, scale_step, gamma;
+    int nscales, warps, inner, outer, median, want_stats = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOdddiidiiddi|p", kw, &o0, &o1, &oo, &tau,
+                                     &lambda, &theta, &nscales, &warps, &epsilon, &inner, &outer,
+                                     &scale_step, &gamma, &median, &want_stats))
+        return NULL;
+    if (!(tau > 0) || !(lambda > 0) || !(theta > 0) || !(epsilon >= 0) || !(scale_step > 0 && scale_step < 1) ||
+        !(gamma >= 0) || nscales < 1 || warps < 1 || inner < 1 || outer < 1 ||
+        !(median == 0 || median == 1 || median == 3 || median == 5)) {
+        PyErr_SetString(PyExc_ValueError, "bad TV-L1 parameter (see flowprep.flow.torch_tvl1.validate_tvl1_params)");
+        return NULL;
+    }
+    Py_buffer b0, b1, bo;
+    if (get_plane(o0, &b0, "prev") != 0) return NULL;
+    if (get_plane(o1, &b1, "next") != 0) { PyBuffer_Release(&b0); return NULL; }
+    if (PyObject_GetBuffer(oo, &bo, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE | PyBUF_FORMAT) != 0) {
+        PyBuffer_Release(&b0); PyBuffer_Release(&b1); return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t H = b0.shape[0], W = b0.shape[1];
+    const char *fo = bo.format ? bo.format : "B";
+    if (b1.shape[0] != H || b1.shape[1] != W || b0.itemsize != b1.itemsize) {
+        PyErr_SetString(PyExc_ValueError, "prev and next must have the same shape and dtype");
+        goto done;
+    }
+    if (H < 1 || W < 1 || H > 65535 || W > 65535) {
+        PyErr_SetString(PyExc_ValueError, "frames must be between 1x1 and 65535x65535 pixels");
+        goto done;
+    }
+    if (!(strchr(fo, 'f') && bo.itemsize == 4) || bo.len != (Py_ssize_t)(H * W * 2 * 4)) {
+        PyErr_SetString(PyExc_ValueError, "out must be a writable C-contiguous float32 buffer of H*W*2 values");
+        goto done;
+    }
+    Params p;
+    p.tau = tau; p.lambda = lambda; p.theta_d = theta; p.epsilon = epsilon; p.scale_step = scale_step;
+    p.gamma_d = gamma;
+    p.l_t = (float)(lambda * theta);
+    p.theta = (float)theta;
+    p.taut = (float)(tau / theta);
+    p.gamma = (float)gamma;
+    p.nscales = nscales; p.warps = warps; p.inner = inner; p.outer = outer; p.median = median;
+    LevelStats stats[64];
+    memset(stats, 0, sizeof stats);
+    int levels = 0, rc;
+    float *frames = (float *)malloc(sizeof(float) * (size_t)H * W * 2);
+    if (!frames) { PyErr_NoMemory(); goto done; }
+    Py_BEGIN_ALLOW_THREADS
+    to_float(&b0, frames);
+    to_float(&b1, frames + (size_t)H * W);
+    rc = tvl1_run(frames, frames + (size_t)H * W, (int)H, (int)W, &p, (float *)bo.buf,
+                  want_stats ? stats : NULL, &levels);
+    Py_END_ALLOW_THREADS
+    free(frames);
+    if (rc != 0) { PyErr_NoMemory(); goto done; }
+    if (!want_stats) { Py_INCREF(Py_None); result = Py_None; goto done; }
+    result = PyList_New(levels);
+    if (!result) goto done;
+    for (int s = 0; s < levels; s++) {
+        LevelStats *st = &stats[s];
+        PyObject *d = Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:l,s:d,s:d,s:d,s:d}", "level", s, "height", st->h,
+                                    "width", st->w, "warps", st->warps_run, "medians", st->medians,
+                                    "iterations", st->iterations, "warp_s", st->t_warp, "median_s",
+                                    st->t_median, "iterate_s", st->t_iter, "resize_s", st->t_resize);
+        if (!d) { Py_CLEAR(result); goto done; }
+        PyList_SET_ITEM(result, s, d);
+    }
+done:
+    PyBuffer_Release(&b0);
+    PyBuffer_Release(&b1);
+    PyBuffer_Release(&bo);
+    return result;
+}
+
+static PyObject *py_isa(PyObject *self, PyObject *unused) {
+    (void)self; (void)unused;
+#if defined(HAVE_CLONES)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return PyUnicode_FromString("avx512f");
+    if (__builtin_cpu_supports("avx2")) return PyUnicode_FromString("avx2");
+    if (__builtin_cpu_supports("avx")) return PyUnicode_FromString("avx");
+    return PyUnicode_FromString("sse2");
+#else
+    return PyUnicode_FromString("generic");
+#endif
+}
+
+static PyMethodDef methods[] = {
+    {"compute", (PyCFunction)(void (*)(void))py_compute, METH_VARARGS | METH_KEYWORDS,
+     "compute(prev, next, out, tau, lambda_, theta, nscales, warps, epsilon, inner_iterations, "
+     "outer_iterations, scale_step, gamma, median_filtering, stats=False): TV-L1 flow into out."},
+    {"isa", py_isa, METH_NOARGS, "isa() -> the instruction set the hot loops run with here."},
+    {NULL, NULL, 0, NULL}};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "flowprep._tvl1",
+                                    "TV-L1 optical flow (OpenCV DualTVL1's algorithm), compiled.", -1,
+                                    methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__tvl1(void) {
+    init_cubic_tab();
+    return PyModule_Create(&module);
+}
