@@ -24,6 +24,7 @@ from .errors import (ConfigError, DecodeError, DiskFullError, FlowprepError, Sto
                      WriteError)
 from .flow import FlowChoice, merge_params, resolve
 from .flow.base import FlowBackend
+from .flow.warp import WarpStage, check_supported as check_warp_supported, settings_from
 from .fsutil import storage_error as _storage_error
 from .inputs import VideoInput, class_names, discover, parse_shard, select_shard
 from .store import FORMATS, open_writer, published_keys
@@ -47,6 +48,9 @@ class ExtractOptions:
         quant: "fixed" | "adaptive".
         step: K, flow from frame t to t+K.
         backward: also store the flow from t+K back to t.
+        warped: also store TSN's warped flow (camera homography removed, see
+            docs/warped.md): False, True (default settings), or a dict of
+            flowprep.flow.warp.WarpSettings fields.
         jpeg_quality: 1..100.
         jobs: parallel worker processes (None: the machine's cores).
         shard: "I/N" (0-based) or None (from SLURM_ARRAY_TASK_* when set).
@@ -70,6 +74,7 @@ class ExtractOptions:
     quant: str = "fixed"
     step: int = 1
     backward: bool = False
+    warped: Any = False
     jpeg_quality: int = 95
     jobs: Optional[int] = None
     shard: Optional[str] = None
@@ -99,6 +104,8 @@ class ExtractOptions:
         if self.timeout <= 0 or self.timeout_per_frame < 0:
             raise ConfigError("timeout must be positive and timeout per frame non-negative")
         Resize(self.short_side, self.size)
+        if self.warped:
+            settings_from(self.warped)
 
     @property
     def resize(self) -> Resize:
@@ -135,6 +142,8 @@ def build_config(opts: ExtractOptions, choice: FlowChoice, params: Dict[str, Any
     # data (no JPEG loss), so it is.
     if opts.format == "hdf5" and opts.payload == "raw":
         cfg["payload"] = "raw"
+    if opts.warped:  # only when asked: stores made without --warped keep their config key
+        cfg["warped"] = settings_from(opts.warped).describe()
     return cfg
 
 
@@ -197,8 +206,10 @@ class _FlowSink:
                                             "mean_flow_backward": [], "clipped_fraction_backward": [],
                                             "ranges_backward": []}
 
-    def add(self, flow: np.ndarray, backward: bool) -> None:
-        sfx = "_backward" if backward else ""
+    def add(self, flow: np.ndarray, backward: bool, warped: bool = False) -> None:
+        sfx = ("_warped" if warped else "") + ("_backward" if backward else "")
+        for key in ("mean_flow", "clipped_fraction", "ranges"):
+            self.stats.setdefault(key + sfx, [])
         self.stats["mean_flow" + sfx].append([float(v) for v in qz.mean_flow(flow)])
         if self.opts.quant == "fixed":
             q = qz.quantize_fixed(flow, self.opts.bound)
@@ -207,7 +218,7 @@ class _FlowSink:
             q, ranges = qz.quantize_adaptive(flow)
             self.stats["ranges" + sfx].append(ranges.tolist())
             self.stats["clipped_fraction" + sfx].append(0.0)
-        self.out.submit(self.vw.add_flow, q, backward=backward)
+        self.out.submit(self.vw.add_flow, q, backward=backward, warped=warped)
 
 
 def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: StoreWriter,
@@ -234,6 +245,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         pending: List[Tuple[np.ndarray, np.ndarray]] = []
         batch = max(1, int(opts.batch_size or backend.batch_size or 1))
         n_flows = 0
+        warp = WarpStage.for_backend(opts.warped, backend) if opts.warped else None  # --warped
 
         def flush() -> None:
             nonlocal n_flows
@@ -248,6 +260,8 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
                 sink.add(flows[j], backward=False)
                 if opts.backward:
                     sink.add(flows[k + j], backward=True)
+            if warp is not None:  # --warped: homographies, warp, the second flow
+                warp.process(backend, pending, flows, bool(opts.backward), sink.add)
             n_flows += k
             pending.clear()
 
@@ -281,6 +295,8 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         for k, v in sink.stats.items():
             if v:
                 meta[k] = v
+        if warp is not None:  # --warped: settings, homographies, inliers, fallbacks
+            meta.update(warp.meta())
         warnings = reader.warnings()
         if warnings:  # published anyway: see docs/reliability.md, "Damaged inputs"
             meta["warnings"] = warnings
@@ -390,6 +406,8 @@ def prepare(inputs: Sequence[str], out: str, opts: ExtractOptions,
     if choice is None:
         choice = resolve(opts.algo, opts.device, opts.backend)
     params = merge_params(opts.algo, opts.params)
+    if opts.warped:
+        check_warp_supported(choice)
     config = build_config(opts, choice, params)
     videos = discover(inputs)
     return choice, params, config, videos

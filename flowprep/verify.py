@@ -30,7 +30,7 @@ from .errors import StoreError
 from .fsutil import read_json
 from .store import open_store
 from .store import codec
-from .store.base import META_DIR, Store
+from .store.base import FLOW_STREAMS, META_DIR, Store, flow_stream, stat_suffix, stored_streams, stream_label
 
 MAX_PER_VIDEO = 50
 
@@ -101,12 +101,12 @@ def check_meta(meta: Dict[str, Any], video_id: str, store_key: Optional[str]) ->
         out.append(f"metadata has num_frames={n}, {w}x{h}, step={step}")
     if f != max(0, n - step):
         out.append(f"num_flows is {f}; {n} frames with step {step} give {max(0, n - step)}")
-    dirs = [""] + (["_backward"] if meta.get("backward") else [])
+    dirs = [stat_suffix(b, w) for b, w in stored_streams(meta)]
     for sfx in dirs:
         for key in ("mean_flow", "clipped_fraction"):
             vals = meta.get(key + sfx)
             if vals is None:
-                if key == "mean_flow" or sfx == "":
+                if key == "mean_flow" or sfx in ("", "_warped"):
                     out.append(f"metadata lacks {key + sfx}")
                 continue
             if len(vals) != f:
@@ -116,6 +116,8 @@ def check_meta(meta: Dict[str, Any], video_id: str, store_key: Optional[str]) ->
             if r is None or len(r) != f:
                 out.append(f"adaptive quantization needs ranges{sfx} for each of {f} flows, "
                            f"found {0 if r is None else len(r)}")
+    if meta.get("warped"):
+        out.extend(check_homography_meta(meta, f))
     q = meta["quant"]
     if q.get("scheme") not in ("fixed", "adaptive") or (q.get("scheme") == "fixed"
                                                         and not float(q.get("bound", 0)) > 0):
@@ -126,11 +128,31 @@ def check_meta(meta: Dict[str, Any], video_id: str, store_key: Optional[str]) ->
     return out
 
 
+def check_homography_meta(meta: Dict[str, Any], f: int) -> List[str]:
+    """Messages for what is wrong with a --warped video's homography records (f flows)."""
+    out: List[str] = []
+    for key in ("homographies", "homography_inliers", "homography_fallback"):
+        vals = meta.get(key)
+        if vals is None:
+            out.append(f"metadata lacks {key} (extracted with --warped)")
+        elif len(vals) != f:
+            out.append(f"{key} has {len(vals)} entries for {f} flows")
+    for i, H in enumerate(meta.get("homographies") or []):
+        try:
+            a = np.asarray(H, dtype=np.float64)
+        except (TypeError, ValueError):
+            a = None
+        if a is None or a.shape != (3, 3) or not np.all(np.isfinite(a)):
+            out.append(f"homography {i} is not a finite 3x3 matrix")
+        elif abs(np.linalg.det(a)) < 1e-12:
+            out.append(f"homography {i} is singular")
+    return out
+
+
 def _flow_items(meta: Dict[str, Any]):
-    """(backward, label) for each stored flow direction."""
-    yield False, "flow"
-    if meta.get("backward"):
-        yield True, "backward flow"
+    """((backward, warped), label, JPEG file prefix) for each stored flow stream."""
+    for b, w in stored_streams(meta):
+        yield (b, w), stream_label(b, w), flow_stream(b, w)
 
 
 class _Collector:
@@ -204,8 +226,7 @@ def _verify_jpeg(store: Store, col: _Collector, decode: bool, progress) -> None:
             continue
         n, f, h, w = counts
         expected = {frame_name("img", i): ("frame", i, None, True) for i in range(n)}
-        for backward, label in _flow_items(meta):
-            p = "bflow" if backward else "flow"
+        for _, label, p in _flow_items(meta):
             for i in range(f):
                 for axis in "xy":
                     expected[frame_name(f"{p}_{axis}", i)] = (label, i, axis, False)
@@ -361,12 +382,12 @@ def _verify_hdf5_video(store, vid: str, e: Dict[str, Any], key, col: _Collector,
                     col.add(vid, where, err, rel)
 
     check_stream("rgb", n, "frame", None, True)
-    for backward, label in _flow_items(meta):
-        raw = h5.RAW_FLOW_STREAMS[backward]
+    for key, label, _ in _flow_items(meta):
+        raw = h5.RAW_FLOW_STREAMS[key]
         if raw in g:
             _check_raw(g, raw, nf, h, w, vid, label, col, rel)
         else:
-            for stream, axis in zip(h5.JPEG_FLOW_STREAMS[backward], "xy"):
+            for stream, axis in zip(h5.JPEG_FLOW_STREAMS[key], "xy"):
                 if stream not in g:
                     col.add(vid, f"{label}s {axis}", f"no {stream} table in the shard", rel)
                     continue
@@ -400,10 +421,21 @@ def _check_raw(g, name: str, count: int, h: int, w: int, vid: str, label: str, c
 
 def _verify_lists(store: Store, col: _Collector) -> None:
     root = store.root
-    for list_name, key in (("rgb_list.txt", "num_frames"), ("flow_list.txt", "num_flows")):
+    everything = set(store.video_ids)
+    warped = set()
+    for vid in store.video_ids:
+        try:
+            if store.meta(vid).get("warped"):
+                warped.add(vid)
+        except (StoreError, KeyError, OSError):
+            continue
+    lists = [("rgb_list.txt", "num_frames", everything), ("flow_list.txt", "num_flows", everything)]
+    if warped or os.path.isfile(os.path.join(root, "wflow_list.txt")):
+        lists.append(("wflow_list.txt", "num_flows", warped))  # --warped videos only
+    for list_name, key, have in lists:
         path = os.path.join(root, list_name)
         if not os.path.isfile(path):
-            if store.video_ids:
+            if have:
                 col.add(None, "lists", f"{list_name} missing (run flowprep index)", list_name)
             continue
         listed: Dict[str, int] = {}
@@ -418,7 +450,6 @@ def _verify_lists(store: Store, col: _Collector) -> None:
                     int(fields[2])
                 except (ValueError, IndexError):
                     col.add(None, "lists", f"{list_name}: unparsable line {line!r}", list_name)
-        have = set(store.video_ids)
         stale = sorted(set(listed) - have)
         absent = sorted(have - set(listed))
         for vid in stale[:MAX_PER_VIDEO]:
@@ -463,7 +494,8 @@ def describe_store(path: str) -> Dict[str, Any]:
     """What ``flowprep inspect`` reports, as a JSON-ready dict.
 
     Keys: path, format, payload, config, config_key, videos, frames, flows (forward),
-    backward_flows, failures (input -> reason), warnings (video id -> warnings of
+    backward_flows (plain), warped_flows (forward and backward warped), homography_fallbacks
+    (warped flows made with the identity), failures (input -> reason), warnings (video id -> warnings of
     videos published from damaged inputs), disk {bytes, allocated, files},
     payload_bytes {rgb, flow, meta}, bytes_per_rgb_frame, bytes_per_flow (x and y of one
     flow), float32_bytes_per_flow, ratio_vs_float32, stale_videos; HDF5 also shards,
@@ -476,7 +508,7 @@ def describe_store(path: str) -> Dict[str, Any]:
                            "config": store.config, "config_key": store.info.get("config_key"),
                            "classes": len(store.info.get("classes", []))}
     ids = store.video_ids
-    frames = flows = bflows = 0
+    frames = flows = bflows = wflows = total_flows = fallbacks = 0
     float_bytes = 0
     stale = 0
     warnings: Dict[str, List[str]] = {}
@@ -488,17 +520,20 @@ def describe_store(path: str) -> Dict[str, Any]:
         n, f = int(meta["num_frames"]), int(meta["num_flows"])
         frames += n
         flows += f
-        if meta.get("backward"):
-            bflows += f
-        float_bytes += (f + (f if meta.get("backward") else 0)) * int(meta["height"]) * int(meta["width"]) * 8
+        streams = stored_streams(meta)
+        bflows += f * sum(1 for b, w in streams if b and not w)
+        wflows += f * sum(1 for b, w in streams if w)
+        total_flows += f * len(streams)
+        fallbacks += sum(1 for x in meta.get("homography_fallback", []) if x)
+        float_bytes += f * len(streams) * int(meta["height"]) * int(meta["width"]) * 8
         if meta.get("config_key") != out["config_key"]:
             stale += 1
         for k, v in _video_bytes(store, vid).items():
             pb[k] += v
     out.update(videos=len(ids), frames=frames, flows=flows, backward_flows=bflows,
+               warped_flows=wflows, homography_fallbacks=fallbacks,
                stale_videos=stale, payload_bytes=pb, disk=_tree_bytes(root),
                failures=dict(sorted(store.failures.items())), warnings=warnings)
-    total_flows = flows + bflows
     out["bytes_per_rgb_frame"] = pb["rgb"] / frames if frames else None
     out["bytes_per_flow"] = pb["flow"] / total_flows if total_flows else None
     out["float32_bytes_per_flow"] = float_bytes / total_flows if total_flows else None
@@ -528,7 +563,7 @@ def _video_bytes(store: Store, vid: str) -> Dict[str, int]:
                 continue
             if e.name.startswith("img_"):
                 out["rgb"] += size
-            elif e.name.startswith(("flow_", "bflow_")):
+            elif e.name.startswith(("flow_", "bflow_", "wflow_", "bwflow_")):
                 out["flow"] += size
             else:
                 out["meta"] += size
@@ -538,11 +573,11 @@ def _video_bytes(store: Store, vid: str) -> Dict[str, int]:
     g = video._group()
     out["rgb"] = int(video.table("rgb")[:, 1].sum())
     out["meta"] = int(g["meta"].shape[0])
-    for backward in (False, True):
-        raw = h5.RAW_FLOW_STREAMS[backward]
+    for key in FLOW_STREAMS:  # (backward, warped)
+        raw = h5.RAW_FLOW_STREAMS[key]
         if raw in g:
             out["flow"] += int(g[raw].id.get_storage_size())
-        for s in h5.JPEG_FLOW_STREAMS[backward]:
+        for s in h5.JPEG_FLOW_STREAMS[key]:
             if s in g:
                 out["flow"] += int(video.table(s)[:, 1].sum())
     return out
@@ -579,12 +614,17 @@ def format_description(d: Dict[str, Any]) -> str:
         f"store      {d['path']}",
         f"format     {fmt}",
         f"config     {c.get('algo')} ({c.get('implementation')}), {qtxt}, {rtxt}, step "
-        f"{c.get('step')}{', backward' if c.get('backward') else ''}, JPEG quality "
+        f"{c.get('step')}{', backward' if c.get('backward') else ''}"
+        f"{', warped (' + c['warped'].get('features', '') + ' homography)' if c.get('warped') else ''}"
+        f", JPEG quality "
         f"{c.get('jpeg_quality')}  [key {d['config_key']}]",
         f"videos     {d['videos']} published, {len(d['failures'])} failed"
         + (f", {d['stale_videos']} made with another configuration" if d["stale_videos"] else ""),
         f"frames     {n(d['frames'], 'RGB frame')}, {n(d['flows'], 'flow')}"
-        + (f" + {d['backward_flows']} backward" if d["backward_flows"] else ""),
+        + (f" + {d['backward_flows']} backward" if d["backward_flows"] else "")
+        + (f" (+ {d['warped_flows']} warped" + (f", {d['homography_fallbacks']} with the "
+           f"identity homography (fallback)" if d.get("homography_fallbacks") else "") + ")"
+           if d.get("warped_flows") else ""),
         f"disk       {hb(d['disk']['bytes'])} in {n(d['disk']['files'], 'file')} "
         f"({hb(d['disk']['allocated'])} allocated)",
         f"per frame  RGB {hb(d['bytes_per_rgb_frame'])}, flow {hb(d['bytes_per_flow'])} (x + y); "

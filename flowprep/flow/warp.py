@@ -470,7 +470,7 @@ class WarpStage:
                 return pts, desc
         pts, desc = detect_features(grey, self._detector)
         self._cache.append((grey, pts, desc))
-        del self._cache[:-4]
+        del self._cache[:-16]  # frame t+step comes back as frame t of a later pair
         return pts, desc
 
     def estimate(self, prev: np.ndarray, nxt: np.ndarray, flow: np.ndarray) -> HomographyEstimate:

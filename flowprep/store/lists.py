@@ -2,6 +2,9 @@
 
     OUT/rgb_list.txt     <video_id> <num_frames> <label>
     OUT/flow_list.txt    <video_id> <num_flows> <label>     (flows, not frames)
+    OUT/wflow_list.txt   <video_id> <num_flows> <label>     videos holding warped flow
+                                                            (--warped); written only when
+                                                            some video has it
     OUT/classes.txt      <label> <class name>, one per line
 
 Rewritten from the store's published videos at the end of every run (and by
@@ -69,16 +72,21 @@ def _write_lists(root: str) -> int:
     from . import open_store
     store = open_store(root)
     store.refresh()
-    rgb, flow = [], []
+    rgb, flow, wflow = [], [], []
     for vid in store.video_ids:
         m = store.meta(vid)
         label = m.get("label")
         label = 0 if label is None else int(label)
         rgb.append(f"{vid} {int(m['num_frames'])} {label}\n")
         flow.append(f"{vid} {int(m['num_flows'])} {label}\n")
+        if m.get("warped"):
+            wflow.append(f"{vid} {int(m['num_flows'])} {label}\n")
     classes = read_store_file(root).get("classes", [])
     atomic_write_bytes(os.path.join(root, "rgb_list.txt"), "".join(rgb).encode())
     atomic_write_bytes(os.path.join(root, "flow_list.txt"), "".join(flow).encode())
+    wpath = os.path.join(root, "wflow_list.txt")
+    if wflow or os.path.exists(wpath):  # a store without --warped videos gets no such list
+        atomic_write_bytes(wpath, "".join(wflow).encode())
     atomic_write_bytes(os.path.join(root, "classes.txt"),
                        "".join(f"{i} {c}\n" for i, c in enumerate(classes)).encode())
     return len(rgb)
