@@ -106,6 +106,9 @@ class ExtractOptions:
         Resize(self.short_side, self.size)
         if self.warped:
             settings_from(self.warped)
+            if getattr(self, "task", "both") == "rgb":  # --task: helper 12's option
+                raise ConfigError("--warped computes flow, but --task rgb stores none; "
+                                  "use --task both or --task flow with --warped")
 
     @property
     def resize(self) -> Resize:
