@@ -537,3 +537,20 @@ def test_show_warped_on_a_plain_store_is_a_usage_error(scene_dir, tmp_path):
     r = subprocess.run([FLOWPREP, "show", out, "Cam/pan", "--warped", "-o", str(tmp_path / "a.png")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "extract with --warped" in r.stderr
+
+
+def test_verify_checks_the_homography_records(scene_dir, tmp_path_factory, tmp_path):
+    import shutil
+    src = warped_store(scene_dir, tmp_path_factory, "jpeg")
+    out = str(tmp_path / "s")
+    shutil.copytree(src, out)
+    path = os.path.join(out, "Cam", "pan", "meta.json")
+    meta = json.load(open(path))
+    meta["homographies"] = meta["homographies"][:-1]
+    meta["homographies"][1] = [[0, 0, 0], [0, 0, 0], [0, 0, 1]]
+    del meta["mean_flow_warped"]
+    json.dump(meta, open(path, "w"))
+    msgs = [p.message for p in verify_store(out)]
+    assert f"homographies has {N - 2} entries for {N - 1} flows" in msgs
+    assert "homography 1 is singular" in msgs
+    assert "metadata lacks mean_flow_warped" in msgs
