@@ -554,3 +554,16 @@ def test_verify_checks_the_homography_records(scene_dir, tmp_path_factory, tmp_p
     assert f"homographies has {N - 2} entries for {N - 1} flows" in msgs
     assert "homography 1 is singular" in msgs
     assert "metadata lacks mean_flow_warped" in msgs
+
+
+def test_step_two_homography_spans_both_frames(scene, scene_dir, tmp_path_factory):
+    """With --step 2 flow i (and its homography) goes from frame i to frame i+2."""
+    frames, homs, boxes = scene
+    out = warped_store(scene_dir, tmp_path_factory, "jpeg", step=2)
+    v = flowprep.open_store(out)["Cam/pan"]
+    assert v.num_flows == N - 2
+    for t in range(N - 2):
+        assert corner_error(v.homography(t), homs[t + 1] @ homs[t]) < 0.5
+        bg = background_mask(boxes[t + 2], margin=12)
+        bg &= background_mask(boxes[t], margin=12)
+        assert np.abs(np.median(v.flow(t, warped=True)[bg], axis=0)).max() < 0.2
