@@ -405,13 +405,14 @@ def test_textureless_frames_fall_back_to_the_identity(tmp_path):
     write_video(str(d / "smooth.mkv"), translated_frames(4, 96, 128, 1.0, 0.5, seed=4, sigma=40))
     for fmt in ("jpeg", "hdf5"):
         out = str(tmp_path / fmt)
-        rep = flowprep.extract([str(d)], out, format=fmt, warped=True, **OPTS)
+        rep = flowprep.extract([str(d)], out, format=fmt, warped=True, backward=True, **OPTS)
         assert rep.published == ["smooth"]
         v = flowprep.open_store(out)["smooth"]
         for t in range(v.num_flows):
             assert v.homography_fallback(t)
             assert np.array_equal(v.homography(t), np.eye(3))
             assert np.array_equal(v.flow_quantized(t, warped=True), v.flow_quantized(t))
+            assert np.array_equal(v.flow_quantized(t, True, True), v.flow_quantized(t, True))
         assert v.meta["homography_fallback_reason"][0].startswith("0 correspondences")
         assert v.meta["homography_inliers"] == [0] * v.num_flows
         r = subprocess.run([FLOWPREP, "inspect", out], capture_output=True, text=True)

@@ -36,13 +36,14 @@ uint8 (H, W) greyscale; point arrays are float32 (N, 2), (x, y) pixels.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import time
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from ..errors import BackendUnavailable, ConfigError
+from ..errors import ConfigError
 
 FEATURES = ("sift", "orb", "none")
 
@@ -546,14 +547,14 @@ class WarpStage:
             add: called as add(flow, backward=b, warped=True) for each pair, forward then
                 backward (the sink's signature).
         """
-        import time
         k = len(pairs)
         t0 = time.perf_counter()
         ests = [self.estimate(a, b, flows[j]) for j, (a, b) in enumerate(pairs)]
         t1 = time.perf_counter()
         todo = [(a, self.warp(b, e.H, a)) for (a, b), e in zip(pairs, ests)]
         if backward:
-            todo += [(b, self.warp(a, np.linalg.inv(e.H) if not e.fallback else e.H, b))
+            # the identity of a fallback stays exactly the identity (no warp at all)
+            todo += [(b, self.warp(a, e.H if e.fallback else np.linalg.inv(e.H), b))
                      for (a, b), e in zip(pairs, ests)]
         t2 = time.perf_counter()
         wflows = backend.compute_batch(todo)
