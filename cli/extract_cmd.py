@@ -59,6 +59,8 @@ def _shard(ctx, param, value):
 @click.option("--step", type=click.IntRange(min=1), default=1, show_default=True,
               help="Flow from frame t to t+K.")
 @click.option("--backward", is_flag=True, help="Also store the backward flow t+K -> t.")
+@click.option("--warped", is_flag=True,
+              help="Also store TSN's warped flow (camera homography removed; docs/warped.md).")
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True)
 @click.option("--jobs", type=click.IntRange(min=1), default=None,
               help="Parallel videos (default: number of cores).")
@@ -92,7 +94,7 @@ def _shard(ctx, param, value):
 @click.option("--input-fps", type=float, default=None, metavar="F",
               help="Frames/s of frame-folder inputs (default 25).")
 def extract(inputs, out, algo, device, backend, params, fmt, short_side, size, bound, quant, step,
-            backward, jpeg_quality, jobs, shard, scheduler, force, timeout, timeout_per_frame,
+            backward, warped, jpeg_quality, jobs, shard, scheduler, force, timeout, timeout_per_frame,
             batch_size, shard_size, payload, progress, task, decoder, fps, start, end, input_fps):
     """Extract RGB frames and optical flow of INPUT videos into a store.
 
@@ -106,7 +108,7 @@ def extract(inputs, out, algo, device, backend, params, fmt, short_side, size, b
         options = dict(
             algo=algo, device=device, backend=backend, params=parse_param_items(params),
             format=fmt, short_side=short_side, size=size, bound=bound, quant=quant, step=step,
-            backward=backward, jpeg_quality=jpeg_quality, jobs=jobs, shard=shard,
+            backward=backward, warped=warped, jpeg_quality=jpeg_quality, jobs=jobs, shard=shard,
             scheduler=scheduler, force=force, timeout=timeout, timeout_per_frame=timeout_per_frame,
             batch_size=batch_size, shard_size=parse_bytes(shard_size), payload=payload,
             progress=sys.stderr.isatty() if progress is None else progress,

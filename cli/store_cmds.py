@@ -95,9 +95,11 @@ def convert(src, dst, fmt, shard_size, progress):
 @click.option("--count", type=click.IntRange(1, 64), default=8, show_default=True,
               help="Flows on the contact sheet.")
 @click.option("--backward", is_flag=True, help="Show the backward flow.")
+@click.option("--warped", is_flag=True,
+              help="Show the warped flow (camera motion removed; extracted with --warped).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="PNG file to write.")
-def show(out, video_id, frame, count, backward, output):
+def show(out, video_id, frame, count, backward, warped, output):
     """Draw VIDEO_ID of the store OUT as a PNG: RGB, colour-coded flow, dx, dy, legend.
 
     Flow colours follow the Middlebury coding (hue = direction, saturation =
@@ -122,7 +124,13 @@ def show(out, video_id, frame, count, backward, output):
     if backward and not video.has_backward:
         raise click.BadParameter(f"{video_id} has no backward flow (extract with --backward)",
                                  param_hint="--backward")
-    img = render_video(video, frame, count, backward)
+    if warped and not video.has_warped:
+        raise click.BadParameter(f"{video_id} has no warped flow (extract with --warped)",
+                                 param_hint="--warped")
+    img = render_video(video, frame, count, backward, warped)
     write_png(output, img)
+    what = ("warped " if warped else "") + "flow"
     click.echo(f"{output}: {img.shape[1]}x{img.shape[0]} "
-               + (f"flow {frame}" if frame is not None else f"contact sheet of {video_id}"))
+               + (f"{what} {frame}" if frame is not None else f"contact sheet of {video_id}")
+               + (f" (homography {'identity, fallback' if video.homography_fallback(frame) else 'estimated'})"
+                  if warped and frame is not None else ""))

@@ -30,8 +30,8 @@ from .errors import ConfigError
 from .fsutil import write_bytes
 from .store import FORMATS, open_store, published_keys
 from .store import codec
-from .store.base import (META_DIR, STORE_FILE, config_key, read_store_file, stored_rgb_frames,
-                         write_store_file)
+from .store.base import (META_DIR, STORE_FILE, config_key, flow_stream, read_store_file,
+                         stored_rgb_frames, stored_streams, write_store_file)
 
 
 def _dst_info(src_info: Dict[str, Any], fmt: str, src_root: str) -> Dict[str, Any]:
@@ -132,17 +132,17 @@ def _copy_video(video, meta: Dict[str, Any], writer, quality: int) -> None:
     try:
         for i in range(stored_rgb_frames(meta)):  # none for a --task flow video
             vw.add_rgb_bytes(video.rgb_bytes(i))
-        dirs = [False, True] if meta.get("backward") else [False]
-        for backward in dirs:
+        for backward, warped in stored_streams(meta):  # flow, bflow, wflow, bwflow
             for i in range(video.num_flows):
-                x, y = video.flow_payload(i, backward)
+                x, y = video.flow_payload(i, backward, warped)
                 if isinstance(x, (bytes, bytearray, memoryview)):
-                    vw.add_flow_bytes(bytes(x), bytes(y), backward)
+                    vw.add_flow_bytes(bytes(x), bytes(y), backward, warped)
                 elif getattr(writer, "payload", "jpeg") == "raw":
-                    vw.add_flow_raw(np.stack([x, y], axis=-1), backward)
+                    vw.add_flow_raw(np.stack([x, y], axis=-1), backward, warped)
                 else:
                     vw.add_flow_bytes(codec.encode_grey(np.ascontiguousarray(x), quality),
-                                      codec.encode_grey(np.ascontiguousarray(y), quality), backward)
+                                      codec.encode_grey(np.ascontiguousarray(y), quality),
+                                      backward, warped)
         vw.commit(meta)
     except BaseException:
         vw.abort()
@@ -163,7 +163,7 @@ def _copy_failures(src: str, dst: str) -> int:
     return n
 
 
-GENERATED = {STORE_FILE, "rgb_list.txt", "flow_list.txt", "classes.txt"}
+GENERATED = {STORE_FILE, "rgb_list.txt", "flow_list.txt", "wflow_list.txt", "classes.txt"}
 
 
 def _copy_top_files(src: str, dst: str) -> List[str]:
@@ -191,8 +191,9 @@ def _jpeg_classes():
             write_bytes(os.path.join(self.tmpdir, frame_name("img", self.counts["img"])), data)
             self.counts["img"] += 1
 
-        def add_flow_bytes(self, x: bytes, y: bytes, backward: bool = False) -> None:
-            p = "bflow" if backward else "flow"
+        def add_flow_bytes(self, x: bytes, y: bytes, backward: bool = False,
+                           warped: bool = False) -> None:
+            p = flow_stream(backward, warped)
             i = self.counts[p]
             write_bytes(os.path.join(self.tmpdir, frame_name(f"{p}_x", i)), x)
             write_bytes(os.path.join(self.tmpdir, frame_name(f"{p}_y", i)), y)

@@ -23,6 +23,7 @@ from .decode.folder import check_input_fps
 from .decode.select import check_selection
 from .errors import ConfigError, WriteError
 from .flow import FlowChoice, merge_params, resolve
+from .flow.warp import check_supported as check_warp_supported, settings_from
 from .fsutil import storage_error as _storage_error
 from .inputs import class_names, discover, parse_shard, select_shard
 from .parallel import run_local  # the runners sit above pipeline.py, extract.py above them
@@ -51,6 +52,9 @@ class ExtractOptions:
         quant: "fixed" | "adaptive".
         step: K, flow from frame t to t+K.
         backward: also store the flow from t+K back to t.
+        warped: also store TSN's warped flow (camera homography removed, see
+            docs/warped.md): False, True (default settings), or a dict of
+            flowprep.flow.warp.WarpSettings fields.
         jpeg_quality: 1..100.
         jobs: parallel worker processes (None: the machine's cores).
         shard: "I/N" (0-based) or None (from SLURM_ARRAY_TASK_* when set).
@@ -79,6 +83,7 @@ class ExtractOptions:
     quant: str = "fixed"
     step: int = 1
     backward: bool = False
+    warped: Any = False
     jpeg_quality: int = 95
     jobs: Optional[int] = None
     shard: Optional[str] = None
@@ -121,6 +126,11 @@ class ExtractOptions:
         if self.timeout <= 0 or self.timeout_per_frame < 0:
             raise ConfigError("timeout must be positive and timeout per frame non-negative")
         Resize(self.short_side, self.size)
+        if self.warped:
+            settings_from(self.warped)
+            if self.task == "rgb":
+                raise ConfigError("--warped computes flow, but --task rgb stores none; "
+                                  "use --task both or --task flow with --warped")
 
     @property
     def resize(self) -> Resize:
@@ -157,6 +167,8 @@ def build_config(opts: ExtractOptions, choice: FlowChoice, params: Dict[str, Any
     # data (no JPEG loss), so it is.
     if opts.format == "hdf5" and opts.payload == "raw":
         cfg["payload"] = "raw"
+    if opts.warped:  # only when asked: stores made without --warped keep their config key
+        cfg["warped"] = settings_from(opts.warped).describe()
     _input_config(cfg, opts)
     return cfg
 
@@ -214,6 +226,8 @@ def prepare(inputs: Sequence[str], out: str, opts: ExtractOptions,
     if choice.note:  # e.g. the native TV-L1 is missing and OpenCV's computes it
         print(choice.note, file=sys.stderr)
     params = merge_params(opts.algo, opts.params)
+    if opts.warped:
+        check_warp_supported(choice)
     config = build_config(opts, choice, params)
     videos = discover(inputs)
     return choice, params, config, videos

@@ -59,7 +59,7 @@ class VideoInput:
 
 
 #: files flowprep writes at the top of a store (compared case-insensitively)
-RESERVED_NAMES = ("flowprep.json", "rgb_list.txt", "flow_list.txt", "classes.txt")
+RESERVED_NAMES = ("flowprep.json", "rgb_list.txt", "flow_list.txt", "wflow_list.txt", "classes.txt")
 
 
 def _safe_id(rel: str, keep_ext: bool = False) -> str:

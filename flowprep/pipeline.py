@@ -27,6 +27,7 @@ from .decode.select import select
 from .errors import DecodeError, DiskFullError, FlowprepError, StoreError
 from .flow import FlowChoice
 from .flow.base import FlowBackend
+from .flow.warp import WarpStage
 from .fsutil import storage_error as _storage_error
 from .inputs import VideoInput
 from .store import open_writer
@@ -121,8 +122,10 @@ class _FlowSink:
                                             "mean_flow_backward": [], "clipped_fraction_backward": [],
                                             "ranges_backward": []}
 
-    def add(self, flow: np.ndarray, backward: bool) -> None:
-        sfx = "_backward" if backward else ""
+    def add(self, flow: np.ndarray, backward: bool, warped: bool = False) -> None:
+        sfx = ("_warped" if warped else "") + ("_backward" if backward else "")
+        for key in ("mean_flow", "clipped_fraction", "ranges"):  # warped keys on demand
+            self.stats.setdefault(key + sfx, [])
         self.stats["mean_flow" + sfx].append([float(v) for v in qz.mean_flow(flow)])
         if self.opts.quant == "fixed":
             q = qz.quantize_fixed(flow, self.opts.bound)
@@ -131,7 +134,7 @@ class _FlowSink:
             q, ranges = qz.quantize_adaptive(flow)
             self.stats["ranges" + sfx].append(ranges.tolist())
             self.stats["clipped_fraction" + sfx].append(0.0)
-        self.out.submit(self.vw.add_flow, q, backward=backward)
+        self.out.submit(self.vw.add_flow, q, backward=backward, warped=warped)
 
 
 def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: StoreWriter,
@@ -165,6 +168,8 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         batch = max(1, int(opts.batch_size or (backend.batch_size if backend else 1) or 1))
         n_flows = 0
         times: List[float] = []
+        warp = (WarpStage.for_backend(opts.warped, backend)  # --warped
+                if opts.warped and want_flow else None)
 
         def flush() -> None:
             nonlocal n_flows
@@ -179,6 +184,8 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
                 sink.add(flows[j], backward=False)
                 if opts.backward:
                     sink.add(flows[k + j], backward=True)
+            if warp is not None:  # --warped: homographies, warp, the second flow
+                warp.process(backend, pending, flows, bool(opts.backward), sink.add)
             n_flows += k
             pending.clear()
 
@@ -232,6 +239,8 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         for k, v in sink.stats.items():
             if v:
                 meta[k] = v
+        if warp is not None:  # --warped: settings, homographies, inliers, fallbacks
+            meta.update(warp.meta())
         warnings = reader.warnings()
         if warnings:  # published anyway: see docs/reliability.md, "Damaged inputs"
             meta["warnings"] = warnings

@@ -30,7 +30,8 @@ from .errors import StoreError
 from .fsutil import read_json
 from .store import open_store
 from .store import codec
-from .store.base import META_DIR, Store, stored_rgb_frames, task_of
+from .store.base import (FLOW_STREAMS, META_DIR, Store, flow_stream, stat_suffix, stored_rgb_frames,
+                         stored_streams, stream_label, task_of)
 
 MAX_PER_VIDEO = 50
 
@@ -103,11 +104,9 @@ def check_meta(meta: Dict[str, Any], video_id: str, store_key: Optional[str]) ->
     if task == "rgb":
         if f != 0:
             out.append(f"num_flows is {f}; a --task rgb video stores no flow")
-        dirs = []
-    else:
-        if f != max(0, n - step):
-            out.append(f"num_flows is {f}; {n} frames with step {step} give {max(0, n - step)}")
-        dirs = [""] + (["_backward"] if meta.get("backward") else [])
+    elif f != max(0, n - step):
+        out.append(f"num_flows is {f}; {n} frames with step {step} give {max(0, n - step)}")
+    dirs = [stat_suffix(b, w) for b, w in stored_streams(meta)]  # none for --task rgb
     if "timestamps" in meta:
         ts = meta["timestamps"]
         if not isinstance(ts, list) or len(ts) != n:
@@ -119,7 +118,7 @@ def check_meta(meta: Dict[str, Any], video_id: str, store_key: Optional[str]) ->
         for key in ("mean_flow", "clipped_fraction"):
             vals = meta.get(key + sfx)
             if vals is None:
-                if key == "mean_flow" or sfx == "":
+                if key == "mean_flow" or sfx in ("", "_warped"):
                     out.append(f"metadata lacks {key + sfx}")
                 continue
             if len(vals) != f:
@@ -129,6 +128,8 @@ def check_meta(meta: Dict[str, Any], video_id: str, store_key: Optional[str]) ->
             if r is None or len(r) != f:
                 out.append(f"adaptive quantization needs ranges{sfx} for each of {f} flows, "
                            f"found {0 if r is None else len(r)}")
+    if meta.get("warped"):
+        out.extend(check_homography_meta(meta, f))
     q = meta["quant"]
     if q.get("scheme") not in ("fixed", "adaptive") or (q.get("scheme") == "fixed"
                                                         and not float(q.get("bound", 0)) > 0):
@@ -146,13 +147,32 @@ def _meta_or_empty(store: Store, vid: str) -> Dict[str, Any]:
         return {}
 
 
+def check_homography_meta(meta: Dict[str, Any], f: int) -> List[str]:
+    """Messages for what is wrong with a --warped video's homography records (f flows)."""
+    out: List[str] = []
+    for key in ("homographies", "homography_inliers", "homography_fallback"):
+        vals = meta.get(key)
+        if vals is None:
+            out.append(f"metadata lacks {key} (extracted with --warped)")
+        elif len(vals) != f:
+            out.append(f"{key} has {len(vals)} entries for {f} flows")
+    for i, H in enumerate(meta.get("homographies") or []):
+        try:
+            a = np.asarray(H, dtype=np.float64)
+        except (TypeError, ValueError):
+            a = None
+        if a is None or a.shape != (3, 3) or not np.all(np.isfinite(a)):
+            out.append(f"homography {i} is not a finite 3x3 matrix")
+        elif abs(np.linalg.det(a)) < 1e-12:
+            out.append(f"homography {i} is singular")
+    return out
+
+
 def _flow_items(meta: Dict[str, Any]):
-    """(backward, label) for each stored flow direction (none for a --task rgb video)."""
-    if task_of(meta) == "rgb":
-        return
-    yield False, "flow"
-    if meta.get("backward"):
-        yield True, "backward flow"
+    """((backward, warped), label, JPEG file prefix) for each stored flow stream (none for
+    a --task rgb video)."""
+    for b, w in stored_streams(meta):
+        yield (b, w), stream_label(b, w), flow_stream(b, w)
 
 
 class _Collector:
@@ -227,8 +247,7 @@ def _verify_jpeg(store: Store, col: _Collector, decode: bool, progress) -> None:
         n, f, h, w = counts
         expected = {frame_name("img", i): ("frame", i, None, True)
                     for i in range(stored_rgb_frames(meta))}
-        for backward, label in _flow_items(meta):
-            p = "bflow" if backward else "flow"
+        for _, label, p in _flow_items(meta):
             for i in range(f):
                 for axis in "xy":
                     expected[frame_name(f"{p}_{axis}", i)] = (label, i, axis, False)
@@ -384,12 +403,12 @@ def _verify_hdf5_video(store, vid: str, e: Dict[str, Any], key, col: _Collector,
                     col.add(vid, where, err, rel)
 
     check_stream("rgb", stored_rgb_frames(meta), "frame", None, True)
-    for backward, label in _flow_items(meta):
-        raw = h5.RAW_FLOW_STREAMS[backward]
+    for key, label, _ in _flow_items(meta):
+        raw = h5.RAW_FLOW_STREAMS[key]
         if raw in g:
             _check_raw(g, raw, nf, h, w, vid, label, col, rel)
         else:
-            for stream, axis in zip(h5.JPEG_FLOW_STREAMS[backward], "xy"):
+            for stream, axis in zip(h5.JPEG_FLOW_STREAMS[key], "xy"):
                 if stream not in g:
                     col.add(vid, f"{label}s {axis}", f"no {stream} table in the shard", rel)
                     continue
@@ -424,16 +443,27 @@ def _check_raw(g, name: str, count: int, h: int, w: int, vid: str, label: str, c
 def _verify_lists(store: Store, col: _Collector) -> None:
     root = store.root
     store_task = task_of(store.config)
-    for list_name, key in (("rgb_list.txt", "num_frames"), ("flow_list.txt", "num_flows")):
+    metas = {vid: _meta_or_empty(store, vid) for vid in store.video_ids}
+
+    def listed_in(skip: str):  # videos of another --task (an older run) are not in this list
+        if store_task == "both":
+            return set(metas)
+        return {v for v, m in metas.items() if task_of(m) != skip}
+
+    warped = {v for v, m in metas.items() if m.get("warped") and task_of(m) != "rgb"}
+    lists = [("rgb_list.txt", "num_frames", listed_in("flow"), "flow"),
+             ("flow_list.txt", "num_flows", listed_in("rgb"), "rgb")]
+    if warped or os.path.isfile(os.path.join(root, "wflow_list.txt")):
+        lists.append(("wflow_list.txt", "num_flows", warped, "rgb"))  # --warped videos only
+    for list_name, key, have, skip in lists:  # skip: the task without this list
         path = os.path.join(root, list_name)
-        skip = "flow" if key == "num_frames" else "rgb"  # the task without this list
         if store_task == skip:
             if os.path.isfile(path):
                 col.add(None, "lists", f"{list_name} exists, but the store was extracted with "
                                        f"--task {skip} (run flowprep index)", list_name)
             continue
         if not os.path.isfile(path):
-            if store.video_ids:
+            if have:
                 col.add(None, "lists", f"{list_name} missing (run flowprep index)", list_name)
             continue
         listed: Dict[str, int] = {}
@@ -448,9 +478,6 @@ def _verify_lists(store: Store, col: _Collector) -> None:
                     int(fields[2])
                 except (ValueError, IndexError):
                     col.add(None, "lists", f"{list_name}: unparsable line {line!r}", list_name)
-        have = set(store.video_ids)
-        if store_task != "both":  # videos of another --task (an older run) are not in this list
-            have = {v for v in have if task_of(_meta_or_empty(store, v)) != skip}
         stale = sorted(set(listed) - have)
         absent = sorted(have - set(listed))
         for vid in stale[:MAX_PER_VIDEO]:
@@ -495,7 +522,8 @@ def describe_store(path: str) -> Dict[str, Any]:
     """What ``flowprep inspect`` reports, as a JSON-ready dict.
 
     Keys: path, format, payload, config, config_key, videos, frames, flows (forward),
-    backward_flows, failures (input -> reason), warnings (video id -> warnings of
+    backward_flows (plain), warped_flows (forward and backward warped), homography_fallbacks
+    (warped flows made with the identity), failures (input -> reason), warnings (video id -> warnings of
     videos published from damaged inputs), disk {bytes, allocated, files},
     payload_bytes {rgb, flow, meta}, bytes_per_rgb_frame, bytes_per_flow (x and y of one
     flow), float32_bytes_per_flow, ratio_vs_float32, stale_videos; HDF5 also shards,
@@ -508,7 +536,7 @@ def describe_store(path: str) -> Dict[str, Any]:
                            "config": store.config, "config_key": store.info.get("config_key"),
                            "classes": len(store.info.get("classes", []))}
     ids = store.video_ids
-    frames = flows = bflows = rgb_frames = 0
+    frames = flows = bflows = wflows = total_flows = fallbacks = rgb_frames = 0
     float_bytes = 0
     stale = 0
     warnings: Dict[str, List[str]] = {}
@@ -521,17 +549,20 @@ def describe_store(path: str) -> Dict[str, Any]:
         frames += n
         rgb_frames += stored_rgb_frames(meta)
         flows += f
-        if meta.get("backward"):
-            bflows += f
-        float_bytes += (f + (f if meta.get("backward") else 0)) * int(meta["height"]) * int(meta["width"]) * 8
+        streams = stored_streams(meta)
+        bflows += f * sum(1 for b, w in streams if b and not w)
+        wflows += f * sum(1 for b, w in streams if w)
+        total_flows += f * len(streams)
+        fallbacks += sum(1 for x in meta.get("homography_fallback", []) if x)
+        float_bytes += f * len(streams) * int(meta["height"]) * int(meta["width"]) * 8
         if meta.get("config_key") != out["config_key"]:
             stale += 1
         for k, v in _video_bytes(store, vid).items():
             pb[k] += v
     out.update(videos=len(ids), frames=frames, flows=flows, backward_flows=bflows,
+               warped_flows=wflows, homography_fallbacks=fallbacks,
                stale_videos=stale, payload_bytes=pb, disk=_tree_bytes(root),
                failures=dict(sorted(store.failures.items())), warnings=warnings)
-    total_flows = flows + bflows
     out["task"] = task_of(store.config)
     out["bytes_per_rgb_frame"] = pb["rgb"] / rgb_frames if rgb_frames else None
     out["bytes_per_flow"] = pb["flow"] / total_flows if total_flows else None
@@ -562,7 +593,7 @@ def _video_bytes(store: Store, vid: str) -> Dict[str, int]:
                 continue
             if e.name.startswith("img_"):
                 out["rgb"] += size
-            elif e.name.startswith(("flow_", "bflow_")):
+            elif e.name.startswith(("flow_", "bflow_", "wflow_", "bwflow_")):
                 out["flow"] += size
             else:
                 out["meta"] += size
@@ -572,11 +603,11 @@ def _video_bytes(store: Store, vid: str) -> Dict[str, int]:
     g = video._group()
     out["rgb"] = int(video.table("rgb")[:, 1].sum())
     out["meta"] = int(g["meta"].shape[0])
-    for backward in (False, True):
-        raw = h5.RAW_FLOW_STREAMS[backward]
+    for key in FLOW_STREAMS:  # (backward, warped)
+        raw = h5.RAW_FLOW_STREAMS[key]
         if raw in g:
             out["flow"] += int(g[raw].id.get_storage_size())
-        for s in h5.JPEG_FLOW_STREAMS[backward]:
+        for s in h5.JPEG_FLOW_STREAMS[key]:
             if s in g:
                 out["flow"] += int(video.table(s)[:, 1].sum())
     return out
@@ -629,15 +660,19 @@ def format_description(d: Dict[str, Any]) -> str:
         (f"config     RGB frames only (--task rgb), {rtxt}, JPEG quality {c.get('jpeg_quality')}"
          f"  [key {d['config_key']}]" if d.get("task") == "rgb" else
          f"config     {c.get('algo')} ({c.get('implementation')}), {qtxt}, {rtxt}, step "
-         f"{c.get('step')}{', backward' if c.get('backward') else ''}, JPEG quality "
-         f"{c.get('jpeg_quality')}"
+         f"{c.get('step')}{', backward' if c.get('backward') else ''}"
+         f"{', warped (' + c['warped'].get('features', '') + ' homography)' if c.get('warped') else ''}"
+         f", JPEG quality {c.get('jpeg_quality')}"
          + (", flow only (--task flow)" if d.get("task") == "flow" else "")
          + f"  [key {d['config_key']}]"),
         f"input      {_input_text(c)}",
         f"videos     {d['videos']} published, {len(d['failures'])} failed"
         + (f", {d['stale_videos']} made with another configuration" if d["stale_videos"] else ""),
         f"frames     {n(d['frames'], 'RGB frame')}, {n(d['flows'], 'flow')}"
-        + (f" + {d['backward_flows']} backward" if d["backward_flows"] else ""),
+        + (f" + {d['backward_flows']} backward" if d["backward_flows"] else "")
+        + (f" (+ {d['warped_flows']} warped" + (f", {d['homography_fallbacks']} with the "
+           f"identity homography (fallback)" if d.get("homography_fallbacks") else "") + ")"
+           if d.get("warped_flows") else ""),
         f"disk       {hb(d['disk']['bytes'])} in {n(d['disk']['files'], 'file')} "
         f"({hb(d['disk']['allocated'])} allocated)",
         f"per frame  RGB {hb(d['bytes_per_rgb_frame'])}, flow {hb(d['bytes_per_flow'])} (x + y); "

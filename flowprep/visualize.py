@@ -25,6 +25,8 @@ from typing import List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from .store.base import flow_stream, stream_label
+
 GAP = 4              #: pixels between panels
 CAPTION = 16         #: pixels of caption strip above each panel
 BACKGROUND = 255     #: panel background (white)
@@ -167,21 +169,28 @@ def vstack(images: Sequence[np.ndarray], gap: int = GAP) -> np.ndarray:
 
 
 def frame_panel(rgb: np.ndarray, flow: np.ndarray, q: np.ndarray, bound: float,
-                index: int = 0, backward: bool = False) -> np.ndarray:
-    """One flow: [RGB frame | colour-coded flow | dx as stored | dy as stored | legend].
+                index: int = 0, backward: bool = False, warped: bool = False,
+                plain: Optional[np.ndarray] = None) -> np.ndarray:
+    """One flow: [RGB frame | (plain flow) | colour-coded flow | dx as stored | dy as stored | legend].
 
     Args:
         rgb: uint8 (H, W, 3), frame ``index``.
         flow: float32 (H, W, 2) pixels, flow ``index``.
         q: uint8 (H, W, 2), the same flow as stored (quantized).
         bound: normalising radius in pixels (the legend's rim).
+        backward, warped: which stream ``flow`` is (for the caption).
+        plain: float32 (H, W, 2), the plain flow to show before a warped one (adds a panel).
     Returns:
-        uint8 (CAPTION + H, 4 W + H + 4 GAP, 3) RGB; the legend is H x H.
+        uint8 (CAPTION + H, 4 W + H + 4 GAP, 3) RGB (one W + GAP wider with ``plain``);
+        the legend is H x H.
     """
     h, w = rgb.shape[:2]
-    kind = "backward flow" if backward else "flow"
+    kind = stream_label(backward, warped)
+    extra = [] if plain is None else [
+        _captioned(flow_to_color(plain, bound), f"{stream_label(backward)} {index}")]
     panels = [
         _captioned(rgb, f"frame {index}"),
+        *extra,
         _captioned(flow_to_color(flow, bound), f"{kind} {index}"),
         _captioned(grey_to_rgb(q[..., 0]), "dx"),
         _captioned(grey_to_rgb(q[..., 1]), "dy"),
@@ -205,7 +214,8 @@ def sheet_size(height: int, width: int, count: int, columns: int = 4) -> Tuple[i
 
 
 def contact_sheet(rgbs: Sequence[np.ndarray], flows: Sequence[np.ndarray], indices: Sequence[int],
-                  bound: float, columns: int = 4, backward: bool = False) -> np.ndarray:
+                  bound: float, columns: int = 4, backward: bool = False,
+                  warped: bool = False) -> np.ndarray:
     """A grid of cells [caption; RGB frame i; colour-coded flow i], legend (H x H) at the right.
 
     Args:
@@ -217,7 +227,7 @@ def contact_sheet(rgbs: Sequence[np.ndarray], flows: Sequence[np.ndarray], indic
         uint8 RGB image of :func:`sheet_size` (H, W, len(indices), columns).
     """
     h, w = rgbs[0].shape[:2]
-    kind = "bflow" if backward else "flow"
+    kind = flow_stream(backward, warped)
     cells = [_captioned(vstack([rgb, flow_to_color(fl, bound)]), f"{kind} {i}")
              for rgb, fl, i in zip(rgbs, flows, indices)]
     cols = min(columns, len(cells))
@@ -232,14 +242,15 @@ def contact_sheet(rgbs: Sequence[np.ndarray], flows: Sequence[np.ndarray], indic
     return hstack([grid, legend])
 
 
-def display_bound(video, indices: Sequence[int], backward: bool = False) -> float:
+def display_bound(video, indices: Sequence[int], backward: bool = False,
+                  warped: bool = False) -> float:
     """The normalising radius for ``video``: its fixed bound, or the widest adaptive range shown."""
     q = video.quant
     if q.get("scheme") == "fixed":
         return float(q["bound"])
     b = 0.0
     for i in indices:
-        r = video.flow_ranges(i, backward)
+        r = video.flow_ranges(i, backward, warped)
         if r is not None:
             b = max(b, float(np.abs(r).max()))
     return b if b > 0 else 1.0
@@ -254,13 +265,14 @@ def evenly_spaced(n: int, count: int) -> List[int]:
 
 
 def render_video(video, frame: Optional[int] = None, count: int = 8,
-                 backward: bool = False) -> np.ndarray:
+                 backward: bool = False, warped: bool = False) -> np.ndarray:
     """The picture ``flowprep show`` writes: one frame's panel, or a contact sheet.
 
     Args:
         video: a store Video.
         frame: flow index for a single panel; None for a sheet of ``count`` evenly spaced flows.
         backward: show the backward flow.
+        warped: show the warped flow (the single panel also shows the plain flow beside it).
     Returns:
         uint8 (rows, cols, 3) RGB.
     """
@@ -279,13 +291,16 @@ def render_video(video, frame: Optional[int] = None, count: int = 8,
 
     if frame is not None:
         i = frame % video.num_flows if -video.num_flows <= frame < video.num_flows else frame
-        b = display_bound(video, [i], backward)
-        return frame_panel(rgb_or_blank(i), video.flow(i, backward), video.flow_quantized(i, backward),
-                           b, i, backward)
+        b = display_bound(video, [i], backward, warped)
+        if warped:
+            b = max(b, display_bound(video, [i], backward))
+        return frame_panel(rgb_or_blank(i), video.flow(i, backward, warped),
+                           video.flow_quantized(i, backward, warped), b, i, backward, warped,
+                           plain=video.flow(i, backward) if warped else None)
     idx = evenly_spaced(video.num_flows, count)
-    b = display_bound(video, idx, backward)
-    return contact_sheet([rgb_or_blank(i) for i in idx], [video.flow(i, backward) for i in idx], idx,
-                         b, backward=backward)
+    b = display_bound(video, idx, backward, warped)
+    return contact_sheet([rgb_or_blank(i) for i in idx], [video.flow(i, backward, warped) for i in idx],
+                         idx, b, backward=backward, warped=warped)
 
 
 def rgb_sheet(rgbs: Sequence[np.ndarray], indices: Sequence[int], columns: int = 4) -> np.ndarray:

@@ -101,7 +101,9 @@ def signature(store) -> dict:
         items = [("meta", repr(sorted(v.meta.items())))]
         items += [("rgb", i, v.rgb_bytes(i)) for i in range(v.num_frames)]
         for b in ([False, True] if v.has_backward else [False]):
-            items += [("flow", b, i, v.flow_quantized(i, b).tobytes()) for i in range(v.num_flows)]
+            for w in ([False, True] if v.has_warped else [False]):
+                items += [("flow", b, w, i, v.flow_quantized(i, b, w).tobytes())
+                          for i in range(v.num_flows)]
         out[vid] = items
     return out
 
@@ -420,3 +422,101 @@ def test_flow_payloads_equal_one_flow_payload_at_a_time(fmt, raw, monkeypatch):
     for bad in (lambda: v.flow_payload(n), lambda: v.rgb_bytes(v.num_frames)):
         with pytest.raises(IndexError):
             bad()
+
+
+# --------------------------------------------------------------------------------------
+# --warped: TSN's warped flow beside the plain flow (docs/warped.md)
+#
+# In these videos the whole frame translates, as if the camera panned: the homography
+# is that translation and the warped flow is ~0 everywhere.
+
+
+@pytest.fixture
+def warped_store(fmt):
+    return make_store(fmt, "warped", warped=True, backward=True)[0]
+
+
+def test_warped_streams(warped_store):
+    store = flowprep.open_store(warped_store)
+    assert store.config["warped"]["features"] == "sift"
+    for vid, (dx, dy, n, _) in MOTION.items():
+        v = store[vid]
+        assert v.has_warped and v.has_backward
+        for i in range(v.num_flows):
+            Hm = v.homography(i)
+            assert Hm.dtype == np.float64 and Hm.shape == (3, 3)
+            assert not v.homography_fallback(i)
+            np.testing.assert_allclose(Hm[:2, 2], [dx, dy], atol=0.3)
+            for b in (False, True):
+                f = v.flow(i, backward=b, warped=True)
+                assert f.dtype == np.float32 and f.shape == (H, W, 2)
+                inner = f[12:-12, 12:-12].reshape(-1, 2)
+                assert np.abs(np.median(inner, axis=0)).max() < 0.2, (vid, i, b)
+                plain = v.flow(i, backward=b)[12:-12, 12:-12].reshape(-1, 2)
+                assert np.median(plain[:, 0]) == pytest.approx(-dx if b else dx, abs=0.3)
+        assert v.mean_flow_warped.shape == (n - 1, 2)
+        assert v.mean_flow_warped_backward.shape == (n - 1, 2)
+        assert np.abs(v.mean_flow_warped).max() < 0.5
+        assert len(v.meta["clipped_fraction_warped"]) == n - 1
+        assert np.array_equal(v.flow(2, warped=True),
+                              qz.dequantize_fixed(v.flow_quantized(2, warped=True), BOUND))
+    from flowprep.verify import verify_store
+    assert verify_store(warped_store) == []
+
+
+def test_warped_payloads_and_lists(warped_store):
+    store = flowprep.open_store(warped_store)
+    v = store["MoveRight/a"]
+    x, y = v.flow_payload(1, warped=True)
+    assert x[:2] == b"\xff\xd8" and y[:2] == b"\xff\xd8"
+    assert bytes(x) != bytes(v.flow_payload(1)[0])
+    items = [(3, False, True), (0, True, True), (3, False), (-1, True, True), (2, True, False)]
+    got = v.flow_payloads(items)
+    want = [v.flow_payload(*it) for it in items]
+    assert [(bytes(a), bytes(b)) for a, b in got] == [(bytes(a), bytes(b)) for a, b in want]
+    with open(os.path.join(warped_store, "wflow_list.txt")) as fh:
+        wl = fh.read()
+    with open(os.path.join(warped_store, "flow_list.txt")) as fh:
+        assert wl == fh.read()
+
+
+def test_warped_raw_hdf5_payload():
+    path, _ = make_store("hdf5", "warped-raw", warped=True, payload="raw")
+    v = flowprep.open_store(path)["MoveUpLeft/b"]
+    x, y = v.flow_payload(0, warped=True)
+    assert isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.shape == (H, W)
+    assert np.array_equal(v.flow_quantized(0, warped=True), np.stack([x, y], -1))
+    assert np.abs(np.median(v.flow(0, warped=True)[12:-12, 12:-12].reshape(-1, 2), 0)).max() < 0.2
+    got = v.flow_payloads([(1, False, True), (1, False)])
+    assert np.array_equal(got[0][0], v.flow_payload(1, warped=True)[0])
+    from flowprep.verify import verify_store
+    assert verify_store(path) == []
+
+
+def test_plain_store_refuses_warped_reads(built):
+    _, path, _ = built
+    v = flowprep.open_store(path)["MoveRight/a"]
+    assert not v.has_warped
+    assert not os.path.exists(os.path.join(path, "wflow_list.txt"))
+    for read in (lambda: v.flow(0, warped=True), lambda: v.flow_quantized(0, warped=True),
+                 lambda: v.flow_payload(0, warped=True), lambda: v.homography(0),
+                 lambda: v.mean_flow_warped, lambda: v.flow_payloads([(0, False, True)])):
+        with pytest.raises(flowprep.FlowprepError, match="extract with --warped"):
+            read()
+
+
+def test_warped_resume_and_convert(warped_store, fmt, tmp_path):
+    out = copy_store(warped_store, tmp_path / "s")
+    before = signature(flowprep.open_store(out))
+    unpublish(out, fmt, "MoveUpLeft/b")
+    opts = dict(BASE_OPTS, format=fmt, warped=True, backward=True)
+    report = flowprep.extract([make_dataset()], out, **opts)
+    assert "MoveUpLeft/b" in report.published
+    assert signature(flowprep.open_store(out)) == before
+    from flowprep.convert import convert
+    other = "hdf5" if fmt == "jpeg" else "jpeg"
+    dst = str(tmp_path / "c")
+    convert(out, dst, other)
+    assert signature(flowprep.open_store(dst)) == before
+    from flowprep.verify import verify_store
+    assert verify_store(dst) == []

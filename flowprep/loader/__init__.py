@@ -136,6 +136,13 @@ Flow scale (flow_scale="pixels" | "unit")
 Stores extracted with --task rgb or --task flow (store.config["task"]) serve only
 their modality: asking for the other is a ConfigError at construction.
 
+modality="warped-flow" (stores made with --warped, store.config["warped"]) gives the
+samples of "flow" with TSN's warped flow planes (camera homography removed) under the
+same "flow" key, mean vectors from video.mean_flow_warped[_backward]: every flow option
+applies (clip layout, unit scale, mean_subtract, bidirectional with --warped --backward)
+except stacking="trajectory" (a warped flow's displacement is in its own warped frame's
+coordinates, so trajectories cannot be chained across flows), refused at construction.
+
 Trajectory stacking (stacking="trajectory", Simonyan & Zisserman eq. 2)
     Channel pair k of the output pixel p holds flow tau+k*s sampled at p_k,
     with p_1 = p and p_{k+1} = p_k + d_{tau+(k-1)s}(p_k): bilinear sampling

@@ -19,7 +19,7 @@ from .stacking import (affine_coefficients, dequant_affine, plain_flow_stack, rg
                        rgb_frames, rgb_luts, stack_to_clip, trajectory_flow_stack, unit_affine)
 from .views import TSN_SCALES, View, multiscale_candidates, resize_scales, sample_views
 
-MODALITIES = ("flow", "rgb", "rgbdiff", "two-stream")
+MODALITIES = ("flow", "warped-flow", "rgb", "rgbdiff", "two-stream")
 MODES = ("train", "val", "test")
 CROPS = ("multiscale", "random", "center")
 STACKINGS = ("plain", "trajectory")
@@ -27,7 +27,7 @@ LAYOUTS = ("stack", "clip")
 FLOW_SCALES = ("pixels", "unit")
 PADS = ("repeat_last", "loop")
 DTYPES = ("float32", "uint8")
-DEFAULT_LENGTH = {"flow": 10, "two-stream": 10, "rgbdiff": 5, "rgb": 1}
+DEFAULT_LENGTH = {"flow": 10, "warped-flow": 10, "two-stream": 10, "rgbdiff": 5, "rgb": 1}
 CLIP_LENGTH = 16  # default L of layout="clip", every modality
 TASKS = {"both": ("rgb", "flow"), "rgb": ("rgb",), "flow": ("flow",)}
 
@@ -43,7 +43,10 @@ class TwoStreamDataset:
             the store; the count is ignored, the stored counts are used).
         labels: None (the list file's labels, else the stored label from the
             class folders, -1 when none), or a mapping video_id -> int.
-        modality: "flow" | "rgb" | "rgbdiff" | "two-stream".
+        modality: "flow" | "warped-flow" | "rgb" | "rgbdiff" | "two-stream". "warped-flow"
+            (stores made with --warped) gives the samples of "flow" with TSN's warped
+            flow planes (camera homography removed) in place of the plain ones, under the
+            same "flow" key; every flow option applies except stacking="trajectory".
         length: L, flows per stack (frames for rgbdiff; frames of an RGB clip); default 10
             (5 for rgbdiff, 1 for rgb); 16 for every modality in layout="clip".
         num_segments: K snippets per sample (TSN segments) in train/val.
@@ -52,7 +55,7 @@ class TwoStreamDataset:
         crop: train crop, "multiscale" | "random" | "center".
         scales: multiscale crop sides as fractions of the short side.
         flip: random horizontal flip in train.
-        stacking: "plain" | "trajectory".
+        stacking: "plain" | "trajectory" (not with "warped-flow").
         bidirectional: half forward, half backward flows (needs --backward; stack layout).
         layout: "stack" (2D CNNs, TSN: flow (V*K, 2L, S, S), RGB (V*K, 3, S, S)) | "clip"
             (3D CNNs, I3D: flow (V*K, 2, L, S, S), RGB (V*K, 3, L, S, S) of L frames).
@@ -138,6 +141,12 @@ class TwoStreamDataset:
             raise ConfigError("layout='clip' has no rgbdiff: use modality='rgb' with "
                               "layout='clip' (an RGB clip, whose differences along axis 2 are "
                               "TSN's RGB differences) or layout='stack' for rgbdiff stacks")
+        if self.stacking == "trajectory" and modality == "warped-flow":
+            raise ConfigError("stacking='trajectory' follows the plain flow's displacement "
+                              "from frame to frame; the warped flow's is in each warped "
+                              "frame's coordinates (camera motion removed), so trajectories "
+                              "cannot be chained: use stacking='plain' with "
+                              "modality='warped-flow', or modality='flow'")
         if clip and self.bidirectional:
             raise ConfigError("layout='clip' holds L consecutive forward flows; bidirectional "
                               "stacks need layout='stack'")
@@ -209,7 +218,7 @@ class TwoStreamDataset:
     # --- inputs -------------------------------------------------------------
     @property
     def uses_flow(self) -> bool:
-        return self.modality in ("flow", "two-stream")
+        return self.modality in ("flow", "warped-flow", "two-stream")
 
     @property
     def uses_rgb(self) -> bool:
@@ -232,9 +241,15 @@ class TwoStreamDataset:
                     f"store was extracted with --task {task} and holds {task} only; use "
                     f"modality={other!r} here, or a store extracted with --task both "
                     f"(or --task {need})")
+        if self.modality == "warped-flow" and not config.get("warped"):
+            raise ConfigError(f"{self.root}: modality 'warped-flow' needs TSN's warped flow, "
+                              "but this store was extracted without --warped; extract it "
+                              "again with --warped (and the same options), or use "
+                              "modality='flow'")
         if self.bidirectional and not config.get("backward", False):
             raise ConfigError(f"{self.root}: bidirectional stacks need backward flows; "
-                              "extract the store with --backward")
+                              "extract the store with --backward"
+                              + (" --warped" if self.modality == "warped-flow" else ""))
         if self.flow_scale == "unit":
             scheme = (config.get("quant") or {}).get("scheme", "fixed")
             if scheme != "fixed":
@@ -378,7 +393,8 @@ class TwoStreamDataset:
         out_hw = self._out_size(video)
         out["flow_scale"] = resize_scales(views, out_hw)
         if self.uses_flow:
-            self._flow_sample(FlowSource(video, cache), taus, views, out)
+            self._flow_sample(FlowSource(video, cache, warped=self.modality == "warped-flow"),
+                              taus, views, out)
         dt = np.float32 if self.dtype == "float32" else np.uint8
         where = lambda f: f"{vid}: frame {f}"  # noqa: E731
         if self.modality in ("rgb", "two-stream"):

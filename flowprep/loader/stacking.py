@@ -44,13 +44,13 @@ def decode_grey(buf: Any, where: object = "") -> np.ndarray:
 class PlaneName:
     """Names a stored plane in error messages; formatted only when an error is raised."""
 
-    __slots__ = ("video", "i", "back", "c")
+    __slots__ = ("video", "i", "back", "c", "warped")
 
-    def __init__(self, video: Any, i: int, back: bool, c: int) -> None:
-        self.video, self.i, self.back, self.c = video, i, back, c
+    def __init__(self, video: Any, i: int, back: bool, c: int, warped: bool = False) -> None:
+        self.video, self.i, self.back, self.c, self.warped = video, i, back, c, warped
 
     def __str__(self) -> str:
-        kind = "backward flow" if self.back else "flow"
+        kind = ("backward " if self.back else "") + ("warped " if self.warped else "") + "flow"
         return f"{self.video.video_id}: {kind} {self.i} {'xy'[self.c]}"
 
 

@@ -10,6 +10,18 @@ Per-video metadata (the ``meta`` dict, meta.json in the JPEG store) holds
 counts, fps, size, the quantization record, the per-flow mean vectors and
 clipped fractions (and per-flow (lo, hi) ranges for adaptive quantization),
 the source path and the config key it was made with.
+
+Flow streams. A video holds up to four flow streams, each num_flows long, named
+by :func:`flow_stream` from (backward, warped): "flow" (frame i -> i+step),
+"bflow" (--backward: i+step -> i), "wflow" (--warped: frame i -> frame i+step
+warped onto frame i by the camera homography) and "bwflow" (--warped
+--backward). Their statistics use the suffix :func:`stat_suffix` ("",
+"_backward", "_warped", "_warped_backward"): mean_flow_warped,
+clipped_fraction_warped, ranges_warped, ... With --warped the meta also holds
+"warped" (the warp settings), "homographies" (per flow, 3x3 float64 as nested
+lists: pixel (x, y, 1) of frame i -> frame i+step), "homography_inliers",
+"homography_points" ([flow corners, feature matches]), "homography_fallback"
+(per flow: the identity was used) and "homography_fallback_reason".
 """
 from __future__ import annotations
 
@@ -41,6 +53,39 @@ def task_of(meta_or_config: Dict[str, Any]) -> str:
 def stored_rgb_frames(meta: Dict[str, Any]) -> int:
     """RGB frames stored for a video: num_frames, or 0 for a --task flow video."""
     return 0 if task_of(meta) == "flow" else int(meta["num_frames"])
+#: (backward, warped) -> the flow stream's name (JPEG file prefix, HDF5 dataset prefix)
+FLOW_STREAMS = {(False, False): "flow", (True, False): "bflow",
+                (False, True): "wflow", (True, True): "bwflow"}
+
+
+def flow_stream(backward: bool = False, warped: bool = False) -> str:
+    """The name of a flow stream: "flow", "bflow", "wflow" or "bwflow"."""
+    return FLOW_STREAMS[(bool(backward), bool(warped))]
+
+
+def stat_suffix(backward: bool = False, warped: bool = False) -> str:
+    """Suffix of a stream's meta keys: "", "_backward", "_warped", "_warped_backward"."""
+    return ("_warped" if warped else "") + ("_backward" if backward else "")
+
+
+def stored_streams(meta: Dict[str, Any]) -> List[Tuple[bool, bool]]:
+    """(backward, warped) of every flow stream a video's meta says it holds, in the
+    order flow, bflow, wflow, bwflow; none for a --task rgb video."""
+    if task_of(meta) == "rgb":
+        return []
+    out = [(False, False)]
+    if meta.get("backward"):
+        out.append((True, False))
+    if meta.get("warped"):
+        out.append((False, True))
+        if meta.get("backward"):
+            out.append((True, True))
+    return out
+
+
+def stream_label(backward: bool = False, warped: bool = False) -> str:
+    """Human name of a stream: "flow", "backward flow", "warped flow", "backward warped flow"."""
+    return ("backward " if backward else "") + ("warped " if warped else "") + "flow"
 
 
 def config_key(config: Dict[str, Any]) -> str:
@@ -156,6 +201,11 @@ class Video:
         return bool(self.meta.get("backward", False))
 
     @property
+    def has_warped(self) -> bool:
+        """True when the video holds TSN's warped flow (extracted with --warped)."""
+        return bool(self.meta.get("warped"))
+
+    @property
     def quant(self) -> Dict[str, Any]:
         """{"scheme": "fixed", "bound": B} or {"scheme": "adaptive"}."""
         return self.meta["quant"]
@@ -176,13 +226,41 @@ class Video:
         return np.asarray(self.meta["mean_flow_backward"], dtype=np.float32).reshape(-1, 2)
 
     @property
+    def mean_flow_warped(self) -> np.ndarray:
+        """float32 (num_flows, 2): per-flow mean (dx, dy) of the warped flow, pixels."""
+        self._need_warped()
+        return np.asarray(self.meta["mean_flow_warped"], dtype=np.float32).reshape(-1, 2)
+
+    @property
+    def mean_flow_warped_backward(self) -> np.ndarray:
+        """float32 (num_flows, 2) for the backward warped flows (--warped --backward)."""
+        self._need_warped(True)
+        return np.asarray(self.meta["mean_flow_warped_backward"], dtype=np.float32).reshape(-1, 2)
+
+    @property
     def clipped_fraction(self) -> np.ndarray:
         """float32 (num_flows,): fraction of flow components beyond the bound."""
         return np.asarray(self.meta["clipped_fraction"], dtype=np.float32)
 
-    def flow_ranges(self, i: int, backward: bool = False) -> Optional[np.ndarray]:
+    def homography(self, i: int) -> np.ndarray:
+        """float64 (3, 3): the camera motion of flow i, mapping pixel (x, y, 1) of frame i
+        to frame i+step (homogeneous, H[2, 2] = 1); the identity where the estimate fell
+        back (see :meth:`homography_fallback`). Needs --warped."""
+        i = self._check(i, self.num_flows, "flow")
+        self._need_warped()
+        return np.asarray(self.meta["homographies"][i], dtype=np.float64).reshape(3, 3)
+
+    def homography_fallback(self, i: int) -> bool:
+        """True when flow i's homography is the identity because the estimate was refused
+        (too few correspondences or inliers; meta "homography_fallback_reason" says why)."""
+        i = self._check(i, self.num_flows, "flow")
+        self._need_warped()
+        return bool(self.meta["homography_fallback"][i])
+
+    def flow_ranges(self, i: int, backward: bool = False,
+                    warped: bool = False) -> Optional[np.ndarray]:
         """float32 (2, 2) [[lo_x, hi_x], [lo_y, hi_y]] for adaptive quantization, else None."""
-        key = "ranges_backward" if backward else "ranges"
+        key = "ranges" + stat_suffix(backward, warped)
         if key not in self.meta:
             return None
         return np.asarray(self.meta[key][i], dtype=np.float32)
@@ -192,17 +270,18 @@ class Video:
         """The stored JPEG bytes of frame i (0-based)."""
         raise NotImplementedError
 
-    def flow_payload(self, i: int, backward: bool = False):
+    def flow_payload(self, i: int, backward: bool = False, warped: bool = False):
         """(x, y) as stored: two JPEG byte strings, or two uint8 (H, W) arrays."""
         raise NotImplementedError
 
-    def flow_payloads(self, items: Sequence[Tuple[int, bool]]) -> List[Tuple[Any, Any]]:
-        """flow_payload(i, backward) for each (i, backward) of ``items``, in order.
+    def flow_payloads(self, items: Sequence[Tuple[Any, ...]]) -> List[Tuple[Any, Any]]:
+        """flow_payload(i, backward[, warped]) for each (i, backward) or (i, backward,
+        warped) of ``items``, in order.
 
         JPEG payloads may come as bytes or as memoryviews (bytes-like, read-only);
         stores that can fetch many payloads in fewer reads override this.
         """
-        return [self.flow_payload(i, b) for i, b in items]
+        return [self.flow_payload(*item) for item in items]
 
     # --- decoded access ---------------------------------------------------
     def _check(self, i: int, n: int, what: str) -> int:
@@ -222,32 +301,47 @@ class Video:
                              f"stored: the store was extracted with --task {task}; extract "
                              f"again with --task {what} or both")
 
+    def _need_warped(self, backward: bool = False) -> None:
+        if not self.has_warped:
+            raise StoreError(f"{self.video_id}: no warped flow stored (extract with --warped)")
+        if backward:
+            self._need_backward()
+
+    def _need_stream(self, backward: bool, warped: bool) -> None:
+        if warped:
+            self._need_warped(backward)
+        elif backward:
+            self._need_backward()
+
     def rgb(self, i: int) -> np.ndarray:
         """uint8 (H, W, 3), RGB order, frame i in [0, num_frames)."""
         self._need("rgb")
         i = self._check(i, self.num_frames, "frame")
         return codec.decode_rgb(self.rgb_bytes(i), f"{self.video_id} frame {i}")
 
-    def flow_quantized(self, i: int, backward: bool = False) -> np.ndarray:
+    def flow_quantized(self, i: int, backward: bool = False, warped: bool = False) -> np.ndarray:
         """uint8 (H, W, 2) as stored, flow i in [0, num_flows); [..., 0] = x, [..., 1] = y."""
         self._need("flow")
         i = self._check(i, self.num_flows, "flow")
-        if backward:
-            self._need_backward()
-        x, y = self.flow_payload(i, backward)
+        self._need_stream(backward, warped)
+        x, y = self.flow_payload(i, backward, warped)
         if isinstance(x, (bytes, bytearray, memoryview)):
-            where = f"{self.video_id} {'backward ' if backward else ''}flow {i}"
+            where = f"{self.video_id} {stream_label(backward, warped)} {i}"
             x = codec.decode_grey(bytes(x), where + " x")
             y = codec.decode_grey(bytes(y), where + " y")
         return np.stack([x, y], axis=-1)
 
-    def flow(self, i: int, backward: bool = False) -> np.ndarray:
+    def flow(self, i: int, backward: bool = False, warped: bool = False) -> np.ndarray:
         """float32 (H, W, 2) pixels, [..., 0] = dx, [..., 1] = dy, flow i (frame i -> i+step).
 
-        With backward=True, the flow from frame i+step back to frame i.
+        With backward=True, the flow from frame i+step back to frame i. With
+        warped=True (stores made with --warped), TSN's warped flow: the flow from
+        frame i to frame i+step warped back onto frame i by the camera homography
+        (:meth:`homography`), so the camera's motion is removed.
         """
-        q = self.flow_quantized(i, backward)
-        return qz.dequantize(q, self.quant, self.flow_ranges(i % self.num_flows, backward))
+        q = self.flow_quantized(i, backward, warped)
+        return qz.dequantize(q, self.quant,
+                             self.flow_ranges(i % self.num_flows, backward, warped))
 
     def __repr__(self) -> str:
         return (f"<{type(self).__name__} {self.video_id!r} frames={self.num_frames} "
@@ -314,8 +408,8 @@ class VideoWriter:
         """Append frame: uint8 (H, W, 3) RGB."""
         raise NotImplementedError
 
-    def add_flow(self, q: np.ndarray, backward: bool = False) -> None:
-        """Append quantized flow: uint8 (H, W, 2)."""
+    def add_flow(self, q: np.ndarray, backward: bool = False, warped: bool = False) -> None:
+        """Append quantized flow: uint8 (H, W, 2), to the stream flow_stream(backward, warped)."""
         raise NotImplementedError
 
     def commit(self, meta: Dict[str, Any]) -> None:

@@ -53,10 +53,13 @@ attribute)::
     /videos/<k>/flow_x      int64 (F, 3)  per flow: grey JPEG of dx        (payload "jpeg")
     /videos/<k>/flow_y      int64 (F, 3)  per flow: grey JPEG of dy        (payload "jpeg")
     /videos/<k>/bflow_x, bflow_y           the backward flow (--backward)  (payload "jpeg")
+    /videos/<k>/wflow_x, wflow_y           the warped flow (--warped)      (payload "jpeg")
+    /videos/<k>/bwflow_x, bwflow_y         backward warped (--warped --backward)
     /videos/<k>/flow        uint8 (F, 2, H, W) gzip, one chunk per flow    (payload "raw";
                                           [:, 0] = dx plane, [:, 1] = dy plane)
     /videos/<k>/flow_crc32  uint32 (F,)   zlib.crc32 of each stored (2, H, W) flow's bytes (C order)
     /videos/<k>/bflow, bflow_crc32         the backward flow                (payload "raw")
+    /videos/<k>/wflow, wflow_crc32, bwflow, bwflow_crc32   the warped flows   (payload "raw")
 
 Why one concatenated byte dataset plus a table, not variable-length uint8:
 HDF5 vlen data lives in the global heap, one heap object per element, which
@@ -98,7 +101,8 @@ import numpy as np
 from ..errors import StoreError, WriteError
 from ..fsutil import atomic_write_json, fsync_dir, one_line, read_json, storage_error
 from . import codec
-from .base import Store, StoreWriter, Video, VideoWriter, clear_failure, stored_rgb_frames
+from .base import (FLOW_STREAMS, Store, StoreWriter, Video, VideoWriter, clear_failure,
+                   stored_rgb_frames, stored_streams)
 
 SHARD_DIR = "shards"
 INDEX_DIR = "index"
@@ -111,13 +115,20 @@ RAW_COMPRESSION = ("gzip", 4)
 #: file format bounds: HDF5 1.10 or newer can read the shards.
 LIBVER = ("v110", "v110")
 
-#: (stream name, backward) of the JPEG-payload flow tables.
 # flow_payloads merges payload reads whose byte ranges are at most SPAN_GAP apart, into
 # spans of at most SPAN_MAX bytes
 SPAN_GAP = 256 << 10
 SPAN_MAX = 16 << 20
-JPEG_FLOW_STREAMS = {False: ("flow_x", "flow_y"), True: ("bflow_x", "bflow_y")}
-RAW_FLOW_STREAMS = {False: "flow", True: "bflow"}
+#: key -> (x table, y table) of the JPEG-payload flow streams, and key -> dataset of the raw
+#: ones; key is ``backward`` (a bool: the plain streams) or (backward, warped)
+JPEG_FLOW_STREAMS: Dict[Any, Tuple[str, str]] = {}
+RAW_FLOW_STREAMS: Dict[Any, str] = {}
+for (_b, _w), _name in FLOW_STREAMS.items():
+    JPEG_FLOW_STREAMS[(_b, _w)] = (_name + "_x", _name + "_y")
+    RAW_FLOW_STREAMS[(_b, _w)] = _name
+    if not _w:
+        JPEG_FLOW_STREAMS[_b] = JPEG_FLOW_STREAMS[(_b, _w)]
+        RAW_FLOW_STREAMS[_b] = _name
 
 
 def _h5py():
@@ -280,10 +291,10 @@ class Hdf5Video(Video):
                                  f"group {self.group}; run flowprep verify") from None
         return g
 
-    def _is_raw(self, backward: bool) -> bool:
-        key = ("raw", backward)
+    def _is_raw(self, backward: bool, warped: bool = False) -> bool:
+        key = ("raw", bool(backward), bool(warped))
         if key not in self._tables:
-            self._tables[key] = RAW_FLOW_STREAMS[backward] in self._group()  # type: ignore[index]
+            self._tables[key] = RAW_FLOW_STREAMS[(bool(backward), bool(warped))] in self._group()  # type: ignore[index]
         return bool(self._tables[key])  # type: ignore[index]
 
     def _dataset(self, name: str):
@@ -314,19 +325,19 @@ class Hdf5Video(Video):
         i = self._check(i, self.num_frames, "frame")
         return self._bytes("rgb", i)
 
-    def flow_payload(self, i: int, backward: bool = False):
+    def flow_payload(self, i: int, backward: bool = False, warped: bool = False):
         """(x, y): two JPEG byte strings (payload "jpeg") or two uint8 (H, W) arrays ("raw")."""
         self._need("flow")
         i = self._check(i, self.num_flows, "flow")
-        if backward:
-            self._need_backward()
-        if self._is_raw(backward):
-            q = self._dataset(RAW_FLOW_STREAMS[backward])[i]
+        self._need_stream(backward, warped)
+        key = (bool(backward), bool(warped))
+        if self._is_raw(*key):
+            q = self._dataset(RAW_FLOW_STREAMS[key])[i]
             return q[0], q[1]
-        sx, sy = JPEG_FLOW_STREAMS[backward]
+        sx, sy = JPEG_FLOW_STREAMS[key]
         return self._bytes(sx, i), self._bytes(sy, i)
 
-    def flow_payloads(self, items: Sequence[Tuple[int, bool]]) -> List[Tuple[Any, Any]]:
+    def flow_payloads(self, items: Sequence[Tuple[Any, ...]]) -> List[Tuple[Any, Any]]:
         """Many flows' (x, y) payloads in few reads: JPEG payloads as memoryviews.
 
         The payloads' byte ranges in the video's blob are merged into spans
@@ -337,14 +348,15 @@ class Hdf5Video(Video):
         speed: 20 planes of a 10-flow stack in one read instead of 20.)
         """
         self._need("flow")
-        items = [(self._check(int(i), self.num_flows, "flow"), bool(b)) for i, b in items]
-        if any(b for _, b in items):
-            self._need_backward()
-        if not items or any(self._is_raw(b) for _, b in items):
-            return [self.flow_payload(i, b) for i, b in items]
+        items = [(self._check(int(it[0]), self.num_flows, "flow"), bool(it[1]),
+                  bool(it[2]) if len(it) > 2 else False) for it in items]
+        for key in set((b, w) for _, b, w in items):
+            self._need_stream(*key)
+        if not items or any(self._is_raw(b, w) for _, b, w in items):
+            return [self.flow_payload(i, b, w) for i, b, w in items]
         wanted = []  # (offset, length, item, component)
-        for n, (i, b) in enumerate(items):
-            for c, stream in enumerate(JPEG_FLOW_STREAMS[b]):
+        for n, (i, b, w) in enumerate(items):
+            for c, stream in enumerate(JPEG_FLOW_STREAMS[(b, w)]):
                 off, length = self.table(stream)[i, :2]
                 wanted.append((int(off), int(length), n, c))
         wanted.sort()
@@ -363,15 +375,15 @@ class Hdf5Video(Video):
             k = m
         return [(x, y) for x, y in out]
 
-    def flow_quantized(self, i: int, backward: bool = False) -> np.ndarray:
+    def flow_quantized(self, i: int, backward: bool = False, warped: bool = False) -> np.ndarray:
         self._need("flow")
-        if self._is_raw(backward):  # one read, no stacking
+        key = (bool(backward), bool(warped))
+        if self._is_raw(*key):  # one read, no stacking
             i = self._check(i, self.num_flows, "flow")
-            if backward:
-                self._need_backward()
-            q = self._dataset(RAW_FLOW_STREAMS[backward])[i]
+            self._need_stream(*key)
+            q = self._dataset(RAW_FLOW_STREAMS[key])[i]
             return np.ascontiguousarray(np.moveaxis(q, 0, -1))
-        return super().flow_quantized(i, backward)
+        return super().flow_quantized(i, backward, warped)
 
 
 class Hdf5Store(Store):
@@ -520,8 +532,9 @@ class Hdf5VideoWriter(VideoWriter):
         self.buf: List[bytes] = []
         self.buf_len = 0
         self.tables: Dict[str, List[Tuple[int, int, int]]] = {"rgb": []}
-        self.raw: Dict[bool, Any] = {}
-        self.raw_crc: Dict[bool, List[int]] = {False: [], True: []}
+        #: (backward, warped) -> the raw flow dataset / the crc32 of each flow written to it
+        self.raw: Dict[Tuple[bool, bool], Any] = {}
+        self.raw_crc: Dict[Tuple[bool, bool], List[int]] = {k: [] for k in FLOW_STREAMS}
         self.done = False
 
     # --- payload-level appends -----------------------------------------
@@ -550,15 +563,16 @@ class Hdf5VideoWriter(VideoWriter):
         """Append frame: its JPEG bytes as stored."""
         self._append("rgb", bytes(data))
 
-    def add_flow_bytes(self, x: bytes, y: bytes, backward: bool = False) -> None:
+    def add_flow_bytes(self, x: bytes, y: bytes, backward: bool = False,
+                       warped: bool = False) -> None:
         """Append flow: grey JPEG bytes of dx and dy (payload "jpeg")."""
         if self.owner.payload != "jpeg":
             raise StoreError("add_flow_bytes needs a writer with payload 'jpeg'")
-        sx, sy = JPEG_FLOW_STREAMS[backward]
+        sx, sy = JPEG_FLOW_STREAMS[(bool(backward), bool(warped))]
         self._append(sx, bytes(x))
         self._append(sy, bytes(y))
 
-    def add_flow_raw(self, q: np.ndarray, backward: bool = False) -> None:
+    def add_flow_raw(self, q: np.ndarray, backward: bool = False, warped: bool = False) -> None:
         """Append flow: uint8 (H, W, 2) quantized flow, stored losslessly as (2, H, W) (payload "raw")."""
         if self.owner.payload != "raw":
             raise StoreError("add_flow_raw needs a writer with payload 'raw'")
@@ -566,7 +580,8 @@ class Hdf5VideoWriter(VideoWriter):
         if q.ndim != 3 or q.shape[2] != 2:
             raise StoreError(f"flow must be uint8 (H, W, 2), got shape {q.shape}")
         q = np.ascontiguousarray(np.moveaxis(q, -1, 0))  # planar (2, H, W)
-        ds = self.raw.get(backward)
+        key = (bool(backward), bool(warped))
+        ds = self.raw.get(key)
         if ds is not None and q.shape != ds.shape[1:]:
             raise StoreError(f"{self.video_id}: flow shape {q.shape} differs from the "
                              f"video's {ds.shape[1:]}")
@@ -574,8 +589,8 @@ class Hdf5VideoWriter(VideoWriter):
         try:
             if ds is None:
                 h, w = q.shape[1:]
-                ds = self.raw[backward] = self.group.create_dataset(
-                    RAW_FLOW_STREAMS[backward], shape=(0, 2, h, w), maxshape=(None, 2, h, w),
+                ds = self.raw[key] = self.group.create_dataset(
+                    RAW_FLOW_STREAMS[key], shape=(0, 2, h, w), maxshape=(None, 2, h, w),
                     dtype=np.uint8, chunks=(1, 2, h, w), compression=RAW_COMPRESSION[0],
                     compression_opts=RAW_COMPRESSION[1])
             n = ds.shape[0]
@@ -583,26 +598,25 @@ class Hdf5VideoWriter(VideoWriter):
             ds[n] = q
         except H5_ERRORS as exc:
             raise self.owner._broke(exc, *self._objects()) from None
-        self.raw_crc[backward].append(zlib.crc32(q.tobytes()))
+        self.raw_crc[key].append(zlib.crc32(q.tobytes()))
 
     # --- the VideoWriter API ---------------------------------------------
     def add_rgb(self, rgb: np.ndarray) -> None:
         self.add_rgb_bytes(codec.encode_rgb(rgb, self.owner.quality))
 
-    def add_flow(self, q: np.ndarray, backward: bool = False) -> None:
+    def add_flow(self, q: np.ndarray, backward: bool = False, warped: bool = False) -> None:
         if self.owner.payload == "raw":
-            self.add_flow_raw(q, backward)
+            self.add_flow_raw(q, backward, warped)
             return
         self.add_flow_bytes(codec.encode_grey(np.ascontiguousarray(q[..., 0]), self.owner.quality),
                             codec.encode_grey(np.ascontiguousarray(q[..., 1]), self.owner.quality),
-                            backward)
+                            backward, warped)
 
     def _counts_match(self, meta: Dict[str, Any]) -> None:
         nf, nfl = int(meta["num_frames"]), int(meta["num_flows"])
         got = {"rgb": len(self.tables["rgb"])}
         want = {"rgb": stored_rgb_frames(meta)}
-        dirs = [False, True] if meta.get("backward") else [False]
-        for b in dirs:
+        for b in stored_streams(meta):
             if self.owner.payload == "raw":
                 got[RAW_FLOW_STREAMS[b]] = len(self.raw_crc[b])
                 want[RAW_FLOW_STREAMS[b]] = nfl
@@ -630,11 +644,11 @@ class Hdf5VideoWriter(VideoWriter):
             for stream, rows in self.tables.items():
                 made.append(g.create_dataset(
                     stream, data=np.asarray(rows, dtype=np.int64).reshape(-1, 3)))
-            for b, crcs in self.raw_crc.items():
+            for b, crcs in self.raw_crc.items():  # b: (backward, warped)
                 if b in self.raw or crcs:
                     made.append(g.create_dataset(RAW_FLOW_STREAMS[b] + "_crc32",
                                                  data=np.asarray(crcs, np.uint32)))
-            if self.owner.payload == "raw" and False not in self.raw:
+            if self.owner.payload == "raw" and (False, False) not in self.raw:
                 # no flow at all (cannot happen through extract): keep the layout complete
                 h, w = int(meta["height"]), int(meta["width"])
                 made.append(g.create_dataset("flow", shape=(0, 2, h, w), maxshape=(None, 2, h, w),

@@ -4,6 +4,8 @@
     OUT/<video_id>/flow_x_00001.jpg ...    grey JPEG of dx for flow 0 (frames 1 -> 1+step)
     OUT/<video_id>/flow_y_00001.jpg ...
     OUT/<video_id>/bflow_x_00001.jpg ...   with --backward: flow from frame 1+step back to 1
+    OUT/<video_id>/wflow_x_00001.jpg ...   with --warped: TSN's warped flow (camera removed)
+    OUT/<video_id>/bwflow_x_00001.jpg ...  with --warped --backward: the backward warped flow
     OUT/<video_id>/meta.json               written last
 
 A video is written into OUT/.flowprep/tmp/<run>/<n>/ and renamed into place
@@ -22,21 +24,21 @@ from ..errors import StoreError
 from ..fsutil import (atomic_write_json, exchange, fsync_dir, open_dir, read_json, safe_join,
                       sync_filesystem, write_bytes)
 from . import codec
-from .base import Store, StoreWriter, Video, VideoWriter, clear_failure, stored_rgb_frames
+from .base import (Store, StoreWriter, Video, VideoWriter, clear_failure, flow_stream,
+                   stored_rgb_frames, stored_streams)
 
 META_FILE = "meta.json"
 
 
 def frame_name(kind: str, i: int) -> str:
-    """File name of 0-based item i: kind 'img', 'flow_x', 'flow_y', 'bflow_x', 'bflow_y'."""
+    """File name of 0-based item i: kind 'img', or a flow stream and axis: 'flow_x',
+    'flow_y', 'bflow_x', 'bflow_y', 'wflow_x', 'wflow_y', 'bwflow_x', 'bwflow_y'."""
     return f"{kind}_{i + 1:05d}.jpg"
 
 
 def expected_files(meta: Dict[str, Any]) -> int:
     """Number of files a complete video directory holds (meta.json included)."""
-    n = stored_rgb_frames(meta) + 2 * int(meta["num_flows"])
-    if meta.get("backward"):
-        n += 2 * int(meta["num_flows"])
+    n = stored_rgb_frames(meta) + 2 * int(meta["num_flows"]) * len(stored_streams(meta))
     return n + 1
 
 
@@ -94,12 +96,11 @@ class JpegVideo(Video):
         self._need("rgb")
         return self._read(frame_name("img", self._check(i, self.num_frames, "frame")))
 
-    def flow_payload(self, i: int, backward: bool = False):
+    def flow_payload(self, i: int, backward: bool = False, warped: bool = False):
         self._need("flow")
         i = self._check(i, self.num_flows, "flow")
-        if backward:
-            self._need_backward()
-        p = "bflow" if backward else "flow"
+        self._need_stream(backward, warped)
+        p = flow_stream(backward, warped)
         return self._read(frame_name(p + "_x", i)), self._read(frame_name(p + "_y", i))
 
 
@@ -144,15 +145,15 @@ class JpegVideoWriter(VideoWriter):
         # opened before any frame is written: syncfs on it at commit reports the
         # write-back errors of every frame (see fsutil.sync_filesystem)
         self._dir_fd: Optional[int] = open_dir(tmpdir)
-        self.counts = {"img": 0, "flow": 0, "bflow": 0}
+        self.counts = {"img": 0, "flow": 0, "bflow": 0, "wflow": 0, "bwflow": 0}
 
     def add_rgb(self, rgb: np.ndarray) -> None:
         name = frame_name("img", self.counts["img"])
         write_bytes(os.path.join(self.tmpdir, name), codec.encode_rgb(rgb, self.quality))
         self.counts["img"] += 1
 
-    def add_flow(self, q: np.ndarray, backward: bool = False) -> None:
-        p = "bflow" if backward else "flow"
+    def add_flow(self, q: np.ndarray, backward: bool = False, warped: bool = False) -> None:
+        p = flow_stream(backward, warped)
         i = self.counts[p]
         for c, axis in enumerate("xy"):
             write_bytes(os.path.join(self.tmpdir, frame_name(f"{p}_{axis}", i)),

@@ -2,10 +2,14 @@
 
     OUT/rgb_list.txt     <video_id> <num_frames> <label>
     OUT/flow_list.txt    <video_id> <num_flows> <label>     (flows, not frames)
+    OUT/wflow_list.txt   <video_id> <num_flows> <label>     videos holding warped flow
+                                                            (--warped); written only when
+                                                            some video has it
     OUT/classes.txt      <label> <class name>, one per line
 
-A store extracted with ``--task rgb`` has no flow_list.txt, one extracted with
-``--task flow`` no rgb_list.txt (each list exists only for what is stored).
+A store extracted with ``--task rgb`` has no flow_list.txt (and no wflow_list.txt),
+one extracted with ``--task flow`` no rgb_list.txt (each list exists only for what
+is stored); a ``--task flow --warped`` store has flow_list.txt and wflow_list.txt.
 
 Rewritten from the store's published videos at the end of every run (and by
 ``flowprep index``). Video ids containing whitespace are written with the
@@ -76,7 +80,7 @@ def _write_lists(root: str) -> int:
     store.refresh()
     info = read_store_file(root)
     store_task = task_of(info.get("config", {}))
-    rgb, flow = [], []
+    rgb, flow, wflow = [], [], []
     for vid in store.video_ids:
         m = store.meta(vid)
         label = m.get("label")
@@ -85,6 +89,8 @@ def _write_lists(root: str) -> int:
             rgb.append(f"{vid} {int(m['num_frames'])} {label}\n")
         if task_of(m) != "rgb":
             flow.append(f"{vid} {int(m['num_flows'])} {label}\n")
+            if m.get("warped"):
+                wflow.append(f"{vid} {int(m['num_flows'])} {label}\n")
     classes = info.get("classes", [])
     for name, lines, kind in (("rgb_list.txt", rgb, "flow"), ("flow_list.txt", flow, "rgb")):
         path = os.path.join(root, name)
@@ -92,6 +98,11 @@ def _write_lists(root: str) -> int:
             atomic_write_bytes(path, "".join(lines).encode())
         elif os.path.exists(path):  # a --task store holds none of these: no stale list
             os.unlink(path)
+    wpath = os.path.join(root, "wflow_list.txt")
+    if wflow or (os.path.exists(wpath) and store_task != "rgb"):
+        atomic_write_bytes(wpath, "".join(wflow).encode())  # only stores with --warped videos
+    elif os.path.exists(wpath):  # a --task rgb store holds no flow: no stale warped list
+        os.unlink(wpath)
     atomic_write_bytes(os.path.join(root, "classes.txt"),
                        "".join(f"{i} {c}\n" for i, c in enumerate(classes)).encode())
     return len(store.video_ids)
