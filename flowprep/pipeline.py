@@ -3,6 +3,8 @@
     decode [-> select: --start/--end, --fps] -> RGB (--task both|rgb)
                                              -> grey -> flow (t -> t+step[, and back])
                                                 -> quantize + mean (--task both|flow) -> store
+                                             [-> homography, warp, second flow: --warped
+                                                 (flow/warp.py's WarpStage) -> store]
 
 ``process_video`` runs one input and commits it or fails it with a reason; the
 runners (parallel.py: local worker processes, distributed.py: dask) import it,
