@@ -367,3 +367,24 @@ def test_the_loader_asked_for_a_modality_the_store_lacks_is_a_clear_error(task_s
     # the modality it has loads
     ds = TwoStreamDataset(store, modality=task, length=1, mode="val", crop_size=32)
     assert ds[0]["label"] == 0
+
+
+def test_config_key_hashes_the_decoder_by_name_only():
+    from flowprep.extract import ExtractOptions, build_config
+    from flowprep.flow import FlowChoice, merge_params
+    from flowprep.store.base import config_key
+
+    def key(decoder_info):
+        cfg = build_config(ExtractOptions(algo="dis", decoder="opencv"),
+                           FlowChoice("dis", "opencv-cpu", "cpu"), merge_params("dis"))
+        cfg.pop("decoder")
+        if decoder_info is not None:
+            cfg["decoder"] = decoder_info
+        return config_key(cfg)
+
+    before = key(None)  # a store made before --decoder existed (OpenCV's reader)
+    assert key({"name": "opencv", "opencv": "4.13.0"}) == before
+    assert key({"name": "opencv", "opencv": "4.14.0", "note": "x"}) == before
+    pyav = key({"name": "pyav", "pyav": "18.1.0", "ffmpeg": "8.1.2"})
+    assert pyav != before
+    assert key({"name": "pyav", "pyav": "19.0.0", "ffmpeg": "8.2"}) == pyav

@@ -89,8 +89,20 @@ def stream_label(backward: bool = False, warped: bool = False) -> str:
 
 
 def config_key(config: Dict[str, Any]) -> str:
-    """Stable short hash of the output-affecting configuration."""
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    """Stable short hash of the output-affecting configuration.
+
+    The decoder counts by name only: its library versions are recorded in the
+    config but not hashed (as OpenCV's version is not), so upgrading PyAV does not
+    recompute a whole dataset. OpenCV's reader, the decoder of stores made before
+    --decoder existed, is left out of the hash, so those stores keep their key
+    when extended with ``--decoder opencv``.
+    """
+    hashed = dict(config)
+    decoder = hashed.pop("decoder", None)
+    name = decoder.get("name") if isinstance(decoder, dict) else decoder
+    if name not in (None, "opencv"):
+        hashed["decoder"] = name
+    blob = json.dumps(hashed, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha1(blob).hexdigest()[:16]
 
 
