@@ -668,7 +668,9 @@ def format_description(d: Dict[str, Any]) -> str:
         f"input      {_input_text(c)}",
         f"videos     {d['videos']} published, {len(d['failures'])} failed"
         + (f", {d['stale_videos']} made with another configuration" if d["stale_videos"] else ""),
-        f"frames     {n(d['frames'], 'RGB frame')}, {n(d['flows'], 'flow')}"
+        f"frames     {n(d['frames'], 'frame')}"
+        + (" decoded (RGB not stored)" if d.get("task") == "flow" else "")
+        + f", {n(d['flows'], 'flow')}"
         + (f" + {d['backward_flows']} backward" if d["backward_flows"] else "")
         + (f" (+ {d['warped_flows']} warped" + (f", {d['homography_fallbacks']} with the "
            f"identity homography (fallback)" if d.get("homography_fallbacks") else "") + ")"

@@ -268,6 +268,7 @@ def test_task_flow_stores_flow_only(task_stores, fmt, tmp_path):
     assert cli("verify", o).returncode == 0
     r = cli("inspect", o)
     assert r.returncode == 0 and "flow only (--task flow)" in r.stdout
+    assert "decoded (RGB not stored)" in r.stdout
     dst = tmp_path / "conv"
     r = cli("convert", o, dst, "--format", "hdf5" if fmt == "jpeg" else "jpeg")
     assert r.returncode == 0, r.stderr

@@ -40,7 +40,7 @@ def test_inspect_text(fmt):
     assert r.exit_code == 0, r.output
     assert f"format     {fmt}" in r.output
     assert "videos     2 published, 1 failed" in r.output
-    assert "frames     14 RGB frames, 12 flows" in r.output
+    assert "frames     14 frames, 12 flows" in r.output
     assert "farneback" in r.output and f"bound {BOUND:g} px" in r.output
     assert os.path.join(make_dataset(), "Broken", "bad.mp4") in r.output
 
