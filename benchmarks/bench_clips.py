@@ -26,6 +26,7 @@ import time
 
 import cv2
 import numpy as np
+from _machine import cpu_name  # noqa: E402 (benchmarks/_machine.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -94,12 +95,7 @@ def main() -> None:
             base = this[g[0][0]]
             for name in this:
                 ratios[(L, name)].append(this[name] / base)
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     print(f"Machine: {cpu}, 1 core (sched_setaffinity), cv2.setNumThreads(1); Python "
           f"{platform.python_version()}, OpenCV {cv2.__version__}, numpy {np.__version__}; "
           f"load average {os.getloadavg()[0]:.1f}")

@@ -33,6 +33,7 @@ import time
 
 import cv2
 import numpy as np
+from _machine import cpu_name  # noqa: E402 (benchmarks/_machine.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..")
@@ -185,12 +186,7 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
 
     import av
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     from flowprep.decode.pyav import ffmpeg_version
     print(f"Machine: {cpu}, {os.cpu_count()} cores (shared); Python {platform.python_version()}, "
           f"PyAV {av.__version__} (FFmpeg {ffmpeg_version()}), OpenCV {cv2.__version__}, "

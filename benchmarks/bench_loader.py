@@ -49,6 +49,7 @@ import time
 
 import cv2
 import numpy as np
+from _machine import cpu_name  # noqa: E402 (benchmarks/_machine.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
@@ -240,12 +241,7 @@ def main() -> None:
     rows = [(name, min(times[name]), med(shares[name]), med(per_plane[name]), med(other[name]))
             for name, _, _, _ in runners]
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(l.split(":", 1)[1].strip() for l in fh if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     import PIL
     print(f"Machine: {cpu}, 1 core (sched_setaffinity), cv2.setNumThreads(1); Python "
           f"{platform.python_version()}, OpenCV {cv2.__version__}, numpy {np.__version__}, "

@@ -24,6 +24,7 @@ import time
 
 import cv2
 import numpy as np
+from _machine import cpu_name  # noqa: E402 (benchmarks/_machine.py)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -89,12 +90,7 @@ def main() -> None:
                     spent[w] += time.perf_counter() - t0
             for w in (0, 1):
                 times[(name, w)].append(spent[w])
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     print(f"Machine: {cpu}, 1 core, cv2.setNumThreads(1); Python {platform.python_version()}, "
           f"OpenCV {cv2.__version__}, numpy {np.__version__}; load {os.getloadavg()[0]:.1f}")
     print(f"Store: bikes.mp4 602x256 --algo dis; L=10, 224 crop, train augmentation; "

@@ -40,6 +40,7 @@ sys.path.insert(0, ROOT)
 
 from flowprep.flow.native_tvl1 import native_isa, tvl1_flow  # noqa: E402
 from flowprep.flow.torch_tvl1 import TVL1_DEFAULTS  # noqa: E402
+from _machine import cpu_name  # noqa: E402 (benchmarks/_machine.py)
 
 SAMPLES = sorted(glob.glob(os.path.join(ROOT, "data", "samples", "*", "*.mp4")))
 
@@ -77,15 +78,7 @@ def cpu_per_pair(fn, pairs):
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_name()
     return (f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
             f"Python {platform.python_version()}, OpenCV {cv2.__version__}, native ISA {native_isa()}")
 

@@ -230,14 +230,7 @@ def contact_sheet(rgbs: Sequence[np.ndarray], flows: Sequence[np.ndarray], indic
     kind = flow_stream(backward, warped)
     cells = [_captioned(vstack([rgb, flow_to_color(fl, bound)]), f"{kind} {i}")
              for rgb, fl, i in zip(rgbs, flows, indices)]
-    cols = min(columns, len(cells))
-    blank = np.full_like(cells[0], BACKGROUND)
-    rows = []
-    for r in range(0, len(cells), cols):
-        row = list(cells[r: r + cols])
-        row += [blank] * (cols - len(row))
-        rows.append(hstack(row))
-    grid = vstack(rows)
+    grid = _grid(cells, columns)
     legend = _captioned(wheel_legend(h, bound), f"|d|={bound:g}px")
     return hstack([grid, legend])
 
@@ -305,7 +298,11 @@ def render_video(video, frame: Optional[int] = None, count: int = 8,
 
 def rgb_sheet(rgbs: Sequence[np.ndarray], indices: Sequence[int], columns: int = 4) -> np.ndarray:
     """A grid of captioned uint8 (H, W, 3) frames (a --task rgb store's contact sheet)."""
-    cells = [_captioned(rgb, f"frame {i}") for rgb, i in zip(rgbs, indices)]
+    return _grid([_captioned(rgb, f"frame {i}") for rgb, i in zip(rgbs, indices)], columns)
+
+
+def _grid(cells: Sequence[np.ndarray], columns: int) -> np.ndarray:
+    """uint8 (H, W, 3) cells of one size in rows of ``columns``, the last row padded."""
     cols = min(columns, len(cells))
     blank = np.full_like(cells[0], BACKGROUND)
     rows = []

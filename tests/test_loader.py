@@ -134,11 +134,13 @@ def build_store(root, videos, fmt="jpeg", bound=20.0, classes=("A", "B")):
     return open_store(root)
 
 
-def ref_flow(video, i, backward=False, box=None, flip=False, mean=False):
-    """Expected float (2, h, w) of flow i through crop ``box`` (x0, y0, w, h) and flip."""
-    d = video.flow(int(i), backward).astype(np.float32)
+def ref_flow(video, i, backward=False, box=None, flip=False, mean=False, warped=False):
+    """Expected float (2, h, w) of (warped) flow i through crop ``box`` (x0, y0, w, h) and flip."""
+    d = video.flow(int(i), backward, warped=warped).astype(np.float32)
     if mean:
-        d = d - (video.mean_flow_backward if backward else video.mean_flow)[int(i)]
+        means = ((video.mean_flow_warped_backward if backward else video.mean_flow_warped)
+                 if warped else (video.mean_flow_backward if backward else video.mean_flow))
+        d = d - means[int(i)]
     if box is not None:
         x0, y0, w, h = box
         d = d[y0:y0 + h, x0:x0 + w]

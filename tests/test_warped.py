@@ -612,16 +612,8 @@ def test_step_two_homography_spans_both_frames(scene, scene_dir, tmp_path_factor
 
 def warped_ref(video, i, backward=False, box=None, flip=False, mean=False):
     """Expected float32 (2, h, w) of warped flow i through crop ``box`` and flip."""
-    d = video.flow(int(i), backward, warped=True).astype(np.float32)
-    if mean:
-        d = d - (video.mean_flow_warped_backward if backward else video.mean_flow_warped)[int(i)]
-    if box is not None:
-        x0, y0, w, h = box
-        d = d[y0:y0 + h, x0:x0 + w]
-    if flip:
-        d = d[:, ::-1].copy()
-        d[..., 0] = -d[..., 0]
-    return d.transpose(2, 0, 1)
+    from test_loader import ref_flow
+    return ref_flow(video, i, backward, box, flip, mean, warped=True)
 
 
 @pytest.mark.parametrize("fmt", ["jpeg", "hdf5"])
