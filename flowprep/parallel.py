@@ -63,7 +63,7 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
     if parent:
         _die_with_parent(parent)
     import cv2
-    from .pipeline import make_job_backend, process_video, warm_up
+    from .pipeline import NO_FLOW, make_job_backend, process_video, warm_up
     warm_up(job)  # import the decoder now: the first video's time limit is for the video
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -106,7 +106,7 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
                 conn.send(("closed", writer.drain_published(), err))
                 return
             vin = msg[1]
-            if backend is None and job.choice.implementation != "none":
+            if backend is None and job.choice.implementation != NO_FLOW:
                 try:
                     backend = make_job_backend(job, job.choice.device_for_worker(index), job.threads)
                 except FlowprepError as exc:

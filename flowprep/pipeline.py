@@ -33,7 +33,7 @@ from .flow.warp import WarpStage
 from .fsutil import storage_error as _storage_error
 from .inputs import VideoInput
 from .store import open_writer
-from .store.base import StoreWriter
+from .store.base import StoreWriter, stat_suffix
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extract import ExtractOptions
@@ -52,7 +52,7 @@ def rgb_only_choice(algo: str) -> FlowChoice:
 
 def warm_up(job: "Job") -> None:
     """Import what decoding needs (PyAV takes a good part of a second) before any video starts."""
-    if (job.config.get("decoder") or {}).get("name") == "pyav":
+    if job.decoder == "pyav":
         import av  # noqa: F401
         import av.video.reformatter  # noqa: F401
 
@@ -77,6 +77,12 @@ class Job:
     root: str
     tmp_root: str
     threads: int = 1
+
+    @property
+    def decoder(self) -> str:
+        """The decoder the run resolved ("auto" -> pyav or opencv, once in the parent, so
+        every worker decodes alike)."""
+        return (self.config.get("decoder") or {}).get("name") or self.opts.decoder
 
     def writer(self, tag: str) -> StoreWriter:
         return open_writer(self.opts.format, self.root, self.tmp_root, tag,
@@ -120,22 +126,22 @@ class _FlowSink:
 
     def __init__(self, opts: "ExtractOptions", vw, out: "_OrderedWriter") -> None:
         self.opts, self.vw, self.out = opts, vw, out
-        self.stats: Dict[str, List[Any]] = {"mean_flow": [], "clipped_fraction": [], "ranges": [],
-                                            "mean_flow_backward": [], "clipped_fraction_backward": [],
-                                            "ranges_backward": []}
+        #: meta key (mean_flow, clipped_fraction, ranges + the stream's stat_suffix) -> per-flow values
+        self.stats: Dict[str, List[Any]] = {}
+
+    def _stat(self, key: str, sfx: str, value: Any) -> None:
+        self.stats.setdefault(key + sfx, []).append(value)
 
     def add(self, flow: np.ndarray, backward: bool, warped: bool = False) -> None:
-        sfx = ("_warped" if warped else "") + ("_backward" if backward else "")
-        for key in ("mean_flow", "clipped_fraction", "ranges"):  # warped keys on demand
-            self.stats.setdefault(key + sfx, [])
-        self.stats["mean_flow" + sfx].append([float(v) for v in qz.mean_flow(flow)])
+        sfx = stat_suffix(backward, warped)
+        self._stat("mean_flow", sfx, [float(v) for v in qz.mean_flow(flow)])
         if self.opts.quant == "fixed":
             q = qz.quantize_fixed(flow, self.opts.bound)
-            self.stats["clipped_fraction" + sfx].append(qz.clipped_fraction(flow, self.opts.bound))
+            self._stat("clipped_fraction", sfx, qz.clipped_fraction(flow, self.opts.bound))
         else:
             q, ranges = qz.quantize_adaptive(flow)
-            self.stats["ranges" + sfx].append(ranges.tolist())
-            self.stats["clipped_fraction" + sfx].append(0.0)
+            self._stat("ranges", sfx, ranges.tolist())
+            self._stat("clipped_fraction", sfx, 0.0)
         self.out.submit(self.vw.add_flow, q, backward=backward, warped=warped)
 
 
@@ -150,7 +156,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
     t0 = time.perf_counter()
     opts = job.opts
     step = int(opts.step)
-    task = getattr(opts, "task", "both")
+    task = opts.task
     want_rgb, want_flow = task in ("both", "rgb"), task in ("both", "flow")
     result: Dict[str, Any] = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
     vw = None
@@ -158,9 +164,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
     out = _OrderedWriter()
     try:
         _test_hook(vin)
-        # the decoder the run resolved ("auto" -> pyav/opencv in the parent, so workers agree)
-        decoder = (job.config.get("decoder") or {}).get("name") or opts.decoder
-        reader = open_reader(vin.path, decoder, opts.resize, threads=job.threads,
+        reader = open_reader(vin.path, job.decoder, opts.resize, threads=job.threads,
                              input_fps=opts.input_fps)
         start, end = time_range(vin, opts)
         vw = writer.begin(vin.video_id)
@@ -238,9 +242,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         meta.update(input_meta(reader, opts, task, times, start, end))
         if not want_flow:
             meta["mean_flow"] = []
-        for k, v in sink.stats.items():
-            if v:
-                meta[k] = v
+        meta.update(sink.stats)  # mean_flow, clipped_fraction[, ranges] of each stored stream
         if warp is not None:  # --warped: settings, homographies, inliers, fallbacks
             meta.update(warp.meta())
         warnings = reader.warnings()
@@ -252,8 +254,6 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
             result["warnings"] = warnings
     except Exception as exc:
         out.stop()  # the background writes end before the writer is aborted or retired
-        if reader is not None:
-            reader.close()  # the decoder now, not whenever the suspended generator is collected
         storage = _storage_error(exc)
         if vw is not None and storage is None:
             try:
@@ -282,15 +282,14 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
     finally:
         out.stop()
         if reader is not None:
-            reader.close()
+            reader.close()  # the decoder now, not whenever the suspended generator is collected
     result["seconds"] = time.perf_counter() - t0
     return result
 
 
-
 def time_range(vin: VideoInput, opts: "ExtractOptions") -> Tuple[Optional[float], Optional[float]]:
     """The [start, end) of one input in seconds: its list line's range, else --start/--end."""
-    if getattr(vin, "start", None) is not None or getattr(vin, "end", None) is not None:
+    if vin.start is not None or vin.end is not None:
         return vin.start, vin.end
     return opts.start, opts.end
 
@@ -312,6 +311,7 @@ def input_meta(reader, opts: "ExtractOptions", task: str, times: List[float],
     if start is not None or end is not None:
         m["time_range"] = [start, end]
     return m
+
 
 def failed_result(vin: VideoInput, reason: str) -> Dict[str, Any]:
     """The result dict of a video that ends failed with ``reason`` (runners use it too)."""

@@ -138,9 +138,7 @@ def ref_flow(video, i, backward=False, box=None, flip=False, mean=False, warped=
     """Expected float (2, h, w) of (warped) flow i through crop ``box`` (x0, y0, w, h) and flip."""
     d = video.flow(int(i), backward, warped=warped).astype(np.float32)
     if mean:
-        means = ((video.mean_flow_warped_backward if backward else video.mean_flow_warped)
-                 if warped else (video.mean_flow_backward if backward else video.mean_flow))
-        d = d - means[int(i)]
+        d = d - video.mean_flows(backward, warped)[int(i)]
     if box is not None:
         x0, y0, w, h = box
         d = d[y0:y0 + h, x0:x0 + w]

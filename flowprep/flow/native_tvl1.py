@@ -111,8 +111,11 @@ def tvl1_flow(prev: np.ndarray, nxt: np.ndarray, params: Optional[Mapping[str, A
     Raises:
         ConfigError: bad frames or parameters. BackendUnavailable: no extension.
     """
-    ext = _require()
-    p = validate_tvl1_params(params)
+    return _compute(_require(), prev, nxt, validate_tvl1_params(params), stats)
+
+
+def _compute(ext: Any, prev: np.ndarray, nxt: np.ndarray, p: Dict[str, Any], stats: bool = False):
+    """tvl1_flow with validated parameters ``p`` (the backend validates them once)."""
     a, b = _frame(prev, "prev"), _frame(nxt, "next")
     if a.shape != b.shape or a.dtype != b.dtype:
         raise ConfigError(f"prev and next differ: {a.dtype} {a.shape} vs {b.dtype} {b.shape}")
@@ -140,14 +143,14 @@ class NativeTVL1(FlowBackend):
     implementation = "native"
 
     def __init__(self, params: Optional[Dict[str, Any]] = None, device: str = "cpu") -> None:
-        _require()
         if device != "cpu":
             raise BackendUnavailable(f"the native TV-L1 runs on the CPU only, got device {device!r}")
         super().__init__(validate_tvl1_params(params), "cpu")
+        self._ext = _require()
 
     def compute(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         """Flow from ``prev`` to ``nxt``: uint8 (H, W) in, float32 (H, W, 2) pixels out."""
-        return tvl1_flow(prev, nxt, self.params)
+        return _compute(self._ext, prev, nxt, self.params)
 
     def describe(self) -> Dict[str, Any]:
         info = super().describe()

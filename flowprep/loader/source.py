@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..store.base import Video
+from ..store.base import Video, stat_suffix
 from .stacking import FlowPair, PlaneName
 
 
@@ -41,16 +41,10 @@ class FlowSource:
     def means(self, backward: bool) -> np.ndarray:
         """float32 (num_flows, 2) stored per-flow mean vectors (stored pixels), parsed once
         per cached video."""
-        key = ("mean_wb" if backward else "mean_wf") if self.warped else \
-            ("mean_b" if backward else "mean_f")
+        key = "mean" + stat_suffix(backward, self.warped)
         m = self.cache.get(key)
         if m is None:
-            v = self.video
-            if self.warped:
-                m = v.mean_flow_warped_backward if backward else v.mean_flow_warped
-            else:
-                m = v.mean_flow_backward if backward else v.mean_flow
-            self.cache[key] = m
+            m = self.cache[key] = self.video.mean_flows(backward, self.warped)
         return m
 
     def ranges(self, i: int, backward: bool) -> Optional[np.ndarray]:

@@ -53,6 +53,8 @@ def task_of(meta_or_config: Dict[str, Any]) -> str:
 def stored_rgb_frames(meta: Dict[str, Any]) -> int:
     """RGB frames stored for a video: num_frames, or 0 for a --task flow video."""
     return 0 if task_of(meta) == "flow" else int(meta["num_frames"])
+
+
 #: (backward, warped) -> the flow stream's name (JPEG file prefix, HDF5 dataset prefix)
 FLOW_STREAMS = {(False, False): "flow", (True, False): "bflow",
                 (False, True): "wflow", (True, True): "bwflow"}
@@ -226,28 +228,32 @@ class Video:
     def label(self) -> Optional[int]:
         return self.meta.get("label")
 
+    def mean_flows(self, backward: bool = False, warped: bool = False) -> np.ndarray:
+        """float32 (num_flows, 2): per-flow mean (dx, dy) in pixels, before quantization,
+        of the stream flow_stream(backward, warped)."""
+        self._need_stream(backward, warped)
+        key = "mean_flow" + stat_suffix(backward, warped)
+        return np.asarray(self.meta[key], dtype=np.float32).reshape(-1, 2)
+
     @property
     def mean_flow(self) -> np.ndarray:
         """float32 (num_flows, 2): per-flow mean (dx, dy) in pixels, before quantization."""
-        return np.asarray(self.meta["mean_flow"], dtype=np.float32).reshape(-1, 2)
+        return self.mean_flows()
 
     @property
     def mean_flow_backward(self) -> np.ndarray:
         """float32 (num_flows, 2) for the backward flows (frame i+step -> i)."""
-        self._need_backward()
-        return np.asarray(self.meta["mean_flow_backward"], dtype=np.float32).reshape(-1, 2)
+        return self.mean_flows(backward=True)
 
     @property
     def mean_flow_warped(self) -> np.ndarray:
         """float32 (num_flows, 2): per-flow mean (dx, dy) of the warped flow, pixels."""
-        self._need_warped()
-        return np.asarray(self.meta["mean_flow_warped"], dtype=np.float32).reshape(-1, 2)
+        return self.mean_flows(warped=True)
 
     @property
     def mean_flow_warped_backward(self) -> np.ndarray:
         """float32 (num_flows, 2) for the backward warped flows (--warped --backward)."""
-        self._need_warped(True)
-        return np.asarray(self.meta["mean_flow_warped_backward"], dtype=np.float32).reshape(-1, 2)
+        return self.mean_flows(backward=True, warped=True)
 
     @property
     def clipped_fraction(self) -> np.ndarray:

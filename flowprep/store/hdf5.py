@@ -119,16 +119,11 @@ LIBVER = ("v110", "v110")
 # spans of at most SPAN_MAX bytes
 SPAN_GAP = 256 << 10
 SPAN_MAX = 16 << 20
-#: key -> (x table, y table) of the JPEG-payload flow streams, and key -> dataset of the raw
-#: ones; key is ``backward`` (a bool: the plain streams) or (backward, warped)
-JPEG_FLOW_STREAMS: Dict[Any, Tuple[str, str]] = {}
-RAW_FLOW_STREAMS: Dict[Any, str] = {}
-for (_b, _w), _name in FLOW_STREAMS.items():
-    JPEG_FLOW_STREAMS[(_b, _w)] = (_name + "_x", _name + "_y")
-    RAW_FLOW_STREAMS[(_b, _w)] = _name
-    if not _w:
-        JPEG_FLOW_STREAMS[_b] = JPEG_FLOW_STREAMS[(_b, _w)]
-        RAW_FLOW_STREAMS[_b] = _name
+#: (backward, warped) -> (x table, y table) of the JPEG-payload flow streams, and
+#: (backward, warped) -> dataset of the raw ones
+JPEG_FLOW_STREAMS: Dict[Tuple[bool, bool], Tuple[str, str]] = {
+    key: (name + "_x", name + "_y") for key, name in FLOW_STREAMS.items()}
+RAW_FLOW_STREAMS: Dict[Tuple[bool, bool], str] = dict(FLOW_STREAMS)
 
 
 def _h5py():
@@ -294,7 +289,7 @@ class Hdf5Video(Video):
     def _is_raw(self, backward: bool, warped: bool = False) -> bool:
         key = ("raw", bool(backward), bool(warped))
         if key not in self._tables:
-            self._tables[key] = RAW_FLOW_STREAMS[(bool(backward), bool(warped))] in self._group()  # type: ignore[index]
+            self._tables[key] = RAW_FLOW_STREAMS[key[1:]] in self._group()  # type: ignore[index]
         return bool(self._tables[key])  # type: ignore[index]
 
     def _dataset(self, name: str):

@@ -24,8 +24,8 @@ from ..errors import StoreError
 from ..fsutil import (atomic_write_json, exchange, fsync_dir, open_dir, read_json, safe_join,
                       sync_filesystem, write_bytes)
 from . import codec
-from .base import (Store, StoreWriter, Video, VideoWriter, clear_failure, flow_stream,
-                   stored_rgb_frames, stored_streams)
+from .base import (FLOW_STREAMS, Store, StoreWriter, Video, VideoWriter, clear_failure,
+                   flow_stream, stored_rgb_frames, stored_streams)
 
 META_FILE = "meta.json"
 
@@ -145,7 +145,7 @@ class JpegVideoWriter(VideoWriter):
         # opened before any frame is written: syncfs on it at commit reports the
         # write-back errors of every frame (see fsutil.sync_filesystem)
         self._dir_fd: Optional[int] = open_dir(tmpdir)
-        self.counts = {"img": 0, "flow": 0, "bflow": 0, "wflow": 0, "bwflow": 0}
+        self.counts = dict.fromkeys(("img",) + tuple(FLOW_STREAMS.values()), 0)
 
     def add_rgb(self, rgb: np.ndarray) -> None:
         name = frame_name("img", self.counts["img"])
