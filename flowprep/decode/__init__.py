@@ -72,7 +72,7 @@ def decoder_info(name: str = "auto") -> Dict[str, str]:
 
 
 def open_reader(path: str, decoder: str = "auto", resize: Resize = Resize(), threads: int = 0,
-                input_fps: Optional[float] = None) -> Decoder:
+                input_fps: Optional[float] = None, seek: Optional[float] = None) -> Decoder:
     """A Decoder streaming ``path`` (a video file or a frame folder).
 
     Args:
@@ -81,6 +81,9 @@ def open_reader(path: str, decoder: str = "auto", resize: Resize = Resize(), thr
         resize: the output size rule.
         threads: PyAV decoder threads (0 = FFmpeg's choice).
         input_fps: frames/s of a frame folder (default DEFAULT_FPS); ignored for videos.
+        seek: seconds (float or Fraction): PyAV starts decoding at the keyframe at or
+            before it (see decode/pyav.py; frames before it may still come, the caller
+            selects); the other readers decode from the first frame. None: the start.
     Raises:
         DecodeError naming the input when it does not decode; ConfigError for a bad name.
     """
@@ -90,5 +93,5 @@ def open_reader(path: str, decoder: str = "auto", resize: Resize = Resize(), thr
     which = resolve_decoder(decoder)
     if which == "pyav":
         from .pyav import PyAVReader
-        return PyAVReader(path, resize, threads=threads)
+        return PyAVReader(path, resize, threads=threads, seek=seek)
     return OpenCVReader(path, resize)

@@ -16,9 +16,20 @@ ProRes, MJPEG, ...), the default.
   and other FFmpeg errors) is skipped and counted in ``decode_errors``; decoding
   goes on with the next packet. ``MAX_BAD_READS`` rejected packets in a row end
   the stream (nothing decodes any more).
+- Seeking (``seek=S``, for --start and for the time chunks of a long video):
+  the demuxer seeks to the last keyframe at or before S, frames decoded before
+  that keyframe (leading pictures that reference the previous group) are
+  dropped, and the keyframe's time is checked: when it lies after S (an index
+  that does not list every keyframe, an open group), the seek is retried
+  further back (1, 2, 4, ... s before S), and finally the file is decoded from
+  its first frame. Every frame shown at or after S is therefore decoded from
+  its keyframe on, as in a decode from the start, and the caller's selection
+  keeps the same frames. Streams without a start time or frames without a
+  presentation time are decoded from the start (no seek).
 """
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Iterator, Optional, Tuple
 
@@ -51,11 +62,24 @@ class PyAVReader(Decoder):
         path: the video file.
         resize: the output size rule.
         threads: decoder threads; 0 lets FFmpeg choose (one per core).
+        seek: start decoding at the keyframe at or before this time (seconds, Fraction
+            or float, >= 0); None or 0 decodes from the first frame. Frames before it
+            may still come out (from the keyframe on): the caller selects.
+
+    Attributes:
+        seeked_to: the time (seconds, Fraction) of the keyframe decoding started at
+            after a seek, None when decoding started at the beginning.
     """
 
     name = "pyav"
 
-    def __init__(self, path: str, resize: Resize = Resize(), threads: int = 0) -> None:
+    #: the seek is retried this many times further back before decoding from the start
+    SEEK_TRIES = 6
+    #: frames dropped after a seek while looking for the keyframe, before giving up on it
+    SEEK_MAX_LEADING = 512
+
+    def __init__(self, path: str, resize: Resize = Resize(), threads: int = 0,
+                 seek: Optional[Time] = None) -> None:
         super().__init__(path, resize)
         import av
         self._av = av
@@ -85,6 +109,11 @@ class PyAVReader(Decoder):
         from av.video.reformatter import VideoReformatter
         self._reformatter = VideoReformatter()
         self._size: Optional[Tuple[int, int]] = None  # coded (width, height) of the first frame
+        self.seeked_to: Optional[Fraction] = None
+        self._frames_from: Optional[Iterator] = None  # decoded av frames after a seek
+        if seek is not None and seek > 0 and self._origin is not None and self._tb:
+            self._frames_from = self._seek(Fraction(seek) if isinstance(seek, int)
+                                           else _as_fraction(seek))
         self._start()
         # the first frame decided the output size; convert it like every other frame
         first, self._first_av = self._first_av, None
@@ -112,6 +141,61 @@ class PyAVReader(Decoder):
                 self.decode_errors += 1
 
     def _raw(self) -> Iterator[Tuple[np.ndarray, Optional[Time]]]:
+        frames = self._frames_from if self._frames_from is not None else self._av_frames()
+        for frame in frames:
+            yield self._convert(frame)
+
+    def _time_of(self, frame) -> Optional[Fraction]:
+        tb = frame.time_base or self._tb
+        if frame.pts is None or tb is None or self._origin is None:
+            return None
+        return Fraction(frame.pts - self._origin) * Fraction(tb)
+
+    def _seek(self, target: Fraction) -> Iterator:
+        """Position the decoder for a decode from ``target`` seconds on (see the module
+        docstring); returns the av frames from the keyframe on."""
+        back = Fraction(0)
+        st = self._stream
+        for _ in range(self.SEEK_TRIES):
+            at = target - back
+            if at <= 0:
+                break
+            pts = int(self._origin) + math.floor(at / Fraction(self._tb))
+            try:
+                self._container.seek(pts, stream=st, backward=True, any_frame=False)
+                st.codec_context.flush_buffers()
+            except self._av.FFmpegError:
+                break
+            gen = self._av_frames()
+            first = None
+            for k, frame in enumerate(gen):
+                if self._time_of(frame) is None or k >= self.SEEK_MAX_LEADING:
+                    gen.close()
+                    return self._restart()
+                if frame.key_frame:
+                    first = frame
+                    break
+            if first is not None and self._time_of(first) <= target:
+                self.seeked_to = self._time_of(first)
+                return _chain(first, gen)
+            gen.close()
+            back = max(Fraction(1), 2 * back)
+        return self._restart()
+
+    def _restart(self) -> Iterator:
+        """Back to the first frame: a fresh container, decoded from the start."""
+        self.seeked_to = None
+        self.decode_errors = 0
+        self._container.close()
+        self._container = self._av.open(self.path, metadata_errors="ignore")
+        threads = self._stream.codec_context.thread_count
+        self._stream = st = self._container.streams.video[0]
+        st.thread_type = "AUTO"
+        st.codec_context.thread_count = threads
+        return self._av_frames()
+
+    def _av_frames(self):
+        """The decoded av.VideoFrames from the demuxer's position (corrupt packets skipped)."""
         bad_in_a_row = 0
         for packet in self._packets():
             try:
@@ -125,8 +209,7 @@ class PyAVReader(Decoder):
                     return
                 continue
             bad_in_a_row = 0
-            for frame in frames:
-                yield self._convert(frame)
+            yield from frames
 
     def _convert(self, frame) -> Tuple[np.ndarray, Optional[Time]]:
         rot = getattr(frame, "rotation", 0) or 0
@@ -176,6 +259,15 @@ class PyAVReader(Decoder):
             except Exception:  # noqa: BLE001 - closing a broken container
                 pass
             self._container = None
+
+
+def _chain(first, rest: Iterator) -> Iterator:
+    yield first
+    yield from rest
+
+
+def _as_fraction(x: Time) -> Fraction:
+    return x if isinstance(x, Fraction) else Fraction(x).limit_denominator(1_000_000)
 
 
 def _short(exc: BaseException) -> str:
