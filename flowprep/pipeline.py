@@ -77,6 +77,10 @@ class Job:
     root: str
     tmp_root: str
     threads: int = 1
+    #: frames a time chunk of a long video (chunks.py): None automatic, 0 never split
+    chunk_frames: Optional[int] = None
+    #: the run's workers (automatic chunks come in multiples of it)
+    workers: int = 1
 
     @property
     def decoder(self) -> str:
@@ -145,55 +149,177 @@ class _FlowSink:
         self.out.submit(self.vw.add_flow, q, backward=backward, warped=warped)
 
 
+class FrameRun:
+    """Selected frames through grey -> flow (pairs t, t+step) -> quantize -> a VideoWriter.
+
+    ``add(t, rgb)`` each selected frame in order, then ``finish()``. Frames added with
+    ``store=False`` (a chunk's overlap: the first frames of the next chunk) only end
+    flow pairs: their RGB is not written and no pair starts at them. The writer's calls
+    go through ``out`` in a fixed order: RGB frame k when it arrives, and the flows of
+    ``batch`` pairs (forward, backward, then the warped ones) once that many are pending.
+
+    Attributes:
+        times: float seconds of the stored frames.
+        n_flows: flows computed (pairs).
+        sink: the _FlowSink (per-flow statistics in ``sink.stats``).
+        warp: the WarpStage (--warped) or None.
+        batch: pairs per flow call.
+    """
+
+    def __init__(self, job: "Job", backend: Optional[FlowBackend], vw, out: "_OrderedWriter") -> None:
+        opts = job.opts
+        self.opts, self.backend, self.vw, self.out = opts, backend, vw, out
+        self.step = int(opts.step)
+        self.want_rgb = opts.task in ("both", "rgb")
+        self.want_flow = opts.task in ("both", "flow")
+        self.sink = _FlowSink(opts, vw, out)
+        self.window: deque = deque(maxlen=self.step + 1)
+        self.pending: List[Tuple[np.ndarray, np.ndarray]] = []
+        self.batch = batch_size(job, backend)
+        self.n_flows = 0
+        self.times: List[float] = []
+        self.warp = (WarpStage.for_backend(opts.warped, backend)  # --warped
+                     if opts.warped and self.want_flow else None)
+
+    def add(self, t: Any, rgb: np.ndarray, store: bool = True) -> None:
+        """One selected frame: t seconds, rgb uint8 (H, W, 3)."""
+        if store:
+            self.times.append(float(t))
+            if self.want_rgb:
+                self.out.submit(self.vw.add_rgb, rgb)
+        if self.want_flow:
+            self.window.append(rgb_to_grey(rgb))
+            if len(self.window) == self.step + 1:
+                self.pending.append((self.window[0], self.window[-1]))
+                if len(self.pending) >= self.batch:
+                    self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        opts, backend, sink, pending = self.opts, self.backend, self.sink, self.pending
+        pairs = list(pending)
+        if opts.backward:
+            pairs += [(b, a) for a, b in pending]
+        flows = backend.compute_batch(pairs)
+        k = len(pending)
+        for j in range(k):
+            sink.add(flows[j], backward=False)
+            if opts.backward:
+                sink.add(flows[k + j], backward=True)
+        if self.warp is not None:  # --warped: homographies, warp, the second flow
+            self.warp.process(backend, pending, flows, bool(opts.backward), sink.add)
+        self.n_flows += k
+        pending.clear()
+
+    def finish(self) -> None:
+        self.flush()
+        self.out.drain()
+
+
+def batch_size(job: "Job", backend: Optional[FlowBackend]) -> int:
+    """Pairs per flow call (--batch-size, else the backend's choice, else 1)."""
+    return max(1, int(job.opts.batch_size or (backend.batch_size if backend else 1) or 1))
+
+
+@dataclass
+class DecodeSummary:
+    """What the meta records about a video's decoding (one reader's, or the sum of a
+    chunked video's readers).
+
+    Attributes:
+        fps: the rate the container states (frames/s, 0.0 unknown).
+        width, height, src_width, src_height: output and decoded sizes, pixels.
+        container_frames: the count the container claims, or None.
+        decode_errors: corrupt packets skipped.
+        frames_read: frames decoded (from the first frame, or from the keyframe a
+            --start seek landed on).
+        decoder: the decoder's describe() dict.
+        warnings: problems that did not stop decoding (strings).
+    """
+
+    fps: float
+    width: int
+    height: int
+    src_width: int
+    src_height: int
+    container_frames: Optional[int]
+    decode_errors: int
+    frames_read: int
+    decoder: Dict[str, Any]
+    warnings: List[str]
+
+    @classmethod
+    def of(cls, reader) -> "DecodeSummary":
+        return cls(reader.fps, reader.width, reader.height, reader.src_width, reader.src_height,
+                   reader.container_frames, reader.decode_errors, reader.frames_read,
+                   reader.describe(), reader.warnings())
+
+
+def video_meta(vin: VideoInput, job: "Job", backend: Optional[FlowBackend], dec: DecodeSummary,
+               times: List[float], n_flows: int, start: Optional[float], end: Optional[float],
+               stats: Dict[str, List[Any]], warp_meta: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    """The meta of one published video (meta.json; the same for a chunked video)."""
+    opts = job.opts
+    want_flow = opts.task in ("both", "flow")
+    meta = {
+        "video_id": vin.video_id, "source": os.path.abspath(vin.path),
+        "class_name": vin.class_name, "label": vin.label,
+        "num_frames": len(times), "num_flows": n_flows,
+        "fps": float(opts.fps) if opts.fps is not None else dec.fps,
+        "width": dec.width, "height": dec.height,
+        "src_width": dec.src_width, "src_height": dec.src_height,
+        "container_frames": dec.container_frames, "decode_errors": dec.decode_errors,
+        "step": int(opts.step), "backward": bool(opts.backward),
+        "quant": job.config["quant"], "config_key": job.key,
+        "flow": backend.describe() if want_flow else None, "flowprep_version": __version__,
+    }
+    meta.update(input_meta(dec, opts, opts.task, times, start, end))
+    if not want_flow:
+        meta["mean_flow"] = []
+    meta.update(stats)  # mean_flow, clipped_fraction[, ranges] of each stored stream
+    if warp_meta is not None:  # --warped: settings, homographies, inliers, fallbacks
+        meta.update(warp_meta)
+    if dec.warnings:  # published anyway: see docs/reliability.md, "Damaged inputs"
+        meta["warnings"] = dec.warnings
+    return meta
+
+
 def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: StoreWriter,
-                  progress: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
+                  progress: Optional[Callable[[int], None]] = None,
+                  may_split: bool = False) -> Dict[str, Any]:
     """Decode, compute flow, quantize and write one video; commit it or fail cleanly.
 
+    With ``may_split`` (a runner that schedules time chunks, see chunks.py), a video
+    long enough to be split is not computed: the result has status "split" and
+    "chunks", the ChunkSpecs to compute.
+
     Returns:
-        {"video_id", "input", "status": "published" | "failed", "reason", "frames",
-         "flows", "seconds"}. DiskFullError propagates (the run must stop).
+        {"video_id", "input", "status": "published" | "failed" | "split", "reason",
+         "frames", "flows", "seconds"[, "chunks"]}. DiskFullError propagates (the run
+        must stop).
     """
     t0 = time.perf_counter()
     opts = job.opts
     step = int(opts.step)
-    task = opts.task
-    want_rgb, want_flow = task in ("both", "rgb"), task in ("both", "flow")
+    want_flow = opts.task in ("both", "flow")
     result: Dict[str, Any] = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
     vw = None
     reader = None
     out = _OrderedWriter()
     try:
         _test_hook(vin)
-        reader = open_reader(vin.path, job.decoder, opts.resize, threads=job.threads,
-                             input_fps=opts.input_fps)
         start, end = time_range(vin, opts)
+        reader = open_reader(vin.path, job.decoder, opts.resize, threads=job.threads,
+                             input_fps=opts.input_fps, seek=start or None)
+        if may_split:
+            from .chunks import plan_chunks
+            specs = plan_chunks(reader, job, start, end)
+            if specs:
+                result.update(status="split", chunks=specs, seconds=time.perf_counter() - t0)
+                return result
         vw = writer.begin(vin.video_id)
-        sink = _FlowSink(opts, vw, out)
-        window: deque = deque(maxlen=step + 1)
-        pending: List[Tuple[np.ndarray, np.ndarray]] = []
-        batch = max(1, int(opts.batch_size or (backend.batch_size if backend else 1) or 1))
-        n_flows = 0
-        times: List[float] = []
-        warp = (WarpStage.for_backend(opts.warped, backend)  # --warped
-                if opts.warped and want_flow else None)
-
-        def flush() -> None:
-            nonlocal n_flows
-            if not pending:
-                return
-            pairs = list(pending)
-            if opts.backward:
-                pairs += [(b, a) for a, b in pending]
-            flows = backend.compute_batch(pairs)
-            k = len(pending)
-            for j in range(k):
-                sink.add(flows[j], backward=False)
-                if opts.backward:
-                    sink.add(flows[k + j], backward=True)
-            if warp is not None:  # --warped: homographies, warp, the second flow
-                warp.process(backend, pending, flows, bool(opts.backward), sink.add)
-            n_flows += k
-            pending.clear()
+        run = FrameRun(job, backend, vw, out)
 
         def decoded():  # progress (and so the per-frame timeout) counts decoded frames
             for k, item in enumerate(reader.frames()):
@@ -204,87 +330,72 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         stream = select(decoded(), fps=opts.fps, start=start, end=end,
                         end_time=lambda _t: reader.end_time)
         for t, rgb in stream:
-            times.append(float(t))
-            if want_rgb:
-                out.submit(vw.add_rgb, rgb)
-            if want_flow:
-                window.append(rgb_to_grey(rgb))
-                if len(window) == step + 1:
-                    pending.append((window[0], window[-1]))
-                    if len(pending) >= batch:
-                        flush()
-        flush()
-        out.drain()
-        n = len(times)
-        if n == 0:
-            raise DecodeError(f"{vin.path}: no frames in [{_sec(start)}, {_sec(end)}) "
-                              f"({reader.frames_read} frames decoded"
-                              + (f", the last shown until {float(reader.end_time):.3f} s"
-                                 if reader.end_time is not None else "") + ")")
-        if want_flow and n < step + 1:
-            raise DecodeError(
-                f"{vin.path}: {n} frame{'s' if n != 1 else ''} "
-                f"{'decoded' if n == reader.frames_read else 'selected'}; flow with step {step} "
-                f"needs at least {step + 1}")
-        src_fps = reader.fps
-        meta = {
-            "video_id": vin.video_id, "source": os.path.abspath(vin.path),
-            "class_name": vin.class_name, "label": vin.label,
-            "num_frames": n, "num_flows": n_flows,
-            "fps": float(opts.fps) if opts.fps is not None else src_fps,
-            "width": reader.width, "height": reader.height,
-            "src_width": reader.src_width, "src_height": reader.src_height,
-            "container_frames": reader.container_frames, "decode_errors": reader.decode_errors,
-            "step": step, "backward": bool(opts.backward),
-            "quant": job.config["quant"], "config_key": job.key,
-            "flow": backend.describe() if want_flow else None, "flowprep_version": __version__,
-        }
-        meta.update(input_meta(reader, opts, task, times, start, end))
-        if not want_flow:
-            meta["mean_flow"] = []
-        meta.update(sink.stats)  # mean_flow, clipped_fraction[, ranges] of each stored stream
-        if warp is not None:  # --warped: settings, homographies, inliers, fallbacks
-            meta.update(warp.meta())
-        warnings = reader.warnings()
-        if warnings:  # published anyway: see docs/reliability.md, "Damaged inputs"
-            meta["warnings"] = warnings
+            run.add(t, rgb)
+        run.finish()
+        n = len(run.times)
+        check_count(vin, n, step, want_flow, reader.frames_read, reader.end_time, start, end)
+        meta = video_meta(vin, job, backend, DecodeSummary.of(reader), run.times, run.n_flows,
+                          start, end, run.sink.stats,
+                          run.warp.meta() if run.warp is not None else None)
         vw.commit(meta)
-        result.update(status="published", frames=n, flows=n_flows)
-        if warnings:
-            result["warnings"] = warnings
+        result.update(status="published", frames=n, flows=run.n_flows)
+        if meta.get("warnings"):
+            result["warnings"] = meta["warnings"]
     except Exception as exc:
         out.stop()  # the background writes end before the writer is aborted or retired
-        storage = _storage_error(exc)
-        if vw is not None and storage is None:
-            try:
-                vw.abort()
-            except Exception:  # the writer is broken too; the worker is retired below
-                pass
-        # after a storage error the writer is not touched again (an HDF5 file that failed
-        # a write fails its clean-up too, noisily); what it staged is dropped with the
-        # worker or the run's staging area
-        if isinstance(storage, DiskFullError):
-            raise storage from None
-        if storage is not None:
-            result.update(status="failed", reason=f"writing the store failed: {storage}")
-        elif isinstance(exc, (FlowprepError, cv2.error, MemoryError)):
-            result.update(status="failed", reason=str(exc) if isinstance(exc, FlowprepError)
-                          else f"{type(exc).__name__}: {exc}")
-        else:  # a bug: record it with the traceback, keep the run going
-            result.update(status="failed", reason=f"internal error {type(exc).__name__}: {exc}",
-                          detail=traceback.format_exc())
-        # After a write error or a bug the writer's state is unknown (an HDF5 shard may
-        # hold half-written data): the worker is not reused, and what it committed but
-        # had not yet published is redone by a fresh one (parallel.py).
-        result["writer_error"] = not isinstance(exc, (DecodeError, cv2.error, MemoryError)) \
-            and (storage is not None or isinstance(exc, (StoreError, OSError))
-                 or not isinstance(exc, FlowprepError))
+        fail_result(result, exc, vw)
     finally:
         out.stop()
         if reader is not None:
             reader.close()  # the decoder now, not whenever the suspended generator is collected
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def check_count(vin: VideoInput, n: int, step: int, want_flow: bool, frames_read: int,
+                end_time: Any, start: Optional[float], end: Optional[float]) -> None:
+    """DecodeError when no frame was selected, or too few for one flow pair."""
+    if n == 0:
+        raise DecodeError(f"{vin.path}: no frames in [{_sec(start)}, {_sec(end)}) "
+                          f"({frames_read} frames decoded"
+                          + (f", the last shown until {float(end_time):.3f} s"
+                             if end_time is not None else "") + ")")
+    if want_flow and n < step + 1:
+        raise DecodeError(
+            f"{vin.path}: {n} frame{'s' if n != 1 else ''} "
+            f"{'decoded' if n == frames_read else 'selected'}; flow with step {step} "
+            f"needs at least {step + 1}")
+
+
+def fail_result(result: Dict[str, Any], exc: BaseException, vw=None) -> None:
+    """Turn ``exc``, raised while processing a video, into a failed ``result`` (in place):
+    the reason, and "writer_error" when the worker's writer must not be reused. Aborts
+    ``vw`` (the video's writer) unless the store itself failed. DiskFullError is raised."""
+    storage = _storage_error(exc)
+    if vw is not None and storage is None:
+        try:
+            vw.abort()
+        except Exception:  # the writer is broken too; the worker is retired below
+            pass
+    # after a storage error the writer is not touched again (an HDF5 file that failed
+    # a write fails its clean-up too, noisily); what it staged is dropped with the
+    # worker or the run's staging area
+    if isinstance(storage, DiskFullError):
+        raise storage from None
+    if storage is not None:
+        result.update(status="failed", reason=f"writing the store failed: {storage}")
+    elif isinstance(exc, (FlowprepError, cv2.error, MemoryError)):
+        result.update(status="failed", reason=str(exc) if isinstance(exc, FlowprepError)
+                      else f"{type(exc).__name__}: {exc}")
+    else:  # a bug: record it with the traceback, keep the run going
+        result.update(status="failed", reason=f"internal error {type(exc).__name__}: {exc}",
+                      detail="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    # After a write error or a bug the writer's state is unknown (an HDF5 shard may
+    # hold half-written data): the worker is not reused, and what it committed but
+    # had not yet published is redone by a fresh one (parallel.py).
+    result["writer_error"] = not isinstance(exc, (DecodeError, cv2.error, MemoryError)) \
+        and (storage is not None or isinstance(exc, (StoreError, OSError))
+             or not isinstance(exc, FlowprepError))
 
 
 def time_range(vin: VideoInput, opts: "ExtractOptions") -> Tuple[Optional[float], Optional[float]]:
@@ -306,7 +417,9 @@ def input_meta(reader, opts: "ExtractOptions", task: str, times: List[float],
     """
     m: Dict[str, Any] = {"timestamps": times, "source_fps": float(reader.fps),
                          "output_fps": float(opts.fps) if opts.fps is not None else None,
-                         "decoded_frames": reader.frames_read, "decoder": reader.describe(),
+                         "decoded_frames": reader.frames_read,
+                         "decoder": reader.decoder if isinstance(reader, DecodeSummary)
+                         else reader.describe(),
                          "task": task}
     if start is not None or end is not None:
         m["time_range"] = [start, end]

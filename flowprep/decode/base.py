@@ -55,6 +55,21 @@ def short_of_container(decoded: int, container_frames: Optional[int]) -> bool:
     return container_frames - decoded > max(2, container_frames // 20)
 
 
+def decode_warnings(frames_read: int, container_frames: Optional[int], exhausted: bool,
+                    decode_errors: int) -> List[str]:
+    """The warnings of a decode: truncated (decoded to the end, well short of the
+    container's count) and corrupt packets skipped (strings for a person)."""
+    out = []
+    if exhausted and short_of_container(frames_read, container_frames):
+        out.append(f"truncated: {frames_read} frames decoded, the container claims "
+                   f"{container_frames}; the file is probably cut short or corrupt")
+    if decode_errors:
+        out.append(f"decode errors: {decode_errors} corrupt packet"
+                   f"{'s' if decode_errors != 1 else ''} skipped, so the frames "
+                   f"around them are not evenly spaced")
+    return out
+
+
 @dataclass(frozen=True)
 class Resize:
     """How frames are resized: ``short_side`` pixels (0 keeps the size) or a fixed ``size``.
@@ -222,11 +237,18 @@ class Decoder:
         end_time: after the last frame, the time it stops being shown (seconds,
             Fraction or float): its time plus its duration (or one frame period).
         exhausted: True once the stream was decoded to its end.
+        duration: seconds the container claims (None when it gives none); like
+            container_frames, only an estimate (it plans the chunks of a long video).
+        invented_times: frames that had no time, or one that did not increase, and got
+            the previous frame's time plus one period.
+        seeked_to: where a seek started decoding (seconds), None: at the first frame.
     """
 
     name = ""
     fps: float = 0.0
     container_frames: Optional[int] = None
+    duration: Optional[float] = None
+    seeked_to: Optional[Time] = None
 
     def __init__(self, path: str, resize: Resize = Resize()) -> None:
         self.path = str(path)
@@ -238,6 +260,7 @@ class Decoder:
         self._last_t: Optional[Time] = None
         self._last_duration: Optional[Time] = None
         self._extra_warnings: List[str] = []
+        self.invented_times = 0
 
     # --- for subclasses ---------------------------------------------------
     def _raw(self) -> Iterator[Tuple[np.ndarray, Optional[Time]]]:
@@ -278,6 +301,7 @@ class Decoder:
                         f"are not supported)")
                 if t is None or (self._last_t is not None and t <= self._last_t):
                     t = 0 if self._last_t is None else self._last_t + self.period
+                    self.invented_times += 1
                 self._last_t = t
                 self.frames_read += 1
                 yield t, frame if scaled else resize_frame(frame, self.width, self.height)
@@ -301,15 +325,8 @@ class Decoder:
 
     def warnings(self) -> List[str]:
         """Problems with the input that did not stop it decoding, for a person (strings)."""
-        out = []
-        if self.truncated:
-            out.append(f"truncated: {self.frames_read} frames decoded, the container claims "
-                       f"{self.container_frames}; the file is probably cut short or corrupt")
-        if self.decode_errors:
-            out.append(f"decode errors: {self.decode_errors} corrupt packet"
-                       f"{'s' if self.decode_errors != 1 else ''} skipped, so the frames "
-                       f"around them are not evenly spaced")
-        return out + self._extra_warnings
+        return decode_warnings(self.frames_read, self.container_frames, self.exhausted,
+                               self.decode_errors) + self._extra_warnings
 
     def describe(self) -> dict:
         """The decoder's name and version (recorded in the store config)."""

@@ -21,7 +21,8 @@ ProRes, MJPEG, ...), the default.
   that keyframe (leading pictures that reference the previous group) are
   dropped, and the keyframe's time is checked: when it lies after S (an index
   that does not list every keyframe, an open group), the seek is retried
-  further back (1, 2, 4, ... s before S), and finally the file is decoded from
+  further back (1/4, 1, 4, 16, 64 s before S; demuxers that seek by
+  decoding time land after S with B-frames), and finally the file is decoded from
   its first frame. Every frame shown at or after S is therefore decoded from
   its keyframe on, as in a decode from the start, and the caller's selection
   keeps the same frames. Streams without a start time or frames without a
@@ -104,6 +105,10 @@ class PyAVReader(Decoder):
         self.container_frames = int(st.frames) if st.frames and st.frames > 0 else None
         self._tb = st.time_base
         self._origin = st.start_time
+        if st.duration and st.time_base:
+            self.duration = float(Fraction(st.duration) * Fraction(st.time_base))
+        elif self._container.duration:
+            self.duration = self._container.duration / 1_000_000  # AV_TIME_BASE
         # one reformatter for the whole stream: frame.to_ndarray(format=...) would set up a
         # new swscale context for every frame (about half the time on small frames)
         from av.video.reformatter import VideoReformatter
@@ -179,7 +184,7 @@ class PyAVReader(Decoder):
                 self.seeked_to = self._time_of(first)
                 return _chain(first, gen)
             gen.close()
-            back = max(Fraction(1), 2 * back)
+            back = max(Fraction(1, 4), 4 * back)  # 1/4, 1, 4, 16, 64 s back
         return self._restart()
 
     def _restart(self) -> Iterator:

@@ -148,16 +148,26 @@ class JpegVideoWriter(VideoWriter):
         self.counts = dict.fromkeys(("img",) + tuple(FLOW_STREAMS.values()), 0)
 
     def add_rgb(self, rgb: np.ndarray) -> None:
+        self.add_rgb_bytes(codec.encode_rgb(rgb, self.quality))
+
+    def add_rgb_bytes(self, data: bytes) -> None:
+        """Append frame: its JPEG bytes as stored (the joined chunks of a long video)."""
         name = frame_name("img", self.counts["img"])
-        write_bytes(os.path.join(self.tmpdir, name), codec.encode_rgb(rgb, self.quality))
+        write_bytes(os.path.join(self.tmpdir, name), bytes(data))
         self.counts["img"] += 1
 
     def add_flow(self, q: np.ndarray, backward: bool = False, warped: bool = False) -> None:
+        self.add_flow_bytes(codec.encode_grey(np.ascontiguousarray(q[..., 0]), self.quality),
+                            codec.encode_grey(np.ascontiguousarray(q[..., 1]), self.quality),
+                            backward, warped)
+
+    def add_flow_bytes(self, x: bytes, y: bytes, backward: bool = False,
+                       warped: bool = False) -> None:
+        """Append flow: the grey JPEG bytes of dx and dy, as stored."""
         p = flow_stream(backward, warped)
         i = self.counts[p]
-        for c, axis in enumerate("xy"):
-            write_bytes(os.path.join(self.tmpdir, frame_name(f"{p}_{axis}", i)),
-                        codec.encode_grey(np.ascontiguousarray(q[..., c]), self.quality))
+        for axis, data in (("x", x), ("y", y)):
+            write_bytes(os.path.join(self.tmpdir, frame_name(f"{p}_{axis}", i)), bytes(data))
         self.counts[p] += 1
 
     def __del__(self) -> None:  # a writer dropped after a storage error is never aborted

@@ -1,0 +1,267 @@
+"""Issue 21 part 3: --start seeks; one long video split into time chunks and joined.
+
+Real decodes of real encodes: an H.264 file with short open groups of pictures
+(B-frames that reference the previous group, so a seek lands on frames that must
+be dropped) and lossless FFV1 files of a moving texture. A chunked video is
+compared with the unsplit one byte for byte: every JPEG file and meta.json of the
+JPEG store; the blob, payload tables and meta of the HDF5 store.
+"""
+import os
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from flowprep.chunks import (ChunkMismatch, ChunkSpec, chunk_setting, compute_chunk, join_parts,
+                             part_path, plan_chunks, publish_parts, save_part, write_order)
+from flowprep.decode import Resize, open_reader
+from flowprep.decode.select import select
+from flowprep.errors import ConfigError
+from synth import sample_videos, translated_frames, write_video
+
+FPS = 25
+
+
+@pytest.fixture(scope="module")
+def gop_video(tmp_path_factory):
+    """48 frames of H.264 at 25 frames/s, a keyframe every 8, open GOPs with B-frames."""
+    d = tmp_path_factory.mktemp("gop")
+    frames = translated_frames(48, 48, 64, 1.3, -0.7, seed=3)
+    return write_video(str(d / "gop.mp4"), frames, fps=FPS, codec="libx264", pix_fmt="yuv420p",
+                       extra=["-g", "8", "-bf", "3", "-x264-params",
+                              "open-gop=1:keyint=8:min-keyint=8:scenecut=0"])
+
+
+@pytest.fixture(scope="module")
+def moving_video(tmp_path_factory):
+    """40 lossless (FFV1) frames of a texture moving (1.5, -1) px a frame, 25 frames/s."""
+    d = tmp_path_factory.mktemp("moving")
+    return write_video(str(d / "moving.mkv"), translated_frames(40, 40, 56, 1.5, -1.0, seed=1),
+                       fps=FPS)
+
+
+def _decode(path, seek=None, **sel):
+    r = open_reader(path, "pyav", Resize(0), seek=seek)
+    got = [(Fraction(t).limit_denominator(10**6), f) for t, f in
+           select(r.frames(), end_time=lambda _t: r.end_time, **sel)]
+    return got, r
+
+
+def _same(a, b):
+    return len(a) == len(b) and all(x[0] == y[0] and np.array_equal(x[1], y[1])
+                                    for x, y in zip(a, b))
+
+
+# --------------------------------------------------------------------------------------
+# seeking
+
+
+@pytest.mark.parametrize("fps", [None, 10, 30])
+def test_a_seek_keeps_exactly_the_frames_of_a_decode_from_the_start(gop_video, fps):
+    full, r0 = _decode(gop_video, fps=fps)
+    assert r0.seeked_to is None
+    landed = set()
+    for s in (0.05, 0.3, 0.32, 0.33, 0.5, 0.97, 1.28, 1.5, 1.9):
+        got, r = _decode(gop_video, seek=s, fps=fps, start=s)
+        want, _ = _decode(gop_video, fps=fps, start=s)
+        assert _same(got, want), s
+        assert r.seeked_to is not None and r.seeked_to <= Fraction(s).limit_denominator(10**6)
+        landed.add(float(r.seeked_to))
+        if s >= 0.5:  # it did not decode from the first frame
+            assert r.frames_read <= r0.frames_read - 8
+    assert len(landed) > 3  # several keyframes were landed on
+
+
+def test_a_seek_on_the_sample_clips_keeps_the_same_frames():
+    for path in sample_videos()[:3]:
+        for s in (1.1, 3.3):
+            got, _ = _decode(path, seek=s, start=s, end=s + 1.0)
+            want, _ = _decode(path, start=s, end=s + 1.0)
+            assert _same(got, want) and got, (path, s)
+
+
+def test_a_seek_past_the_end_gives_no_selected_frame(gop_video):
+    got, r = _decode(gop_video, seek=5.0, start=5.0)
+    assert got == [] and r.frames_read >= 1
+
+
+def test_chunk_size_setting():
+    assert chunk_setting("") is None and chunk_setting("auto") is None
+    assert chunk_setting("0") == 0 and chunk_setting("12") == 12
+    for bad in ("-1", "1", "x", "2.5"):
+        with pytest.raises(ConfigError, match="FLOWPREP_CHUNK_FRAMES"):
+            chunk_setting(bad)
+
+
+# --------------------------------------------------------------------------------------
+# chunks computed and joined in this process, against process_video
+
+
+def _job(tmp_path, name, inputs, chunk_frames=None, **options):
+    from flowprep.extract import ExtractOptions, _write_store_info, prepare
+    from flowprep.pipeline import Job
+    from flowprep.store.base import config_key
+    opts = ExtractOptions(jobs=1, short_side=0, **options)
+    choice, params, config, videos = prepare(inputs, str(tmp_path / name), opts)
+    root = str(tmp_path / name)
+    os.makedirs(root, exist_ok=True)
+    key = config_key(config)
+    _write_store_info(root, opts.format, config, key, [])
+    tmp_root = os.path.join(root, ".flowprep", "tmp", "test")
+    job = Job(opts, choice, params, config, key, root, tmp_root, 1)
+    job.chunk_frames = chunk_frames
+    return job, videos
+
+
+def _backend(job):
+    from flowprep.pipeline import make_job_backend
+    return make_job_backend(job, "cpu", 1)
+
+
+def _unsplit(tmp_path, inputs, **options):
+    from flowprep.pipeline import process_video
+    job, videos = _job(tmp_path, "unsplit", inputs, **options)
+    backend = _backend(job)
+    with job.writer("w0") as w:
+        for v in videos:
+            assert process_video(v, job, backend, w)["status"] == "published"
+    return job.root
+
+
+def _chunked(tmp_path, inputs, specs_of, **options):
+    job, videos = _job(tmp_path, "chunked", inputs, **options)
+    backend = _backend(job)
+    with job.writer("w0") as w:
+        for v in videos:
+            specs = specs_of(v)
+            paths = []
+            for spec in specs:
+                paths.append(part_path(job, v.video_id, spec.index))
+                save_part(compute_chunk(v, job, backend, spec), paths[-1])
+            res = publish_parts(v, job, backend, w, paths)
+            assert res["status"] == "published", res
+    return job.root
+
+
+def _even_specs(n_chunks, t_end, start=0.0):
+    edges = [None] + [Fraction(start) + (Fraction(t_end) - Fraction(start)) * c / n_chunks
+                      for c in range(1, n_chunks)] + [None]
+    return lambda _v: [ChunkSpec(i, n_chunks, edges[i], edges[i + 1]) for i in range(n_chunks)]
+
+
+def store_bytes(root):
+    """Every stored byte of every video, by a name that does not depend on shard names."""
+    from flowprep import open_store
+    store = open_store(root)
+    out = {}
+    if store.format == "jpeg":
+        for vid in store.video_ids:
+            d = os.path.join(root, vid)
+            for name in sorted(os.listdir(d)):
+                with open(os.path.join(d, name), "rb") as fh:
+                    out[f"{vid}/{name}"] = fh.read()
+    else:
+        for vid in store.video_ids:
+            v = store[vid]
+            g = v._group()
+            for name in sorted(g.keys()):
+                out[f"{vid}/{name}"] = g[name][()].tobytes()
+    assert out
+    return out
+
+
+def assert_same_store(a, b):
+    sa, sb = store_bytes(a), store_bytes(b)
+    assert sorted(sa) == sorted(sb)
+    diff = [k for k in sa if sa[k] != sb[k]]
+    assert not diff, diff[:5]
+
+
+CASES = {
+    "step1": dict(),
+    "step2-backward": dict(step=2, backward=True),
+    "warped": dict(warped=True, backward=True),
+    "fps-range": dict(fps=20, start=0.22, end=1.5),
+    "adaptive-flow": dict(quant="adaptive", task="flow", step=3),
+}
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "hdf5"])
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_chunked_video_is_the_unsplit_video_byte_for_byte(tmp_path, moving_video, fmt, case):
+    opts = dict(CASES[case], format=fmt, algo="dis")
+    a = _unsplit(tmp_path, [moving_video], **opts)
+    b = _chunked(tmp_path, [moving_video], _even_specs(4, 1.6, opts.get("start") or 0), **opts)
+    assert_same_store(a, b)
+
+
+def test_hdf5_raw_payload_and_uneven_and_empty_chunks(tmp_path, moving_video):
+    opts = dict(format="hdf5", payload="raw", algo="dis", step=2)
+    a = _unsplit(tmp_path, [moving_video], **opts)
+    edges = [None, Fraction(3, 25), Fraction(13, 100), Fraction(1), Fraction(5), None]
+    specs = [ChunkSpec(i, 5, edges[i], edges[i + 1]) for i in range(5)]  # two empty chunks
+    b = _chunked(tmp_path, [moving_video], lambda _v: specs, **opts)
+    assert_same_store(a, b)
+
+
+def test_chunks_of_an_open_gop_h264_video_join_to_the_unsplit_one(tmp_path, gop_video):
+    opts = dict(algo="dis", step=2, backward=True)
+    a = _unsplit(tmp_path, [gop_video], **opts)
+    b = _chunked(tmp_path, [gop_video], _even_specs(5, 1.92), **opts)  # bounds off keyframes
+    assert_same_store(a, b)
+
+
+def test_the_native_tvl1_chunked_equals_unsplit(tmp_path, moving_video):
+    from flowprep.flow import resolve
+    if resolve("tvl1", "cpu", "native").implementation != "native":
+        pytest.skip("native TV-L1 not built")
+    opts = dict(algo="tvl1", backend="native", step=1, size=(48, 32))
+    a = _unsplit(tmp_path, [moving_video], **opts)
+    b = _chunked(tmp_path, [moving_video], _even_specs(3, 1.6), **opts)
+    assert_same_store(a, b)
+
+
+def test_parts_that_do_not_line_up_are_refused(tmp_path, moving_video):
+    job, videos = _job(tmp_path, "x", [moving_video], algo="dis")
+    backend = _backend(job)
+    specs = _even_specs(3, 1.6)(videos[0])
+    parts = [compute_chunk(videos[0], job, backend, s) for s in specs]
+    assert join_parts(parts, 1).n_flows == 39
+    with pytest.raises(ChunkMismatch, match="out of order"):
+        join_parts([parts[0], parts[2], parts[1]], 1)
+    with pytest.raises(ChunkMismatch, match="out of order"):
+        join_parts(parts[:2], 1)
+    bad = parts[1].__class__(**{**parts[1].__dict__, "head": [(parts[1].head[0][0], b"x" * 16)]})
+    with pytest.raises(ChunkMismatch, match="overlap"):
+        join_parts([parts[0], bad, parts[2]], 1)
+    dirty = parts[2].__class__(**{**parts[2].__dict__, "decode_errors": 1})
+    with pytest.raises(ChunkMismatch, match="corrupt"):
+        join_parts([parts[0], parts[1], dirty], 1)
+
+
+def test_write_order_is_the_unsplit_runs_order():
+    got = list(write_order(4, 1, 2, True, True, True, True))
+    assert got == [("rgb", 0), ("rgb", 1), ("rgb", 2),
+                   ("flow", 0, False, False), ("flow", 0, True, False),
+                   ("flow", 1, False, False), ("flow", 1, True, False),
+                   ("flow", 0, False, True), ("flow", 0, True, True),
+                   ("flow", 1, False, True), ("flow", 1, True, True),
+                   ("rgb", 3), ("flow", 2, False, False), ("flow", 2, True, False),
+                   ("flow", 2, False, True), ("flow", 2, True, True)]
+
+
+def test_plan_chunks_sizes(tmp_path, moving_video):
+    job, videos = _job(tmp_path, "p", [moving_video], algo="dis")
+    r = open_reader(moving_video, "pyav", Resize(0))
+    job.chunk_frames = 8
+    specs = plan_chunks(r, job, None, None)
+    assert [s.index for s in specs] == list(range(5)) and specs[0].t0 is None
+    assert specs[-1].t1 is None and all(a.t1 == b.t0 for a, b in zip(specs, specs[1:]))
+    job.chunk_frames = 0
+    assert plan_chunks(r, job, None, None) is None
+    job.chunk_frames = None  # automatic: 40 frames is short
+    assert plan_chunks(r, job, None, None) is None
+    job.chunk_frames = 8
+    specs = plan_chunks(r, job, 0.5, 1.0)  # 12.5 frames in the range: under two chunks
+    assert specs is None
+    r.close()
