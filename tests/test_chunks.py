@@ -12,7 +12,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from flowprep.chunks import (ChunkMismatch, ChunkSpec, chunk_setting, compute_chunk, join_parts,
+from flowprep.run.chunks import (ChunkMismatch, ChunkSpec, chunk_setting, compute_chunk, join_parts,
                              part_path, plan_chunks, publish_parts, save_part, write_order)
 from flowprep.decode import Resize, open_reader
 from flowprep.decode.select import select
@@ -98,8 +98,8 @@ def test_chunk_size_setting():
 
 
 def _job(tmp_path, name, inputs, chunk_frames=None, **options):
-    from flowprep.extract import ExtractOptions, _write_store_info, prepare
-    from flowprep.pipeline import Job
+    from flowprep.run.extract import ExtractOptions, _write_store_info, prepare
+    from flowprep.run.pipeline import Job
     from flowprep.store.base import config_key
     opts = ExtractOptions(jobs=1, short_side=0, **options)
     choice, params, config, videos = prepare(inputs, str(tmp_path / name), opts)
@@ -114,12 +114,12 @@ def _job(tmp_path, name, inputs, chunk_frames=None, **options):
 
 
 def _backend(job):
-    from flowprep.pipeline import make_job_backend
+    from flowprep.run.pipeline import make_job_backend
     return make_job_backend(job, "cpu", 1)
 
 
 def _unsplit(tmp_path, inputs, **options):
-    from flowprep.pipeline import process_video
+    from flowprep.run.pipeline import process_video
     job, videos = _job(tmp_path, "unsplit", inputs, **options)
     backend = _backend(job)
     with job.writer("w0") as w:

@@ -48,20 +48,20 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional,
 
 import numpy as np
 
-from .decode import open_reader
-from .decode.base import decode_warnings
-from .decode.select import as_fraction, select
-from .errors import FlowprepError
-from .inputs import VideoInput
+from ..decode import open_reader
+from ..decode.base import decode_warnings
+from ..decode.select import as_fraction, select
+from ..errors import FlowprepError
+from ..inputs import VideoInput
+from ..store import codec
+from ..store.base import FLOW_STREAMS, VideoWriter
 from .pipeline import (DecodeSummary, FrameRun, _OrderedWriter, check_count, fail_result,
                        time_range, video_meta)
-from .store import codec
-from .store.base import FLOW_STREAMS, VideoWriter
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .flow.base import FlowBackend
+    from ..flow.base import FlowBackend
+    from ..store.base import StoreWriter
     from .pipeline import Job
-    from .store.base import StoreWriter
 
 #: the environment variable that sets the chunk size in frames (0: never split)
 CHUNK_ENV = "FLOWPREP_CHUNK_FRAMES"
@@ -83,7 +83,7 @@ def chunk_setting(value: Optional[str] = None) -> Optional[int]:
     Raises ConfigError naming the variable for anything but a whole number >= 0 (or
     "auto"/empty).
     """
-    from .errors import ConfigError
+    from ..errors import ConfigError
     text = os.environ.get(CHUNK_ENV, "") if value is None else value
     text = str(text).strip().lower()
     if text in ("", "auto"):
