@@ -542,10 +542,163 @@ def publish_parts(vin: VideoInput, job: "Job", backend: "FlowBackend", writer: "
                 else:
                     vw.add_flow_bytes(data[0], data[1], backward=b, warped=w)
         vw.commit(meta)
-        result.update(status="published", frames=n, flows=joined.n_flows)
+        result.update(status="published", frames=n, flows=joined.n_flows, chunks=len(paths))
         if meta.get("warnings"):
             result["warnings"] = meta["warnings"]
     except Exception as exc:
         fail_result(result, exc, vw)
     result["seconds"] = time.perf_counter() - t_start
     return result
+
+
+# --------------------------------------------------------------------------------------
+# scheduling: the tasks a runner hands its workers, and its book of chunked videos
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """Compute chunk ``spec`` of video ``vin`` into the run's staging area."""
+
+    vin: VideoInput
+    spec: ChunkSpec
+
+    @property
+    def video_id(self) -> str:
+        return self.vin.video_id
+
+    @property
+    def path(self) -> str:
+        return self.vin.path
+
+
+@dataclass(frozen=True)
+class JoinTask:
+    """Join the ``count`` staged chunks of ``vin`` into one published video."""
+
+    vin: VideoInput
+    count: int
+
+    @property
+    def video_id(self) -> str:
+        return self.vin.video_id
+
+    @property
+    def path(self) -> str:
+        return self.vin.path
+
+
+def video_of(item: Any) -> VideoInput:
+    """The VideoInput of a runner's task (a VideoInput, ChunkTask or JoinTask)."""
+    return getattr(item, "vin", item)
+
+
+def splitting(job: "Job") -> bool:
+    """True when the run may split long videos (FLOWPREP_CHUNK_FRAMES is not 0, flow is
+    computed, the store takes stored payloads)."""
+    return (getattr(job, "chunk_frames", None) != 0 and job.opts.task != "rgb"
+            and job.opts.format in CHUNKED_FORMATS)
+
+
+def run_item(item: Any, job: "Job", backend: "FlowBackend", writer: "StoreWriter",
+             progress: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
+    """What a worker does with a task: a video (which may come back "split"), a chunk
+    (status "chunk" once staged, or "failed"), or a join (a video's result).
+
+    DiskFullError propagates, as from process_video.
+    """
+    from .pipeline import process_video
+    if isinstance(item, ChunkTask):
+        return _run_chunk(item, job, backend, progress)
+    if isinstance(item, JoinTask):
+        return _run_join(item, job, backend, writer, progress)
+    return process_video(item, job, backend, writer, progress,
+                         split=plan_chunks if splitting(job) else None)
+
+
+def _run_chunk(task: ChunkTask, job: "Job", backend: "FlowBackend",
+               progress: Optional[Callable[[int], None]]) -> Dict[str, Any]:
+    from .pipeline import _test_hook
+    t0 = time.perf_counter()
+    spec = task.spec
+    result: Dict[str, Any] = {"video_id": task.video_id, "input": task.path, "frames": 0,
+                              "flows": 0, "index": spec.index}
+    try:
+        _test_hook(_HookId(f"{task.video_id}#chunk{spec.index}"))
+        part = compute_chunk(task.vin, job, backend, spec, progress)
+        save_part(part, part_path(job, task.video_id, spec.index))
+        result.update(status="chunk", frames=len(part.times), flows=part.n_flows)
+    except Exception as exc:
+        fail_result(result, exc)
+        result["reason"] = f"{result['reason']} (in {describe_chunk(spec)})"
+    result["seconds"] = time.perf_counter() - t0
+    return result
+
+
+def _run_join(task: JoinTask, job: "Job", backend: "FlowBackend", writer: "StoreWriter",
+              progress: Optional[Callable[[int], None]]) -> Dict[str, Any]:
+    from .pipeline import process_video
+    paths = [part_path(job, task.video_id, i) for i in range(task.count)]
+    try:
+        try:
+            return publish_parts(task.vin, job, backend, writer, paths)
+        except ChunkMismatch as exc:  # never publish parts that may differ: compute it whole
+            res = process_video(task.vin, job, backend, writer, progress, split=None)
+            res["chunk_fallback"] = str(exc)
+            return res
+    finally:
+        drop_parts(job, task.video_id)
+
+
+class _HookId:
+    """A stand-in VideoInput for the test hook (its id names the chunk)."""
+
+    def __init__(self, video_id: str) -> None:
+        self.video_id = video_id
+
+
+def describe_chunk(spec: ChunkSpec) -> str:
+    """"time chunk 2 of 4 [12.5 s, 25 s)" for failure reasons."""
+    a = "start" if spec.t0 is None else f"{float(spec.t0):g} s"
+    b = "end" if spec.t1 is None else f"{float(spec.t1):g} s"
+    return f"time chunk {spec.index + 1} of {spec.count} [{a}, {b})"
+
+
+class ChunkBook:
+    """A runner's record of its split videos: which chunks are staged, when to join, and
+    the first failure of each (which fails the video; later ones are ignored)."""
+
+    def __init__(self, job: "Job") -> None:
+        self.job = job
+        #: video_id -> {"vin", "count", "done": set of indices, "failed": reason or None}
+        self.videos: Dict[str, Dict[str, Any]] = {}
+
+    def split(self, vin: VideoInput, specs: Sequence[ChunkSpec]) -> List[ChunkTask]:
+        """Register a split video; its chunk tasks, in chunk order."""
+        drop_parts(self.job, vin.video_id)
+        self.videos[vin.video_id] = {"vin": vin, "count": len(specs), "done": set(),
+                                     "failed": None}
+        return [ChunkTask(vin, s) for s in specs]
+
+    def chunk_done(self, task: ChunkTask) -> Optional[JoinTask]:
+        """A chunk is staged; the join task once every chunk of a live video is."""
+        v = self.videos.get(task.video_id)
+        if v is None or v["failed"] is not None:
+            return None
+        v["done"].add(task.spec.index)
+        if len(v["done"]) == v["count"]:
+            return JoinTask(v["vin"], v["count"])
+        return None
+
+    def chunk_failed(self, task: ChunkTask, reason: str) -> bool:
+        """Record a failed chunk; True the first time for its video (record the video's
+        failure then), False when the video had failed already."""
+        v = self.videos.get(task.video_id)
+        if v is None or v["failed"] is not None:
+            return False
+        v["failed"] = reason
+        drop_parts(self.job, task.video_id)
+        return True
+
+    def is_sibling(self, item: Any, video_id: str) -> bool:
+        """True when ``item`` is a chunk or join task of ``video_id`` (to drop from a queue)."""
+        return isinstance(item, (ChunkTask, JoinTask)) and item.video_id == video_id

@@ -26,6 +26,7 @@ from ..flow import FlowChoice, merge_params, resolve
 from ..flow.warp import check_supported as check_warp_supported, settings_from
 from ..fsutil import storage_error as _storage_error
 from ..inputs import class_names, discover, parse_shard, select_shard
+from .chunks import chunk_setting
 from .local import run_local  # the runners sit above pipeline.py, extract.py above them
 # the one-video pipeline and its helpers (importable from here too, as before)
 from .pipeline import (TASKS, Job, failed_result, not_processed, process_video,  # noqa: F401
@@ -204,6 +205,10 @@ class Report:
     not_in_shard: int = 0
     #: input path -> problems of inputs published anyway (truncated, corrupt packets skipped)
     warnings: Dict[str, List[str]] = field(default_factory=dict)
+    #: video_id -> time chunks of the long videos published from chunks (run/chunks.py)
+    chunked: Dict[str, int] = field(default_factory=dict)
+    #: video_id -> why its chunks did not line up (it was computed unsplit instead)
+    chunk_fallbacks: Dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -261,6 +266,7 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
         from .dask import resolve_on_cluster
         choice = resolve_on_cluster(opts.scheduler, opts.algo, opts.device, opts.backend)
     choice, params, config, videos = prepare(inputs, out, opts, choice)
+    chunk_frames = chunk_setting()  # FLOWPREP_CHUNK_FRAMES: ConfigError before anything runs
     index, count = parse_shard(opts.shard)
     mine = select_shard(videos, index, count)
     t0 = time.perf_counter()
@@ -284,8 +290,14 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
             else:
                 todo.append(v)
         jobs = int(opts.jobs or os.cpu_count() or 1)
-        threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
-        job = Job(opts, choice, params, config, key, root, lock.tmp_root, threads)
+        # long videos are split into time chunks over the workers (run/chunks.py): by
+        # default only with several local workers; FLOWPREP_CHUNK_FRAMES=N forces N
+        if chunk_frames is None and (jobs < 2 or opts.scheduler):
+            chunk_frames = 0
+        spread = jobs if chunk_frames != 0 else min(jobs, len(todo) or 1)
+        threads = max(1, (os.cpu_count() or 1) // max(1, spread))
+        job = Job(opts, choice, params, config, key, root, lock.tmp_root, threads,
+                  chunk_frames=chunk_frames, workers=jobs)
         if opts.scheduler:
             from .dask import run_dask
             results = run_dask(todo, job, opts.scheduler, report)
@@ -298,6 +310,10 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
                 report.frames += int(res.get("frames", 0))
                 if res.get("warnings"):
                     report.warnings[res["input"]] = list(res["warnings"])
+                if res.get("chunks"):
+                    report.chunked[res["video_id"]] = int(res["chunks"])
+                if res.get("chunk_fallback"):
+                    report.chunk_fallbacks[res["video_id"]] = res["chunk_fallback"]
             else:
                 report.failed[res["input"]] = res["reason"]
                 try:

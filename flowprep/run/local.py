@@ -63,7 +63,8 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
     if parent:
         _die_with_parent(parent)
     import cv2
-    from .pipeline import NO_FLOW, make_job_backend, process_video, warm_up
+    from .chunks import run_item
+    from .pipeline import NO_FLOW, make_job_backend, warm_up
     warm_up(job)  # import the decoder now: the first video's time limit is for the video
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
@@ -105,7 +106,7 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
                     err = (str(st or f"{type(exc).__name__}: {exc}"), isinstance(st, DiskFullError))
                 conn.send(("closed", writer.drain_published(), err))
                 return
-            vin = msg[1]
+            vin = msg[1]  # a video, or a time chunk of one, or their join (chunks.py)
             if backend is None and job.choice.implementation != NO_FLOW:
                 try:
                     backend = make_job_backend(job, job.choice.device_for_worker(index), job.threads)
@@ -117,7 +118,7 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
                 conn.send(("progress", frames))
 
             try:
-                result = process_video(vin, job, backend, writer, progress)
+                result = run_item(vin, job, backend, writer, progress)
             except DiskFullError as exc:
                 leave("diskfull", failed_result(vin, f"{vin.path}: not stored: {exc}"))
             result["published_ids"] = writer.drain_published()
@@ -207,6 +208,7 @@ class _Worker:
 
 def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]:
     """Process ``videos`` with ``jobs`` workers; returns one result dict per video."""
+    from .chunks import ChunkBook, ChunkTask, video_of
     if not videos:
         return []
     ctx = mp.get_context("spawn")
@@ -218,10 +220,31 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
     progress = Progress(len(videos), enabled=job.opts.progress)
     stopping: Optional[str] = None
     closing = False
+    book = ChunkBook(job)  # long videos split into time chunks (chunks.py)
 
     def fail(vin, reason: str) -> None:
+        if isinstance(vin, ChunkTask):  # a failed chunk fails its video, once
+            if not book.chunk_failed(vin, reason):
+                return
+            queue[:] = [q for q in queue if not book.is_sibling(q, vin.video_id)]
+        vin = video_of(vin)
         results[vin.video_id] = failed_result(vin, reason)
         progress.video_done(False)
+
+    def chunk_result(w: _Worker, res: Dict[str, Any]) -> None:
+        """A worker's answer about a long video: split, a chunk staged, a chunk failed."""
+        item, w.task = w.task, None
+        _seal(w, set(res.pop("published_ids", [])))
+        if res["status"] == "split":
+            queue.extend(reversed(book.split(item, res["chunks"])))
+            while len(workers) < jobs and not stopping:  # one long video on every core
+                workers.append(_Worker(ctx, len(workers), job))
+        elif res["status"] == "chunk":
+            join = book.chunk_done(item)
+            if join is not None:
+                queue.append(join)  # next: the parts are staged on disk
+        else:
+            fail(item, res["reason"])
 
     def requeue_unsealed(w: _Worker, why: str) -> bool:
         """Queue again the videos ``w`` committed but had not published; True if any."""
@@ -250,7 +273,11 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
         try:
             while not w.conn.closed and w.conn.poll():
                 msg = w.conn.recv()
-                _handle(msg, w, results, progress, report)
+                if msg[0] == "done" and (isinstance(w.task, ChunkTask)
+                                         or msg[1].get("status") == "split"):
+                    chunk_result(w, msg[1])
+                else:
+                    _handle(msg, w, results, progress, report)
                 if msg[0] == "fatal":
                     stopping = stopping or msg[1]
                     if w.task is not None:  # reported "not processed" with the reason
@@ -356,6 +383,9 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
                 w.proc.join(30)
             w.kill()
         progress.close()
+    for vid, v in book.videos.items():  # a split video always ends with a result
+        if vid not in results:
+            results[vid] = not_processed(v["vin"], stopping or "its chunks were not joined")
     for w in workers:  # safety net: never report a video published that is not
         for vin in w.unsealed:
             results[vin.video_id] = failed_result(
@@ -380,7 +410,7 @@ def _handle(msg, w: _Worker, results, progress, report) -> None:
     elif kind == "done":
         res = msg[1]
         published = set(res.pop("published_ids", []))
-        vin = w.task
+        vin = getattr(w.task, "vin", w.task)  # a joined video: its VideoInput
         w.task = None
         results[res["video_id"]] = res
         if res["status"] == "published" and res["video_id"] not in published:
