@@ -265,3 +265,126 @@ def test_plan_chunks_sizes(tmp_path, moving_video):
     specs = plan_chunks(r, job, 0.5, 1.0)  # 12.5 frames in the range: under two chunks
     assert specs is None
     r.close()
+
+
+# --------------------------------------------------------------------------------------
+# the runners: a split video among short ones, kill -9, a corrupt packet, a failed chunk
+
+
+FLOWPREP = os.path.join(os.path.dirname(__import__("sys").executable), "flowprep")
+
+
+@pytest.fixture(scope="module")
+def run_inputs(tmp_path_factory, gop_video):
+    """A folder: the 48-frame open-GOP H.264 video and two short FFV1 clips."""
+    import shutil
+    d = tmp_path_factory.mktemp("run") / "in"
+    d.mkdir()
+    shutil.copy(gop_video, d / "long.mp4")
+    for k in range(2):
+        write_video(str(d / f"short{k}.mkv"), translated_frames(7, 48, 64, 1.0, 0.5, seed=k))
+    return str(d)
+
+
+def _extract(monkeypatch, inputs, out, chunk, **opts):
+    import flowprep
+    monkeypatch.setenv("FLOWPREP_CHUNK_FRAMES", str(chunk))
+    opts.setdefault("algo", "dis")
+    return flowprep.extract([inputs], str(out), short_side=0, **opts)
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "hdf5"])
+def test_a_run_splits_the_long_video_only_and_equals_an_unsplit_run(tmp_path, monkeypatch,
+                                                                     run_inputs, fmt):
+    opts = dict(format=fmt, step=2, backward=True, start=0.1, end=1.8)
+    ref = _extract(monkeypatch, run_inputs, tmp_path / "ref", 0, jobs=1, **opts)
+    assert ref.ok and not ref.chunked and len(ref.published) == 3
+    two = _extract(monkeypatch, run_inputs, tmp_path / "two", 8, jobs=2, **opts)
+    assert two.ok and two.chunked == {"long": 6} and not two.chunk_fallbacks
+    one = _extract(monkeypatch, run_inputs, tmp_path / "one", 12, jobs=1, **opts)
+    assert one.ok and one.chunked == {"long": 4}  # other chunks, one worker
+    assert_same_store(ref.root, two.root)
+    assert_same_store(ref.root, one.root)
+    again = _extract(monkeypatch, run_inputs, tmp_path / "two", 8, jobs=2, **opts)
+    assert sorted(again.skipped) == ["long", "short0", "short1"] and not again.published
+    assert not os.listdir(os.path.join(two.root, ".flowprep", "tmp"))
+
+
+def test_a_failed_chunk_fails_its_video_with_the_reason(tmp_path, monkeypatch, run_inputs):
+    monkeypatch.setenv("FLOWPREP_TEST_HOOK", "segfault:long#chunk2")
+    rep = _extract(monkeypatch, run_inputs, tmp_path / "out", 8, jobs=2)
+    assert sorted(rep.published) == ["short0", "short1"]
+    (path, reason), = rep.failed.items()
+    assert path.endswith("long.mp4")
+    assert "crashed (SIGSEGV)" in reason and "time chunk 3 of 6" in reason, reason
+    import flowprep
+    assert list(flowprep.open_store(rep.root).failures) == [path]
+    monkeypatch.delenv("FLOWPREP_TEST_HOOK")
+    rep = _extract(monkeypatch, run_inputs, tmp_path / "out", 8, jobs=2)  # the rerun redoes it
+    assert rep.published == ["long"] and rep.chunked == {"long": 6} and rep.ok
+    ref = _extract(monkeypatch, run_inputs, tmp_path / "ref", 0, jobs=1)
+    assert_same_store(ref.root, rep.root)
+
+
+def _corrupt_one_packet(src, dst, at_time):
+    """Copy ``src`` with the NAL length of the first packet shown after ``at_time``
+    overwritten: the decoder rejects that packet (InvalidDataError)."""
+    import av
+    with av.open(src) as c:
+        st = c.streams.video[0]
+        pos = min(p.pos for p in c.demux(st)
+                  if p.pts is not None and p.pts * st.time_base > at_time and p.size
+                  and not p.is_keyframe)
+    data = bytearray(open(src, "rb").read())
+    data[pos:pos + 4] = b"\x7f\xff\xff\xff"
+    open(dst, "wb").write(bytes(data))
+    return dst
+
+
+def test_a_corrupt_packet_inside_one_chunk_gives_the_unsplit_result(tmp_path, monkeypatch,
+                                                                    gop_video):
+    d = tmp_path / "in"
+    d.mkdir()
+    _corrupt_one_packet(gop_video, str(d / "long.mp4"), 1.05)
+    ref = _extract(monkeypatch, str(d), tmp_path / "ref", 0, jobs=1)
+    assert ref.published == ["long"] and "decode errors: 1 corrupt packet" in str(ref.warnings)
+    rep = _extract(monkeypatch, str(d), tmp_path / "out", 8, jobs=2)
+    # the chunk that met it did not line up with an unsplit decode: computed whole
+    assert rep.published == ["long"] and "corrupt packets" in rep.chunk_fallbacks["long"]
+    assert rep.warnings == ref.warnings
+    assert_same_store(ref.root, rep.root)
+
+
+def test_kill_9_during_a_chunked_video_then_resume(tmp_path, run_inputs):
+    import glob
+    import signal
+    import subprocess
+    import time
+    out = tmp_path / "out"
+    env = dict(os.environ, FLOWPREP_CHUNK_FRAMES="8", FLOWPREP_TEST_HOOK="hang:long#chunk3")
+    cmd = [FLOWPREP, "extract", run_inputs, "-o", str(out), "--algo", "dis", "--short-side",
+           "0", "--jobs", "2", "--format", "hdf5", "--no-progress"]
+    p = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    parts = os.path.join(str(out), ".flowprep", "tmp", "*", "chunks", "*", "part-*.pkl")
+    deadline = time.monotonic() + 120
+    while len(glob.glob(parts)) < 3 and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    assert len(glob.glob(parts)) >= 3, p.communicate()  # chunks staged, chunk 3 hanging
+    os.killpg(p.pid, signal.SIGKILL)
+    p.communicate(timeout=30)
+    import flowprep
+    assert "long" not in flowprep.open_store(str(out)).video_ids
+    env.pop("FLOWPREP_TEST_HOOK")
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "long" in flowprep.open_store(str(out)).video_ids
+    assert not glob.glob(parts)  # the killed run's staged parts are gone
+    env["FLOWPREP_CHUNK_FRAMES"] = "0"
+    ref = tmp_path / "ref"
+    r = subprocess.run(cmd[:4] + [str(ref)] + cmd[5:], env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert_same_store(str(ref), str(out))
+    v = subprocess.run([FLOWPREP, "verify", str(out)], capture_output=True, text=True)
+    assert v.returncode == 0, v.stdout + v.stderr

@@ -208,7 +208,7 @@ class _Worker:
 
 def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]:
     """Process ``videos`` with ``jobs`` workers; returns one result dict per video."""
-    from .chunks import ChunkBook, ChunkTask, video_of
+    from .chunks import ChunkBook, ChunkTask, describe_chunk, video_of
     if not videos:
         return []
     ctx = mp.get_context("spawn")
@@ -227,6 +227,8 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
             if not book.chunk_failed(vin, reason):
                 return
             queue[:] = [q for q in queue if not book.is_sibling(q, vin.video_id)]
+            if "time chunk" not in reason:
+                reason = f"{reason} (in {describe_chunk(vin.spec)})"
         vin = video_of(vin)
         results[vin.video_id] = failed_result(vin, reason)
         progress.video_done(False)
