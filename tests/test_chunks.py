@@ -388,3 +388,16 @@ def test_kill_9_during_a_chunked_video_then_resume(tmp_path, run_inputs):
     assert_same_store(str(ref), str(out))
     v = subprocess.run([FLOWPREP, "verify", str(out)], capture_output=True, text=True)
     assert v.returncode == 0, v.stdout + v.stderr
+
+
+def test_a_dask_cluster_splits_the_long_video_and_equals_an_unsplit_run(tmp_path, monkeypatch,
+                                                                        run_inputs):
+    pytest.importorskip("distributed")
+    from test_scale import dask_cluster
+    ref = _extract(monkeypatch, run_inputs, tmp_path / "ref", 0, jobs=1, format="hdf5")
+    with dask_cluster(tmp_path, workers=2, FLOWPREP_CHUNK_FRAMES="8") as client:
+        rep = _extract(monkeypatch, run_inputs, tmp_path / "out", 8, format="hdf5",
+                       scheduler=client.scheduler.address)
+    assert rep.ok and rep.chunked == {"long": 6} and not rep.chunk_fallbacks
+    assert_same_store(ref.root, rep.root)
+    assert not os.listdir(os.path.join(rep.root, ".flowprep", "tmp"))

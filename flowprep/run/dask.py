@@ -355,8 +355,9 @@ def _timed_out(job_path: str, video_id: str) -> Optional[str]:
 
 
 def _process_task(vin, job_path: str) -> Dict[str, Any]:
-    """The dask task of one video (runs on a worker). Never raises for a video's own error."""
-    from .pipeline import process_video
+    """The dask task of one video, or of a time chunk of one or their join (chunks.py;
+    runs on a worker). Never raises for a video's own error."""
+    from .chunks import run_item
     base = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
     if _run_stopped(os.path.basename(os.path.dirname(job_path))):
         return dict(base, status="stopped")  # touch nothing: the client reports it
@@ -371,7 +372,7 @@ def _process_task(vin, job_path: str) -> Dict[str, Any]:
     with st.lock:
         frames = _WATCHDOG.begin(vin, job.opts, _timeout_marker(job_path, vin.video_id))
         try:
-            res = process_video(vin, job, st.backend, st.writer, progress=frames)
+            res = run_item(vin, job, st.backend, st.writer, progress=frames)
         except DiskFullError as exc:  # the run stops (the client says so)
             res = dict(base, status="failed", reason=f"{vin.path}: not stored: {exc}",
                        stop="disk full", writer_error=True)
@@ -439,6 +440,7 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
         return []
     import pickle
     distributed = _distributed()
+    from .chunks import ChunkBook, ChunkTask, JoinTask, describe_chunk, video_of
     from distributed.scheduler import KilledWorker
     from ..fsutil import atomic_write_bytes
     from ..progress import Progress
@@ -455,13 +457,16 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
     retired = set()  # tags of writers retired after a write error: they never seal again
     lost_once = set()
     stopping: Optional[str] = None
+    book = ChunkBook(job)  # long videos split into time chunks (chunks.py)
 
     def submit(vins) -> list:
         keys = []
-        for vin in vins:
-            n = attempts.get(vin.video_id, 0)
-            attempts[vin.video_id] = n + 1
-            keys.append(f"flowprep-video-{token}-{n}-{vin.video_id}")
+        for vin in vins:  # a video, or a time chunk of one, or their join
+            name = (f"chunk{vin.spec.index}" if isinstance(vin, ChunkTask)
+                    else "join" if isinstance(vin, JoinTask) else "video")
+            n = attempts.get((name, vin.video_id), 0)
+            attempts[(name, vin.video_id)] = n + 1
+            keys.append(f"flowprep-{name}-{token}-{n}-{vin.video_id}")
         futs = client.map(_process_task, vins, job_path=job_path, key=keys)
         pending.update(zip(futs, vins))
         return futs
@@ -513,8 +518,30 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                 redo.append(vin)
         return redo
 
+    def fail(item, reason: str) -> None:
+        """``item`` failed; a chunk fails its video, once (the other chunks are ignored)."""
+        if isinstance(item, ChunkTask):
+            if not book.chunk_failed(item, reason):
+                return
+            if "time chunk" not in reason:
+                reason = f"{reason} (in {describe_chunk(item.spec)})"
+        results[item.video_id] = failed_result(video_of(item), reason)
+        progress.video_done(False)
+
     def handle(vin, res: Dict[str, Any]) -> None:
         status = res.get("status")
+        if status in ("split", "chunk") or (isinstance(vin, ChunkTask) and status == "failed"):
+            for key in ("published_ids", "tag", "pid", "device", "host"):
+                res.pop(key, None)
+            if status == "split":
+                ac.update(submit(book.split(vin, res["chunks"])))
+            elif status == "chunk":
+                join = book.chunk_done(vin)
+                if join is not None:
+                    ac.update(submit([join]))
+            else:
+                fail(vin, res["reason"])
+            return
         if status == "fatal":  # the worker could not start its backend or writer
             stop(res["reason"])
             results[vin.video_id] = not_processed(vin, stopping)
@@ -530,7 +557,7 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
         if tag is not None:
             seal(tag, published)
             if status == "published" and vin.video_id not in published:
-                unsealed.setdefault(tag, {})[vin.video_id] = vin
+                unsealed.setdefault(tag, {})[vin.video_id] = video_of(vin)
         results[vin.video_id] = res
         progress.frames(int(res.get("frames") or 0))
         progress.video_done(status == "published")
@@ -556,11 +583,9 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                         and isinstance(value[1], BaseException):
                     value = value[1]  # an erred task: as_completed gives (type, exception, tb)
                 if isinstance(value, KilledWorker):
-                    results[vin.video_id] = failed_result(
-                        vin, _timed_out(job_path, vin.video_id)
-                        or f"{vin.path}: every dask worker that processed it died "
-                           f"(crash, or killed for memory); dask gave up on it ({value})")
-                    progress.video_done(False)
+                    fail(vin, _timed_out(job_path, vin.video_id)
+                         or f"{vin.path}: every dask worker that processed it died "
+                            f"(crash, or killed for memory); dask gave up on it ({value})")
                 elif isinstance(value, BaseException):
                     if stopping is not None:
                         results[vin.video_id] = not_processed(vin, stopping)
@@ -568,9 +593,8 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                         stop(f"the dask workers cannot import flowprep ({value})")
                         results[vin.video_id] = not_processed(vin, stopping)
                     else:
-                        results[vin.video_id] = failed_result(
-                            vin, f"internal error on a dask worker {type(value).__name__}: {value}")
-                        progress.video_done(False)
+                        fail(vin, f"internal error on a dask worker {type(value).__name__}: "
+                                  f"{value}")
                 else:
                     handle(vin, value)
                 progress.tick()
@@ -611,6 +635,8 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                 pass
     for vin in pending.values():
         results.setdefault(vin.video_id, not_processed(vin, stopping or "cancelled"))
+    for vid, v in book.videos.items():  # a split video always ends with a result
+        results.setdefault(vid, not_processed(v["vin"], stopping or "its chunks were not joined"))
     for box in unsealed.values():  # committed into shards that were never sealed
         for vin in box.values():
             results[vin.video_id] = not_processed(vin, stopping or "its shard was not sealed")

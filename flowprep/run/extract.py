@@ -291,8 +291,9 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
                 todo.append(v)
         jobs = int(opts.jobs or os.cpu_count() or 1)
         # long videos are split into time chunks over the workers (run/chunks.py): by
-        # default only with several local workers; FLOWPREP_CHUNK_FRAMES=N forces N
-        if chunk_frames is None and (jobs < 2 or opts.scheduler):
+        # default with several local workers or on a cluster; FLOWPREP_CHUNK_FRAMES=N
+        # forces chunks of N frames, 0 never splits
+        if chunk_frames is None and jobs < 2 and not opts.scheduler:
             chunk_frames = 0
         spread = jobs if chunk_frames != 0 else min(jobs, len(todo) or 1)
         threads = max(1, (os.cpu_count() or 1) // max(1, spread))
