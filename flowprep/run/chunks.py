@@ -506,8 +506,12 @@ class _Payloads:
 
 
 def publish_parts(vin: VideoInput, job: "Job", backend: "FlowBackend", writer: "StoreWriter",
-                  paths: Sequence[str]) -> Dict[str, Any]:
+                  paths: Sequence[str], progress: Optional[Callable[[int], None]] = None
+                  ) -> Dict[str, Any]:
     """Join the parts at ``paths`` (in chunk order) into one published video.
+
+    ``progress`` is called with 8 for every 8 payloads written (the runners' clock
+    allows time per frame; a join writes a whole long video).
 
     Returns process_video's result dict ("published" or "failed"); raises
     ChunkMismatch (nothing written) when the parts do not line up, and DiskFullError.
@@ -516,7 +520,10 @@ def publish_parts(vin: VideoInput, job: "Job", backend: "FlowBackend", writer: "
     opts = job.opts
     step = int(opts.step)
     result: Dict[str, Any] = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
-    headers = [load_header(p) for p in paths]
+    try:
+        headers = [load_header(p) for p in paths]
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError) as exc:
+        raise ChunkMismatch(f"a staged chunk is unreadable ({type(exc).__name__}: {exc})") from None
     joined = join_parts(headers, step)
     start, end = time_range(vin, opts)
     n = len(joined.times)
@@ -529,9 +536,11 @@ def publish_parts(vin: VideoInput, job: "Job", backend: "FlowBackend", writer: "
         vw = writer.begin(vin.video_id)
         src = _Payloads(paths, joined)
         raw = opts.format == "hdf5" and opts.payload == "raw"
-        for op in write_order(n, step, joined.batch, opts.task in ("both", "rgb"),
-                              opts.task in ("both", "flow"), bool(opts.backward),
-                              bool(opts.warped)):
+        ops = write_order(n, step, joined.batch, opts.task in ("both", "rgb"),
+                          opts.task in ("both", "flow"), bool(opts.backward), bool(opts.warped))
+        for k, op in enumerate(ops):
+            if progress is not None and k % 8 == 7:
+                progress(8)
             if op[0] == "rgb":
                 vw.add_rgb_bytes(src.rgb(op[1]))
             else:
@@ -640,7 +649,7 @@ def _run_join(task: JoinTask, job: "Job", backend: "FlowBackend", writer: "Store
     paths = [part_path(job, task.video_id, i) for i in range(task.count)]
     try:
         try:
-            return publish_parts(task.vin, job, backend, writer, paths)
+            return publish_parts(task.vin, job, backend, writer, paths, progress)
         except ChunkMismatch as exc:  # never publish parts that may differ: compute it whole
             res = process_video(task.vin, job, backend, writer, progress, split=None)
             res["chunk_fallback"] = str(exc)
