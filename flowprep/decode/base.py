@@ -242,6 +242,7 @@ class Decoder:
         invented_times: frames that had no time, or one that did not increase, and got
             the previous frame's time plus one period.
         seeked_to: where a seek started decoding (seconds), None: at the first frame.
+        seekable: True when ``seek`` lands exactly (PyAV on a stream with a start time).
     """
 
     name = ""
@@ -249,6 +250,7 @@ class Decoder:
     container_frames: Optional[int] = None
     duration: Optional[float] = None
     seeked_to: Optional[Time] = None
+    seekable: bool = False
 
     def __init__(self, path: str, resize: Resize = Resize()) -> None:
         self.path = str(path)

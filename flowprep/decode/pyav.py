@@ -116,7 +116,8 @@ class PyAVReader(Decoder):
         self._size: Optional[Tuple[int, int]] = None  # coded (width, height) of the first frame
         self.seeked_to: Optional[Fraction] = None
         self._frames_from: Optional[Iterator] = None  # decoded av frames after a seek
-        if seek is not None and seek > 0 and self._origin is not None and self._tb:
+        self.seekable = self._origin is not None and bool(self._tb)
+        if seek is not None and seek > 0 and self.seekable:
             self._frames_from = self._seek(Fraction(seek) if isinstance(seek, int)
                                            else _as_fraction(seek))
         self._start()

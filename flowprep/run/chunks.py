@@ -127,7 +127,7 @@ def plan_chunks(reader, job: "Job", start: Optional[float], end: Optional[float]
     size = getattr(job, "chunk_frames", None)
     if size == 0 or opts.task == "rgb" or opts.format not in CHUNKED_FORMATS:
         return None
-    if reader.name != "pyav" or getattr(reader, "_origin", None) is None or not reader.duration:
+    if not reader.seekable or not reader.duration:
         return None
     rate = float(opts.fps) if opts.fps is not None else float(reader.fps or 0)
     if rate <= 0:
