@@ -32,10 +32,10 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError, DecodeError
+from ..filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from .base import DEFAULT_FPS, MAX_PIXELS, Decoder, Resize, Time, megapixels, too_large
 from .image_header import image_size
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -59,7 +59,6 @@ def list_images(folder: str) -> List[str]:
 
 def is_frame_folder(path: str) -> bool:
     """True when ``path`` is a folder that directly holds image files and no video files."""
-    from ..inputs import VIDEO_EXTENSIONS
     if not os.path.isdir(path):
         return False
     try:
