@@ -108,10 +108,12 @@ def test_exif_orientation_is_applied_as_opencv_applies_it(orientation):
 
 
 def test_unknown_damaged_or_cut_headers_are_none_and_the_huge_png_is_read(tmp_path):
-    jpg = cv2.imencode(".jpg", np.zeros((24, 32, 3), np.uint8))[1].tobytes()
-    for data in (b"", b"garbage", b"GIF89a" + b"\0" * 40, jpg[:20],
-                 b"\x89PNG\r\n\x1a\n" + b"\0" * 30):
-        assert read_size(io.BytesIO(data)) is None
+    img = np.zeros((24, 32, 3), np.uint8)
+    jpg, png, bmp, webp = (cv2.imencode(e, img)[1].tobytes() for e in (".jpg", ".png", ".bmp",
+                                                                        ".webp"))
+    for data in (b"", b"garbage", b"GIF89a" + b"\0" * 40, jpg[:20], png[:20], bmp[:20],
+                 webp[:18], webp[:22], b"\x89PNG\r\n\x1a\n" + b"\0" * 30):
+        assert read_size(io.BytesIO(data)) is None, data
     assert image_size(str(tmp_path / "missing.png")) is None
     (tmp_path / "huge.png").write_bytes(zero_png(20000, 20000))
     assert image_size(str(tmp_path / "huge.png")) == (20000, 20000)

@@ -42,12 +42,19 @@ def image_size(path: str) -> Optional[Size]:
     try:
         with open(path, "rb") as fh:
             return read_size(fh)
-    except (OSError, struct.error, ValueError):
+    except OSError:
         return None
 
 
 def read_size(fh: BinaryIO) -> Optional[Size]:
-    """``image_size`` of an open binary file positioned at its start."""
+    """``image_size`` of an open binary file positioned at its start (None when unknown)."""
+    try:
+        return _read_size(fh)
+    except (struct.error, ValueError, IndexError):  # a header cut short or damaged
+        return None
+
+
+def _read_size(fh: BinaryIO) -> Optional[Size]:
     head = fh.read(32)
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return _png(fh, head)
