@@ -143,10 +143,11 @@ class FolderReader(Decoder):
         self._start()
 
     def _no_frames_reason(self) -> str:
+        n = len(self.names)
+        images = f"{n} image{'s' if n != 1 else ''}"
         if len(self._skipped_by["unreadable"]) == len(self._skipped):
-            return (f"{self.path}: none of its {len(self.names)} images decodes "
-                    f"({'; '.join(self._skipped[:3])})")
-        return f"{self.path}: none of its {len(self.names)} images is used: {self.skipped_summary()}"
+            return f"{self.path}: none of its {images} decodes ({'; '.join(self._skipped[:3])})"
+        return f"{self.path}: none of its {images} is used: {self.skipped_summary()}"
 
     def _raw(self) -> Iterator[Tuple[np.ndarray, Optional[Time]]]:
         for i, name in enumerate(self.names):
