@@ -250,3 +250,33 @@ def test_a_video_with_an_absurd_declared_size_fails_before_a_frame_is_decoded(
     (reason,) = flowprep.open_store(tmp_path / "s").failures.values()
     assert "declares 16000x12000 frames" in reason and "not decoded" in reason
     assert peak_mb < 450, peak_mb
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_a_video_failure_reason_counts_its_corrupt_packets(decoder, tmp_path):
+    import random
+    import re
+
+    from reliability_corpus import _boxes, _h264
+    from synth import translated_frames
+    base = _h264(str(tmp_path / "base.mp4"), translated_frames(30, 64, 96, 1.0, 0.5, seed=1))
+    data = bytearray(open(base, "rb").read())
+    off, n = _boxes(bytes(data))[b"mdat"]
+    rng = random.Random(0)
+    for _ in range(200):  # payload bit flips: some packets no longer decode
+        pos = rng.randrange(off + 200, off + n - 64)
+        data[pos] ^= 1 << rng.randrange(8)
+    (tmp_path / "in").mkdir()
+    path = tmp_path / "in" / "flipped.mp4"
+    path.write_bytes(bytes(data))
+    r = open_reader(str(path), decoder, Resize(0))
+    decoded = sum(1 for _ in r)
+    assert r.decode_errors > 0
+    p = subprocess.run(extract([path], tmp_path / "s", "--decoder", decoder, "--start", "100"),
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stderr
+    (reason,) = flowprep.open_store(tmp_path / "s").failures.values()
+    m = re.search(r"no frames in \[100 s, end\) \((\d+) frames decoded, (\d+) corrupt packets? "
+                  r"skipped, the last shown until", reason)
+    assert m, reason
+    assert (int(m.group(1)), int(m.group(2))) == (decoded, r.decode_errors)
