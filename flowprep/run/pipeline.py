@@ -332,7 +332,8 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
             run.add(t, rgb)
         run.finish()
         n = len(run.times)
-        check_count(vin, n, step, want_flow, reader.frames_read, reader.end_time, start, end)
+        check_count(vin, n, step, want_flow, reader.frames_read, reader.end_time, start, end,
+                    reader.skipped_summary())
         meta = video_meta(vin, job, backend, DecodeSummary.of(reader), run.times, run.n_flows,
                           start, end, run.sink.stats,
                           run.warp.meta() if run.warp is not None else None)
@@ -352,18 +353,24 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
 
 
 def check_count(vin: VideoInput, n: int, step: int, want_flow: bool, frames_read: int,
-                end_time: Any, start: Optional[float], end: Optional[float]) -> None:
-    """DecodeError when no frame was selected, or too few for one flow pair."""
+                end_time: Any, start: Optional[float], end: Optional[float],
+                skipped: str = "") -> None:
+    """DecodeError when no frame was selected, or too few for one flow pair.
+
+    ``skipped``: the reader's skipped_summary() (every failure reason counts what was
+    skipped), "" when nothing was.
+    """
+    skipped = f", {skipped}" if skipped else ""
     if n == 0:
         raise DecodeError(f"{vin.path}: no frames in [{_sec(start)}, {_sec(end)}) "
-                          f"({frames_read} frames decoded"
+                          f"({frames_read} frames decoded{skipped}"
                           + (f", the last shown until {float(end_time):.3f} s"
                              if end_time is not None else "") + ")")
     if want_flow and n < step + 1:
         raise DecodeError(
             f"{vin.path}: {n} frame{'s' if n != 1 else ''} "
-            f"{'decoded' if n == frames_read else 'selected'}; flow with step {step} "
-            f"needs at least {step + 1}")
+            f"{'decoded' if n == frames_read else 'selected'}{skipped}; flow with "
+            f"step {step} needs at least {step + 1}")
 
 
 def fail_result(result: Dict[str, Any], exc: BaseException, vw=None) -> None:
