@@ -310,6 +310,12 @@ def test_a_run_splits_the_long_video_only_and_equals_an_unsplit_run(tmp_path, mo
     assert not os.listdir(os.path.join(two.root, ".flowprep", "tmp"))
 
 
+def test_a_bad_chunk_size_is_refused_before_anything_runs(tmp_path, monkeypatch, run_inputs):
+    with pytest.raises(ConfigError, match="FLOWPREP_CHUNK_FRAMES must be"):
+        _extract(monkeypatch, run_inputs, tmp_path / "out", "lots", jobs=2)
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_failed_chunk_fails_its_video_with_the_reason(tmp_path, monkeypatch, run_inputs):
     monkeypatch.setenv("FLOWPREP_TEST_HOOK", "segfault:long#chunk2")
     rep = _extract(monkeypatch, run_inputs, tmp_path / "out", 8, jobs=2)
