@@ -361,6 +361,25 @@ def test_a_corrupt_packet_inside_one_chunk_gives_the_unsplit_result(tmp_path, mo
     assert_same_store(ref.root, rep.root)
 
 
+def test_a_chunk_that_cannot_decode_fails_the_video_with_its_reason(tmp_path, monkeypatch):
+    # two H.264 transport streams of different frame sizes, concatenated: decoding stops
+    # with "size changes are not supported" in the last chunk, as in an unsplit decode
+    d = tmp_path / "in"
+    d.mkdir()
+    parts = [write_video(str(tmp_path / f"{k}.ts"), translated_frames(30, h, w, 1.0, 0.5, seed=k),
+                         codec="libx264", pix_fmt="yuv420p", extra=["-g", "8"])
+             for k, (h, w) in enumerate([(48, 64), (40, 56)])]
+    with open(d / "resized.ts", "wb") as fh:
+        for p in parts:
+            fh.write(open(p, "rb").read())
+    ref = _extract(monkeypatch, str(d), tmp_path / "ref", 0, jobs=1)
+    rep = _extract(monkeypatch, str(d), tmp_path / "out", 8, jobs=2)
+    (why_ref,), (why,) = ref.failed.values(), rep.failed.values()
+    assert "size changes are not supported" in why_ref and "time chunk" not in why_ref
+    assert "size changes are not supported" in why and "(in time chunk 4 of 4" in why, why
+    assert not rep.published and not os.listdir(os.path.join(rep.root, ".flowprep", "tmp"))
+
+
 def test_kill_9_during_a_chunked_video_then_resume(tmp_path, run_inputs):
     import glob
     import signal

@@ -52,6 +52,7 @@ from ..decode import open_reader
 from ..decode.base import decode_warnings
 from ..decode.select import as_fraction, select
 from ..errors import FlowprepError
+from ..fsutil import atomic_write_bytes
 from ..inputs import VideoInput
 from ..store import codec
 from ..store.base import FLOW_STREAMS, VideoWriter
@@ -307,13 +308,12 @@ def compute_chunk(vin: VideoInput, job: "Job", backend: "FlowBackend", spec: Chu
 def save_part(part: ChunkPart, path: str) -> None:
     """Write ``part`` to ``path`` atomically (a temporary name, then renamed)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    payload = (part.rgb, part.flows)
     header = ChunkPart(**{**part.__dict__, "rgb": [], "flows": {}})
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as fh:
-        pickle.dump(header, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        pickle.dump(payload, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    # two pickles back to back: the join reads the headers alone first. Not fsynced:
+    # staged parts never outlive their run (a crash redoes the video)
+    atomic_write_bytes(path, pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL)
+                       + pickle.dumps((part.rgb, part.flows), protocol=pickle.HIGHEST_PROTOCOL),
+                       fsync=False)
 
 
 def load_header(path: str) -> ChunkPart:
