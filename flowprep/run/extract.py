@@ -26,10 +26,9 @@ from ..flow import FlowChoice, merge_params, resolve
 from ..flow.warp import check_supported as check_warp_supported, settings_from
 from ..fsutil import storage_error as _storage_error
 from ..inputs import class_names, discover, parse_shard, select_shard
+from .ledger import Ledger
 from .local import run_local  # the runners sit above pipeline.py, extract.py above them
-# the one-video pipeline and its helpers (importable from here too, as before)
-from .pipeline import (TASKS, Job, failed_result, not_processed, process_video,  # noqa: F401
-                       rgb_only_choice, timed_out_reason)
+from .pipeline import TASKS, Job, rgb_only_choice
 from ..store import FORMATS, published_keys
 from ..store.base import (STORE_FILE, config_key, read_store_file, record_failure,
                          write_store_file, STORE_VERSION)
@@ -286,22 +285,31 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
         jobs = int(opts.jobs or os.cpu_count() or 1)
         threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
         job = Job(opts, choice, params, config, key, root, lock.tmp_root, threads)
-        if opts.scheduler:
-            from .dask import run_dask
-            results = run_dask(todo, job, opts.scheduler, report)
-        else:
-            results = run_local(todo, job, jobs, report)
+        results = []
+        if todo:
+            from ..progress import Progress
+            ledger = Ledger(root, Progress(len(todo), enabled=opts.progress))
+            try:
+                if opts.scheduler:
+                    from .dask import run_dask
+                    run_dask(todo, job, opts.scheduler, ledger)
+                else:
+                    run_local(todo, job, jobs, ledger)
+            finally:
+                ledger.progress.close()
+            report.stopped = ledger.stopped
+            results = ledger.finish(todo)
         unrecorded = None
         for res in results:
-            if res["status"] == "published":
-                report.published.append(res["video_id"])
-                report.frames += int(res.get("frames", 0))
-                if res.get("warnings"):
-                    report.warnings[res["input"]] = list(res["warnings"])
+            if res.published:
+                report.published.append(res.video_id)
+                report.frames += int(res.frames)
+                if res.warnings:
+                    report.warnings[res.input] = list(res.warnings)
             else:
-                report.failed[res["input"]] = res["reason"]
+                report.failed[res.input] = res.reason
                 try:
-                    record_failure(root, res["input"], res["video_id"], res["reason"])
+                    record_failure(root, res.input, res.video_id, res.reason)
                 except (WriteError, OSError) as exc:  # a full disk: the report still has them
                     unrecorded = _storage_error(exc) or exc
         try:
