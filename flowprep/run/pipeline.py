@@ -39,9 +39,6 @@ from .ledger import FAILED, PUBLISHED, VideoResult
 if TYPE_CHECKING:  # pragma: no cover
     from .extract import ExtractOptions
 
-#: --task: what a store holds
-TASKS = ("both", "rgb", "flow")
-
 #: the FlowChoice of a --task rgb run: no flow is computed, no device is probed
 NO_FLOW = "none"
 
