@@ -62,6 +62,9 @@ def histogram(values: Sequence[float], xlabel: str, lines: Sequence[Tuple[float,
         _empty(ax)
         return _png(fig)
     ax.hist(v, bins=_bins(v), color=COLOR)
+    if not log_y:
+        from matplotlib.ticker import MaxNLocator
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     for x, label in lines:
         ax.axvline(x, color=ACCENT, linestyle="--", linewidth=1)
         ax.text(x, ax.get_ylim()[1] * 0.95, " " + label, color=ACCENT, fontsize=7, va="top")
@@ -80,7 +83,7 @@ def scatter(x: Sequence[float], y: Sequence[float], xlabel: str, ylabel: str) ->
     if len(pts) == 0:
         _empty(ax)
         return _png(fig)
-    ax.scatter(pts[:, 0], pts[:, 1], s=8, alpha=0.6, color=COLOR, edgecolors="none")
+    ax.scatter(pts[:, 0], pts[:, 1], s=14, alpha=0.6, color=COLOR, edgecolors="none")
     r = float(np.abs(pts).max()) * 1.1 or 1.0
     ax.set_xlim(-r, r)
     ax.set_ylim(r, -r)

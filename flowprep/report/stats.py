@@ -200,3 +200,44 @@ def rows_to_array(rows: List[Dict[str, Any]]) -> np.ndarray:
 def json_ready(row: Dict[str, Any]) -> Dict[str, Any]:
     """A row with NaN/inf floats as None (strict JSON)."""
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()}
+
+
+def write_csv(rows: List[Dict[str, Any]], stream) -> None:
+    """Rows as CSV (header = :data:`FIELD_NAMES`; missing values empty) to a text stream."""
+    import csv
+    w = csv.writer(stream, lineterminator="\n")
+    w.writerow(FIELD_NAMES)
+    for r in rows:
+        w.writerow(["" if r.get(k) is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k])
+                    for k in FIELD_NAMES])
+
+
+def format_rows(rows: List[Dict[str, Any]]) -> str:
+    """Rows as an aligned text table (``flowprep inspect OUT --videos``); failed and
+    unreadable videos follow with their reasons."""
+    def num(v: Any, fmt: str) -> str:
+        return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
+
+    head = ["video_id", "class", "frames", "flows", "fps", "size", "motion", "p95", "clipped",
+            "camera", "warn"]
+    table = [head]
+    bad = []
+    for r in rows:
+        if r["status"] != "published":
+            bad.append(f"{r['status']:10s} {r['video_id'] or r['input']}: {r['reason']}")
+            continue
+        table.append([r["video_id"], r["class"] or "-", str(r["num_frames"]), str(r["num_flows"]),
+                      num(r["fps"], ".2f"), f"{r['width']}x{r['height']}",
+                      num(r["motion"], ".3f") + ("~" if r["stats"] == "approximate" else ""),
+                      num(r["motion_p95"], ".2f"),
+                      "-" if r["clipped_fraction"] is None else f"{100 * r['clipped_fraction']:.2f}%",
+                      num(r["camera_motion"], ".2f"), str(r["warnings"])])
+    widths = [max(len(t[i]) for t in table) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
+                       enumerate(zip(t, widths))).rstrip() for t in table]
+    if any(r["stats"] == "approximate" for r in rows):
+        lines.append("~ computed from stored (quantized) planes: the store predates the "
+                     "motion statistics")
+    lines.append("motion, p95, camera: pixels (mean |d|, its 95th percentile, mean flow vector "
+                 "length); clipped: flow components beyond the bound")
+    return "\n".join(lines + bad)
