@@ -264,6 +264,8 @@ def test_report_not_a_store(tmp_path):
 def test_report_in_a_headless_browser(known, tmp_path):
     import browser
     if browser.find_chromium() is None or shutil.which("chromedriver") is None:
+        if os.environ.get("FLOWPREP_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium / chromium-driver not installed (FLOWPREP_REQUIRE_BROWSER=1)")
         pytest.skip("chromium / chromium-driver not installed (make .venv/.installed-test "
                     "installs them where apt-get can run)")
     out = str(tmp_path / "report.html")

@@ -41,8 +41,10 @@ CLIP_FRACTION = 0.05
 TOP = 8
 #: flows shown in a thumbnail strip, and its frame height in pixels
 STRIP_FLOWS, STRIP_HEIGHT = 4, 56
-#: flows shown for a sampled video, and its frame height in pixels
-SAMPLE_FLOWS, SAMPLE_HEIGHT = 6, 112
+#: flows shown for a sampled video (in rows of SAMPLE_COLUMNS), and its frame height in pixels
+SAMPLE_FLOWS, SAMPLE_COLUMNS, SAMPLE_HEIGHT = 6, 3, 112
+#: failure records and decode warnings listed on the page (all are in inspect --videos)
+LIST_LIMIT = 200
 #: flows read from planes for a sampled video's motion-over-time plot (pre-statistics stores)
 SAMPLE_APPROX_FLOWS = 48
 JPEG_QUALITY = 82
@@ -234,16 +236,19 @@ def build_report(path: str, sample: int = 6, seed: int = 0, top: int = TOP,
                                   if r["status"] == "unreadable"}
     failures = [{"input": r["input"], "video_id": r["video_id"], "reason": r["reason"]}
                 for r in rows if r["status"] == "failed"]
+    text = format_description(dict(desc, failures={}, warnings={}))  # those get tables below
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("failures"))
+    warnings = [{"video_id": k, "warnings": v} for k, v in sorted(desc["warnings"].items())]
     content: Dict[str, Any] = {
         "summary": {"path": desc["path"], "format": desc["format"], "config": desc["config"],
                     "videos": desc["videos"], "failed": len(failures), "frames": desc["frames"],
                     "flows": desc["flows"], "disk_bytes": desc["disk"]["bytes"],
-                    "payload_bytes": desc["payload_bytes"], "text": format_description(desc)},
+                    "payload_bytes": desc["payload_bytes"], "text": text},
         "counts": {"published": len(pub), "failed": len(failures),
-                   "unreadable": len(unreadable),
+                   "unreadable": len(unreadable), "warned": len(warnings),
                    "approximate": sum(1 for r in rows if r["stats"] == "approximate")},
-        "failures": failures,
-        "warnings": [{"video_id": k, "warnings": v} for k, v in sorted(desc["warnings"].items())],
+        "failures": failures[:LIST_LIMIT],
+        "warnings": warnings[:LIST_LIMIT],
         "notes": [], "plots": [], "tables": [], "samples": [], "unreadable": [],
     }
     notes = content["notes"]
@@ -252,7 +257,7 @@ def build_report(path: str, sample: int = 6, seed: int = 0, top: int = TOP,
                      + (f"; {len(failures)} input{'s' if len(failures) != 1 else ''} failed "
                         f"(reasons below)." if failures else "."))
     sentence = clip_sentence(rows, bound, clip_fraction)
-    if sentence:
+    if sentence and not sentence.startswith("0 %"):  # a share of the videos clips: say so
         notes.append(sentence + ".")
     if content["counts"]["approximate"]:
         notes.append(f"{content['counts']['approximate']} videos were stored before flowprep "
@@ -326,7 +331,8 @@ def build_report(path: str, sample: int = 6, seed: int = 0, top: int = TOP,
                              "motion_p95", "clipped_fraction", "camera_motion", "warnings")}}
         try:
             video = store[vid]
-            item["sheet"] = data_uri(vis.render_strip(video, SAMPLE_FLOWS, SAMPLE_HEIGHT))
+            item["sheet"] = data_uri(vis.render_strip(video, SAMPLE_FLOWS, SAMPLE_HEIGHT,
+                                                      SAMPLE_COLUMNS))
             if r["task"] != "rgb" and r["num_flows"]:
                 ser = flow_series(video.meta, lambda: video, SAMPLE_APPROX_FLOWS)
                 ts = video.timestamps
@@ -369,6 +375,7 @@ text-align:left;vertical-align:top} th{background:#fafafa}
 .plots{display:flex;flex-wrap:wrap;gap:12px} .plot{margin:0} .plot figcaption{font-size:12px;
 color:#555;max-width:380px} .bad{color:#b03020} code{font-size:12px}
 .sample{border:1px solid #ddd;padding:8px;margin:10px 0} .empty{color:#888;font-style:italic}
+img{max-width:100%;height:auto}
 """
 
 
@@ -399,9 +406,11 @@ def render_html(c: Dict[str, Any]) -> str:
     w('<h3 id="failures">Failed inputs</h3>')
     _table(w, ["input", "video id", "reason"],
            [[f["input"], f["video_id"], f["reason"]] for f in c["failures"]], "none")
+    _more(w, c["counts"]["failed"], len(c["failures"]))
     w('<h3 id="decode-warnings">Decode warnings</h3>')
     _table(w, ["video id", "warnings"],
            [[x["video_id"], "; ".join(x["warnings"])] for x in c["warnings"]], "none")
+    _more(w, c["counts"]["warned"], len(c["warnings"]))
     w('<h3 id="unreadable">Unreadable videos</h3>')
     _table(w, ["video id", "reason"], [[u["video_id"], u["reason"]] for u in c["unreadable"]],
            "none (only the videos drawn here were read)")
@@ -446,6 +455,12 @@ def render_html(c: Dict[str, Any]) -> str:
         w("</div>")
     w("</body></html>\n")
     return "\n".join(out)
+
+
+def _more(w: Callable[[str], None], total: int, shown: int) -> None:
+    if total > shown:
+        w(f'<p class="cap">… and {total - shown} more: <code>flowprep inspect OUT --videos</code> '
+          f'lists them all</p>')
 
 
 def _table(w: Callable[[str], None], head: Sequence[str], rows: Sequence[Sequence[Any]],
