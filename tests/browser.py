@@ -61,3 +61,24 @@ def open_page(html_path: str, screenshot: Optional[str] = None, width: int = 128
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def screenshot_png(html_path: str, png_path: str, width: int = 1100, height: int = 2000,
+                   out_width: int = 820, colours: int = 160) -> None:
+    """A small PNG of the top of a page (docs/report.png): a browser screenshot of
+    ``width`` x ``height`` CSS px, shrunk to ``out_width`` and reduced to ``colours``."""
+    import os
+    from PIL import Image
+    tmp = png_path + ".full.png"
+    seen = open_page(os.path.abspath(html_path), screenshot=tmp, width=width, height=height)
+    if seen["console"]:
+        raise SystemExit(f"console errors: {seen['console']}")
+    im = Image.open(tmp).convert("RGB")
+    im = im.resize((out_width, round(im.height * out_width / im.width)), Image.LANCZOS)
+    im.quantize(colours, method=Image.Quantize.MEDIANCUT).save(png_path, optimize=True)
+    os.unlink(tmp)
+
+
+if __name__ == "__main__":  # python tests/browser.py demo_out/report.html docs/report.png
+    import sys
+    screenshot_png(sys.argv[1], sys.argv[2])

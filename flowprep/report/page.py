@@ -89,7 +89,10 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 
 def _pct(v: Optional[float]) -> str:
-    return "–" if v is None else f"{100 * v:.1f} %"
+    """A fraction as a percentage: 1 decimal, or 2 significant digits below 1 %."""
+    if v is None:
+        return "–"
+    return f"{100 * v:.1f} %" if v == 0 or v >= 0.01 else f"{100 * v:.2g} %"
 
 
 def _published(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -279,7 +282,8 @@ def build_report(path: str, sample: int = 6, seed: int = 0, top: int = TOP,
                  [None if r["clipped_fraction"] is None else 100 * r["clipped_fraction"]
                   for r in pub], "clipped flow components (%)"
                  + (f" at bound ±{bound:g} px" if bound else ""),
-                 [(100 * clip_fraction, f"{100 * clip_fraction:g} %")], log_y=True))},
+                 [(100 * clip_fraction, f"{100 * clip_fraction:g} %")],
+                 log_y=len(pub) > 50))},
             {"key": "frames", "title": "Frames per video", "caption": "stored frames",
              "img": png_uri(plots.histogram([float(r["num_frames"]) for r in pub],
                                             "frames"))},
@@ -403,17 +407,15 @@ def render_html(c: Dict[str, Any]) -> str:
         w(f'<p class="note">{_e(n)}</p>')
     w("<h2 id=\"store\">Store</h2>")
     w(f"<pre>{_e(s['text'])}</pre>")
-    w('<h3 id="failures">Failed inputs</h3>')
-    _table(w, ["input", "video id", "reason"],
+    _table(w, "failures", "Failed inputs", ["input", "video id", "reason"],
            [[f["input"], f["video_id"], f["reason"]] for f in c["failures"]], "none")
     _more(w, c["counts"]["failed"], len(c["failures"]))
-    w('<h3 id="decode-warnings">Decode warnings</h3>')
-    _table(w, ["video id", "warnings"],
+    _table(w, "decode-warnings", "Decode warnings", ["video id", "warnings"],
            [[x["video_id"], "; ".join(x["warnings"])] for x in c["warnings"]], "none")
     _more(w, c["counts"]["warned"], len(c["warnings"]))
-    w('<h3 id="unreadable">Unreadable videos</h3>')
-    _table(w, ["video id", "reason"], [[u["video_id"], u["reason"]] for u in c["unreadable"]],
-           "none (only the videos drawn here were read)")
+    _table(w, "unreadable", "Unreadable videos", ["video id", "reason"],
+           [[u["video_id"], u["reason"]] for u in c["unreadable"]],
+           "none (of the videos drawn here: the others' planes were not read)")
     if c["plots"]:
         w('<h2 id="plots">Distributions</h2><div class="plots">')
         for p in c["plots"]:
@@ -463,11 +465,13 @@ def _more(w: Callable[[str], None], total: int, shown: int) -> None:
           f'lists them all</p>')
 
 
-def _table(w: Callable[[str], None], head: Sequence[str], rows: Sequence[Sequence[Any]],
-           empty: str) -> None:
+def _table(w: Callable[[str], None], anchor: str, title: str, head: Sequence[str],
+           rows: Sequence[Sequence[Any]], empty: str) -> None:
+    """A titled table; one line "title: empty" when there are no rows."""
     if not rows:
-        w(f'<p class="empty">{_e(empty)}</p>')
+        w(f'<p id="{anchor}"><b>{_e(title)}:</b> <span class="empty">{_e(empty)}</span></p>')
         return
+    w(f'<h3 id="{anchor}">{_e(title)}</h3>')
     w("<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>")
     for r in rows:
         w("<tr>" + "".join(f"<td>{_e(x)}</td>" for x in r) + "</tr>")

@@ -11,8 +11,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-SIZE = (4.6, 2.9)   #: inches
-DPI = 80            #: pixels per inch: a figure is 368 x 232 px
+SIZE = (4.2, 2.9)   #: inches
+DPI = 80            #: pixels per inch: a figure is 336 x 232 px
 COLOR = "#3b6ea8"
 ACCENT = "#c0392b"
 
@@ -34,8 +34,10 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _bins(values: np.ndarray, n: int = 30) -> np.ndarray:
-    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+def _bins(values: np.ndarray, marks: Sequence[float] = (), n: int = 30) -> np.ndarray:
+    """``n`` equal bins over the values and the marker lines (so no bar is a sliver)."""
+    both = np.concatenate([values, np.asarray(marks, dtype=np.float64)])
+    lo, hi = (float(both.min()), float(both.max())) if both.size else (0.0, 1.0)
     if hi <= lo:
         hi = lo + 1.0
     return np.linspace(lo, hi, n + 1)
@@ -61,7 +63,7 @@ def histogram(values: Sequence[float], xlabel: str, lines: Sequence[Tuple[float,
     if v.size == 0:
         _empty(ax)
         return _png(fig)
-    ax.hist(v, bins=_bins(v), color=COLOR)
+    ax.hist(v, bins=_bins(v, [x for x, _ in lines]), color=COLOR)
     if not log_y:
         from matplotlib.ticker import MaxNLocator
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
@@ -79,7 +81,7 @@ def scatter(x: Sequence[float], y: Sequence[float], xlabel: str, ylabel: str) ->
     """Scatter of per-video (x, y) points, y growing downwards (image rows), axes through 0."""
     pts = np.asarray([(a, b) for a, b in zip(x, y) if a is not None and b is not None
                       and np.isfinite(a) and np.isfinite(b)], dtype=np.float64).reshape(-1, 2)
-    fig, ax = _figure((3.6, 3.2))
+    fig, ax = _figure((3.6, 2.9))
     if len(pts) == 0:
         _empty(ax)
         return _png(fig)
