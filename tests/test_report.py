@@ -281,3 +281,62 @@ def test_report_in_a_headless_browser(known, tmp_path):
     with open(shot, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(shot) > 10_000
+
+
+@pytest.mark.parametrize("options", [{"task": "rgb"}, {"task": "flow"}, {"quant": "adaptive"},
+                                     {"backward": True, "format": "hdf5"}])
+def test_report_of_other_stores(tmp_path, options):
+    src = translated_video(str(tmp_path / "t.mkv"), n=4, dx=1.0, dy=0.5)
+    out = str(tmp_path / "out")
+    flowprep.extract([src], out, algo="farneback", short_side=0, jobs=1, **options)
+    rep = build_report(out, sample=2)
+    c = rep.content
+    assert c["counts"]["published"] == 1 and c["unreadable"] == []
+    assert len(c["samples"]) == 1 and c["samples"][0]["sheet"].startswith("data:image/jpeg")
+    row = flowprep.open_store(out).video_stats()[0]
+    if options.get("task") == "rgb":
+        assert row["motion"] is None and "plot" not in c["samples"][0]
+    else:
+        assert row["motion"] == pytest.approx(math.hypot(1.0, 0.5), abs=0.3)
+        assert c["samples"][0]["plot"].startswith("data:image/png")
+    if options.get("quant") == "adaptive":
+        assert row["clipped_fraction"] == 0 and not any("clip more" in n for n in c["notes"])
+
+
+def synthetic_rows(n=25):
+    from flowprep.report.stats import empty_row
+    rows = []
+    for i in range(n):
+        r = empty_row(f"C{i % 3}/v{i:02d}", "published")
+        r.update({"class": f"C{i % 3}", "num_frames": 30 + i, "num_flows": 29 + i, "step": 1,
+                  "task": "both", "fps": 25.0, "width": 64, "height": 48,
+                  "motion": 1.0 + i, "motion_p95": 2.0 + i,
+                  "clipped_fraction": 0.2 if i in (3, 7, 11) else 0.01,
+                  "camera_dx": float(i), "camera_dy": 0.0, "camera_motion": float(i),
+                  "warnings": 0, "stats": "extraction"})
+        rows.append(r)
+    return rows
+
+
+def test_outlier_tables_and_sentence_from_rows():
+    from flowprep.report.page import choose_samples, clip_sentence, outlier_tables
+    rows = synthetic_rows()
+    rows[5].update(motion=0.05)              # near-static
+    rows[9].update(num_flows=rows[9]["num_frames"])   # n flows for n frames: the mix-up
+    rows[12].update(warnings=2)
+    assert clip_sentence(rows, 20.0) == "12 % of videos clip more than 5 % of their flow at ±20 px"
+    tables = {t["key"]: t for t in outlier_tables(rows, top=4)}
+    assert [r["video_id"] for r in tables["static"]["rows"]] == [rows[5]["video_id"]]
+    assert [r["video_id"] for r in tables["mismatch"]["rows"]] == [rows[9]["video_id"]]
+    assert "39 flows for 39 frames (step 1: 38 expected)" == tables["mismatch"]["rows"][0]["why"]
+    assert [r["video_id"] for r in tables["warnings"]["rows"]] == [rows[12]["video_id"]]
+    assert tables["clipped"]["total"] == 25 and len(tables["clipped"]["rows"]) == 4
+    assert {r["video_id"] for r in tables["clipped"]["rows"][:3]} == {rows[i]["video_id"]
+                                                                     for i in (3, 7, 11)}
+    assert tables["camera"]["rows"][0]["video_id"] == rows[24]["video_id"]
+    assert tables["shortest"]["rows"][0]["video_id"] == rows[0]["video_id"]
+    picks = choose_samples(rows, list(tables.values()), 8, seed=1)
+    firsts = [t["rows"][0]["video_id"] for t in tables.values() if t["rows"]]
+    assert [p["video_id"] for p in picks[:len(set(firsts))]] == list(dict.fromkeys(firsts))
+    assert len({p["video_id"] for p in picks}) == 8
+    assert picks == choose_samples(rows, list(tables.values()), 8, seed=1)
