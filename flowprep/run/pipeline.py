@@ -220,16 +220,18 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         flush()
         out.drain()
         n = len(times)
+        skipped = reader.skipped_summary()  # every failure reason counts what was skipped
+        skipped = f", {skipped}" if skipped else ""
         if n == 0:
             raise DecodeError(f"{vin.path}: no frames in [{_sec(start)}, {_sec(end)}) "
-                              f"({reader.frames_read} frames decoded"
+                              f"({reader.frames_read} frames decoded{skipped}"
                               + (f", the last shown until {float(reader.end_time):.3f} s"
                                  if reader.end_time is not None else "") + ")")
         if want_flow and n < step + 1:
             raise DecodeError(
                 f"{vin.path}: {n} frame{'s' if n != 1 else ''} "
-                f"{'decoded' if n == reader.frames_read else 'selected'}; flow with step {step} "
-                f"needs at least {step + 1}")
+                f"{'decoded' if n == reader.frames_read else 'selected'}{skipped}; flow with "
+                f"step {step} needs at least {step + 1}")
         src_fps = reader.fps
         meta = {
             "video_id": vin.video_id, "source": os.path.abspath(vin.path),
