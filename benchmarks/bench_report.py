@@ -9,6 +9,7 @@ records. Then times ``build_report`` on it (one process; pin it to one core with
 ``taskset -c 0``) and prints the time of each phase and the page's size.
 
     taskset -c 0 python benchmarks/bench_report.py [--src demo_out] [--videos 2000] [--sample 6]
+        [--pre-statistics]   (a store made before the statistics: 8 flows a video decoded)
 
 Prints a markdown table with the machine and the command.
 """
@@ -31,7 +32,7 @@ sys.path.insert(0, HERE)
 from _machine import cpu_name  # noqa: E402
 
 
-def clone_store(src: str, dst: str, n: int, seed: int = 0) -> None:
+def clone_store(src: str, dst: str, n: int, seed: int = 0, pre_statistics: bool = False) -> None:
     """A JPEG store of ``n`` videos at ``dst`` cloned (hard links) from the JPEG store ``src``."""
     import flowprep
     from flowprep.store.base import record_failure
@@ -59,6 +60,9 @@ def clone_store(src: str, dst: str, n: int, seed: int = 0) -> None:
             elif key.startswith("clipped_fraction"):
                 meta[key] = np.clip(np.asarray(meta[key]) * k * k, 0, 1).round(5).tolist()
         meta.update(video_id=new, class_name=cls, label=i % 50)
+        if pre_statistics:  # a store made before the motion statistics: computed from planes
+            for key in [k for k in meta if k.startswith("motion")]:
+                del meta[key]
         if i % 211 == 5:
             meta["warnings"] = ["a synthetic decode warning"]
         with open(os.path.join(d, "meta.json"), "w") as f:
@@ -74,6 +78,8 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=2000)
     ap.add_argument("--sample", type=int, default=6)
     ap.add_argument("--keep", default=None, help="keep the cloned store and the page here")
+    ap.add_argument("--pre-statistics", action="store_true",
+                    help="clone without the motion statistics (a store made before them)")
     args = ap.parse_args()
     from flowprep.report.page import build_report
 
@@ -82,7 +88,7 @@ def main() -> None:
     try:
         if not os.path.isdir(store):
             t = time.perf_counter()
-            clone_store(args.src, store, args.videos)
+            clone_store(args.src, store, args.videos, pre_statistics=args.pre_statistics)
             print(f"cloned {args.videos} videos in {time.perf_counter() - t:.1f} s", file=sys.stderr)
         marks = []
         t0 = time.perf_counter()
