@@ -340,3 +340,15 @@ def test_outlier_tables_and_sentence_from_rows():
     assert [p["video_id"] for p in picks[:len(set(firsts))]] == list(dict.fromkeys(firsts))
     assert len({p["video_id"] for p in picks}) == 8
     assert picks == choose_samples(rows, list(tables.values()), 8, seed=1)
+
+
+def test_verify_checks_the_motion_statistics(known):
+    from flowprep.verify import check_meta
+    store = flowprep.open_store(known["jpeg"])
+    meta = store.meta(known["ids"]["real"])
+    assert check_meta(meta, known["ids"]["real"], meta["config_key"]) == []
+    meta["motion"] = meta["motion"][:-1]
+    problems = check_meta(meta, known["ids"]["real"], meta["config_key"])
+    assert problems == [f"motion has {meta['num_flows'] - 1} entries for {meta['num_flows']} flows"]
+    del meta["motion"]  # a store made before the statistics: not a problem
+    assert check_meta(meta, known["ids"]["real"], meta["config_key"]) == []
