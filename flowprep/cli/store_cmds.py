@@ -10,7 +10,7 @@ from flowprep.errors import ConfigError
 
 
 def _bytes_option(ctx, param, value):
-    from .extract_cmd import parse_bytes
+    from flowprep.run.options import parse_bytes
     try:
         return parse_bytes(value)
     except ConfigError as exc:

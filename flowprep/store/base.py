@@ -102,9 +102,11 @@ def config_key(config: Dict[str, Any]) -> str:
     config but not hashed (as OpenCV's version is not), so upgrading PyAV does not
     recompute a whole dataset. OpenCV's reader, the decoder of stores made before
     --decoder existed, is left out of the hash, so those stores keep their key
-    when extended with ``--decoder opencv``.
+    when extended with ``--decoder opencv``. A preset (``--preset``) is recorded, not
+    hashed: the options it set are hashed under their own keys.
     """
     hashed = dict(config)
+    hashed.pop("preset", None)
     decoder = hashed.pop("decoder", None)
     name = decoder.get("name") if isinstance(decoder, dict) else decoder
     if name not in (None, "opencv"):
