@@ -124,7 +124,8 @@ class _FlowSink:
 
     def __init__(self, opts: "ExtractOptions", vw, out: "_OrderedWriter") -> None:
         self.opts, self.vw, self.out = opts, vw, out
-        #: meta key (mean_flow, clipped_fraction, ranges + the stream's stat_suffix) -> per-flow values
+        #: meta key (mean_flow, motion, motion_p95, clipped_fraction, ranges + the stream's
+        #: stat_suffix) -> per-flow values
         self.stats: Dict[str, List[Any]] = {}
 
     def _stat(self, key: str, sfx: str, value: Any) -> None:
@@ -133,6 +134,9 @@ class _FlowSink:
     def add(self, flow: np.ndarray, backward: bool, warped: bool = False) -> None:
         sfx = stat_suffix(backward, warped)
         self._stat("mean_flow", sfx, [float(v) for v in qz.mean_flow(flow)])
+        motion, p95 = qz.motion_stats(flow)  # mean and 95th percentile of |d|, float flow
+        self._stat("motion", sfx, round(motion, 4))
+        self._stat("motion_p95", sfx, round(p95, 4))
         if self.opts.quant == "fixed":
             q = qz.quantize_fixed(flow, self.opts.bound)
             self._stat("clipped_fraction", sfx, qz.clipped_fraction(flow, self.opts.bound))
@@ -242,7 +246,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         meta.update(input_meta(reader, opts, task, times, start, end))
         if not want_flow:
             meta["mean_flow"] = []
-        meta.update(sink.stats)  # mean_flow, clipped_fraction[, ranges] of each stored stream
+        meta.update(sink.stats)  # mean_flow, motion(_p95), clipped_fraction[, ranges] of each stream
         if warp is not None:  # --warped: settings, homographies, inliers, fallbacks
             meta.update(warp.meta())
         warnings = reader.warnings()
