@@ -56,6 +56,7 @@ from ..fsutil import atomic_write_bytes
 from ..inputs import VideoInput
 from ..store import codec
 from ..store.base import FLOW_STREAMS, VideoWriter
+from .ledger import FAILED, PUBLISHED, VideoResult
 from .pipeline import (DecodeSummary, FrameRun, _OrderedWriter, check_count, fail_result,
                        time_range, video_meta)
 
@@ -513,13 +514,13 @@ def publish_parts(vin: VideoInput, job: "Job", backend: "FlowBackend", writer: "
     ``progress`` is called with 8 for every 8 payloads written (the runners' clock
     allows time per frame; a join writes a whole long video).
 
-    Returns process_video's result dict ("published" or "failed"); raises
-    ChunkMismatch (nothing written) when the parts do not line up, and DiskFullError.
+    Returns the video's VideoResult (published, or failed writing); raises ChunkMismatch
+    (nothing written) when the parts do not line up, and DiskFullError.
     """
     t_start = time.perf_counter()
     opts = job.opts
     step = int(opts.step)
-    result: Dict[str, Any] = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
+    result = VideoResult(vin.video_id, vin.path, FAILED)
     try:
         headers = [load_header(p) for p in paths]
     except (OSError, EOFError, pickle.UnpicklingError, AttributeError, TypeError) as exc:
@@ -551,12 +552,12 @@ def publish_parts(vin: VideoInput, job: "Job", backend: "FlowBackend", writer: "
                 else:
                     vw.add_flow_bytes(data[0], data[1], backward=b, warped=w)
         vw.commit(meta)
-        result.update(status="published", frames=n, flows=joined.n_flows, chunks=len(paths))
-        if meta.get("warnings"):
-            result["warnings"] = meta["warnings"]
+        result.status, result.frames, result.flows = PUBLISHED, n, joined.n_flows
+        result.chunks = len(paths)
+        result.warnings = list(meta.get("warnings") or [])
     except Exception as exc:
         fail_result(result, exc, vw)
-    result["seconds"] = time.perf_counter() - t_start
+    result.seconds = time.perf_counter() - t_start
     return result
 
 
@@ -608,11 +609,47 @@ def splitting(job: "Job") -> bool:
             and job.opts.format in CHUNKED_FORMATS)
 
 
-def run_item(item: Any, job: "Job", backend: "FlowBackend", writer: "StoreWriter",
-             progress: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
-    """What a worker does with a task: a video (which may come back "split"), a chunk
-    (status "chunk" once staged, or "failed"), or a join (a video's result).
+@dataclass
+class ChunkAnswer:
+    """What a worker answers, instead of a VideoResult, about a long video's chunks.
 
+    Attributes:
+        video_id, input: the video.
+        status: "split" (not computed: ``chunks`` to schedule), "chunk" (chunk ``index``
+            is staged) or "failed" (chunk ``index`` failed: ``reason``).
+        chunks: the ChunkSpecs of a split video.
+        index: the chunk's index.
+        reason: why the chunk failed.
+        frames: stored frames the chunk computed.
+        seconds: wall time in the worker.
+    """
+
+    video_id: str
+    input: str
+    status: str
+    chunks: List[ChunkSpec] = field(default_factory=list)
+    index: int = -1
+    reason: Optional[str] = None
+    frames: int = 0
+    seconds: float = 0.0
+
+
+def split_answer(reader, job: "Job", vin: VideoInput, start: Optional[float],
+                 end: Optional[float]) -> Optional[ChunkAnswer]:
+    """process_video's ``split``: a "split" answer for a long video, else None."""
+    specs = plan_chunks(reader, job, start, end)
+    if not specs:
+        return None
+    return ChunkAnswer(vin.video_id, vin.path, "split", chunks=specs)
+
+
+def run_item(item: Any, job: "Job", backend: "FlowBackend", writer: "StoreWriter",
+             progress: Optional[Callable[[int], None]] = None,
+             process: Optional[Callable[..., Any]] = None) -> Any:
+    """What a worker does with a task: a video (its VideoResult, or a "split" ChunkAnswer),
+    a chunk (a ChunkAnswer: staged or failed), or a join (the video's VideoResult).
+
+    ``process``: process_video, or the test hook's wrapper of it (run/faults.py).
     DiskFullError propagates, as from process_video.
     """
     from .pipeline import process_video
@@ -620,46 +657,47 @@ def run_item(item: Any, job: "Job", backend: "FlowBackend", writer: "StoreWriter
         return _run_chunk(item, job, backend, progress)
     if isinstance(item, JoinTask):
         return _run_join(item, job, backend, writer, progress)
-    return process_video(item, job, backend, writer, progress,
-                         split=plan_chunks if splitting(job) else None)
+    return (process or process_video)(item, job, backend, writer, progress,
+                                      split=split_answer if splitting(job) else None)
 
 
 def _run_chunk(task: ChunkTask, job: "Job", backend: "FlowBackend",
-               progress: Optional[Callable[[int], None]]) -> Dict[str, Any]:
-    from .pipeline import _test_hook
+               progress: Optional[Callable[[int], None]]) -> ChunkAnswer:
+    from . import faults
     t0 = time.perf_counter()
     spec = task.spec
-    result: Dict[str, Any] = {"video_id": task.video_id, "input": task.path, "frames": 0,
-                              "flows": 0, "index": spec.index}
+    answer = ChunkAnswer(task.video_id, task.path, "failed", index=spec.index)
     try:
-        _test_hook(_HookId(f"{task.video_id}#chunk{spec.index}"))
+        # FLOWPREP_TEST_HOOK=segfault:<id>#chunk<i> (tests): the fault of one chunk
+        faults.wrap(lambda _chunk: None)(_ChunkId(f"{task.video_id}#chunk{spec.index}"))
         part = compute_chunk(task.vin, job, backend, spec, progress)
         save_part(part, part_path(job, task.video_id, spec.index))
-        result.update(status="chunk", frames=len(part.times), flows=part.n_flows)
+        answer.status, answer.frames = "chunk", len(part.times)
     except Exception as exc:
-        fail_result(result, exc)
-        result["reason"] = f"{result['reason']} (in {describe_chunk(spec)})"
-    result["seconds"] = time.perf_counter() - t0
-    return result
+        res = VideoResult(task.video_id, task.path, FAILED)
+        fail_result(res, exc)  # DiskFullError propagates
+        answer.reason = f"{res.reason} (in {describe_chunk(spec)})"
+    answer.seconds = time.perf_counter() - t0
+    return answer
 
 
 def _run_join(task: JoinTask, job: "Job", backend: "FlowBackend", writer: "StoreWriter",
-              progress: Optional[Callable[[int], None]]) -> Dict[str, Any]:
+              progress: Optional[Callable[[int], None]]) -> VideoResult:
     from .pipeline import process_video
     paths = [part_path(job, task.video_id, i) for i in range(task.count)]
     try:
         try:
             return publish_parts(task.vin, job, backend, writer, paths, progress)
         except ChunkMismatch as exc:  # never publish parts that may differ: compute it whole
-            res = process_video(task.vin, job, backend, writer, progress, split=None)
-            res["chunk_fallback"] = str(exc)
+            res = process_video(task.vin, job, backend, writer, progress)
+            res.chunk_fallback = str(exc)
             return res
     finally:
         drop_parts(job, task.video_id)
 
 
-class _HookId:
-    """A stand-in VideoInput for the test hook (its id names the chunk)."""
+class _ChunkId:
+    """What the test hook reads of a chunk: an id naming the chunk."""
 
     def __init__(self, video_id: str) -> None:
         self.video_id = video_id

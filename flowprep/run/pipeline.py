@@ -34,12 +34,10 @@ from ..fsutil import storage_error as _storage_error
 from ..inputs import VideoInput
 from ..store import open_writer
 from ..store.base import StoreWriter, stat_suffix
+from .ledger import FAILED, PUBLISHED, VideoResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extract import ExtractOptions
-
-#: --task: what a store holds
-TASKS = ("both", "rgb", "flow")
 
 #: the FlowChoice of a --task rgb run: no flow is computed, no device is probed
 NO_FLOW = "none"
@@ -130,7 +128,8 @@ class _FlowSink:
 
     def __init__(self, opts: "ExtractOptions", vw, out: "_OrderedWriter") -> None:
         self.opts, self.vw, self.out = opts, vw, out
-        #: meta key (mean_flow, clipped_fraction, ranges + the stream's stat_suffix) -> per-flow values
+        #: meta key (mean_flow, motion, motion_p95, clipped_fraction, ranges + the stream's
+        #: stat_suffix) -> per-flow values
         self.stats: Dict[str, List[Any]] = {}
 
     def _stat(self, key: str, sfx: str, value: Any) -> None:
@@ -139,6 +138,9 @@ class _FlowSink:
     def add(self, flow: np.ndarray, backward: bool, warped: bool = False) -> None:
         sfx = stat_suffix(backward, warped)
         self._stat("mean_flow", sfx, [float(v) for v in qz.mean_flow(flow)])
+        motion, p95 = qz.motion_stats(flow)  # mean and 95th percentile of |d|, float flow
+        self._stat("motion", sfx, round(motion, 4))
+        self._stat("motion_p95", sfx, round(p95, 4))
         if self.opts.quant == "fixed":
             q = qz.quantize_fixed(flow, self.opts.bound)
             self._stat("clipped_fraction", sfx, qz.clipped_fraction(flow, self.opts.bound))
@@ -287,36 +289,36 @@ def video_meta(vin: VideoInput, job: "Job", backend: Optional[FlowBackend], dec:
 
 def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: StoreWriter,
                   progress: Optional[Callable[[int], None]] = None,
-                  split: Optional[Callable[..., Any]] = None) -> Dict[str, Any]:
+                  split: Optional[Callable[..., Any]] = None) -> Any:
     """Decode, compute flow, quantize and write one video; commit it or fail cleanly.
 
-    With ``split`` (a runner that schedules time chunks: chunks.plan_chunks, called as
-    split(reader, job, start, end)), a video it splits is not computed here: the
-    result has status "split" and "chunks", the ChunkSpecs to compute.
+    ``split``: a runner that schedules the time chunks of long videos passes
+    chunks.split_answer, called as split(reader, job, vin, start, end) once the video is
+    open; when it returns an answer (the video is split), process_video returns that
+    answer without computing anything.
 
     Returns:
-        {"video_id", "input", "status": "published" | "failed" | "split", "reason",
-         "frames", "flows", "seconds"[, "chunks"]}. DiskFullError propagates (the run
-        must stop).
+        its VideoResult (ledger.py): published (committed into ``writer``) or failed with
+        the reason; writer_error when ``writer`` must be retired (or split's answer).
+        DiskFullError propagates (the run must stop).
     """
     t0 = time.perf_counter()
     opts = job.opts
     step = int(opts.step)
     want_flow = opts.task in ("both", "flow")
-    result: Dict[str, Any] = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
+    result = VideoResult(vin.video_id, vin.path, FAILED)
     vw = None
     reader = None
     out = _OrderedWriter()
     try:
-        _test_hook(vin)
         start, end = time_range(vin, opts)
         reader = open_reader(vin.path, job.decoder, opts.resize, threads=job.threads,
                              input_fps=opts.input_fps, seek=start or None)
         if split is not None:
-            specs = split(reader, job, start, end)
-            if specs:
-                result.update(status="split", chunks=specs, seconds=time.perf_counter() - t0)
-                return result
+            answer = split(reader, job, vin, start, end)
+            if answer is not None:
+                answer.seconds = time.perf_counter() - t0
+                return answer
         vw = writer.begin(vin.video_id)
         run = FrameRun(job, backend, vw, out)
 
@@ -338,9 +340,8 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
                           start, end, run.sink.stats,
                           run.warp.meta() if run.warp is not None else None)
         vw.commit(meta)
-        result.update(status="published", frames=n, flows=run.n_flows)
-        if meta.get("warnings"):
-            result["warnings"] = meta["warnings"]
+        result.status, result.frames, result.flows = PUBLISHED, n, run.n_flows
+        result.warnings = list(meta.get("warnings") or [])
     except Exception as exc:
         out.stop()  # the background writes end before the writer is aborted or retired
         fail_result(result, exc, vw)
@@ -348,7 +349,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         out.stop()
         if reader is not None:
             reader.close()  # the decoder now, not whenever the suspended generator is collected
-    result["seconds"] = time.perf_counter() - t0
+    result.seconds = time.perf_counter() - t0
     return result
 
 
@@ -373,9 +374,9 @@ def check_count(vin: VideoInput, n: int, step: int, want_flow: bool, frames_read
             f"step {step} needs at least {step + 1}")
 
 
-def fail_result(result: Dict[str, Any], exc: BaseException, vw=None) -> None:
+def fail_result(result: VideoResult, exc: BaseException, vw=None) -> None:
     """Turn ``exc``, raised while processing a video, into a failed ``result`` (in place):
-    the reason, and "writer_error" when the worker's writer must not be reused. Aborts
+    the reason, and writer_error when the worker's writer must not be reused. Aborts
     ``vw`` (the video's writer) unless the store itself failed. DiskFullError is raised."""
     storage = _storage_error(exc)
     if vw is not None and storage is None:
@@ -388,18 +389,19 @@ def fail_result(result: Dict[str, Any], exc: BaseException, vw=None) -> None:
     # worker or the run's staging area
     if isinstance(storage, DiskFullError):
         raise storage from None
+    result.status = FAILED
     if storage is not None:
-        result.update(status="failed", reason=f"writing the store failed: {storage}")
+        result.reason = f"writing the store failed: {storage}"
     elif isinstance(exc, (FlowprepError, cv2.error, MemoryError)):
-        result.update(status="failed", reason=str(exc) if isinstance(exc, FlowprepError)
-                      else f"{type(exc).__name__}: {exc}")
+        result.reason = (str(exc) if isinstance(exc, FlowprepError)
+                         else f"{type(exc).__name__}: {exc}")
     else:  # a bug: record it with the traceback, keep the run going
-        result.update(status="failed", reason=f"internal error {type(exc).__name__}: {exc}",
-                      detail="".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        result.reason = f"internal error {type(exc).__name__}: {exc}"
+        result.detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     # After a write error or a bug the writer's state is unknown (an HDF5 shard may
-    # hold half-written data): the worker is not reused, and what it committed but
-    # had not yet published is redone by a fresh one (local.py).
-    result["writer_error"] = not isinstance(exc, (DecodeError, cv2.error, MemoryError)) \
+    # hold half-written data): the ledger retires the writer, and what it committed
+    # but had not yet published is redone by a fresh one (ledger.py).
+    result.writer_error = not isinstance(exc, (DecodeError, cv2.error, MemoryError)) \
         and (storage is not None or isinstance(exc, (StoreError, OSError))
              or not isinstance(exc, FlowprepError))
 
@@ -430,39 +432,3 @@ def input_meta(reader, opts: "ExtractOptions", task: str, times: List[float],
     if start is not None or end is not None:
         m["time_range"] = [start, end]
     return m
-
-
-def failed_result(vin: VideoInput, reason: str) -> Dict[str, Any]:
-    """The result dict of a video that ends failed with ``reason`` (runners use it too)."""
-    return {"video_id": vin.video_id, "input": vin.path, "status": "failed", "reason": reason}
-
-
-def timed_out_reason(vin: VideoInput, elapsed: float, frames: int, opts: "ExtractOptions") -> str:
-    """The failure reason of a video that overran timeout + timeout_per_frame x frames."""
-    return (f"{vin.path}: timed out after {elapsed:.0f} s with {frames} frames decoded "
-            f"(limit {opts.timeout:.0f} s + {opts.timeout_per_frame:g} s per frame); "
-            f"the worker was killed")
-
-
-def not_processed(vin: VideoInput, why: str) -> Dict[str, Any]:
-    """The result of a video never started because the run stopped early."""
-    return failed_result(vin, f"not processed: the run stopped early ({why})")
-
-
-def _test_hook(vin: VideoInput) -> None:
-    """FLOWPREP_TEST_HOOK=action:substring makes a worker crash or hang on matching ids (tests)."""
-    hook = os.environ.get("FLOWPREP_TEST_HOOK")
-    if not hook:
-        return
-    action, _, pattern = hook.partition(":")
-    if pattern and pattern in vin.video_id:
-        if action == "segfault":
-            import signal
-            os.kill(os.getpid(), signal.SIGSEGV)
-        elif action == "hang":
-            while True:
-                time.sleep(1)
-        elif action == "sleep":
-            time.sleep(2)
-
-
