@@ -124,7 +124,7 @@ def _unsplit(tmp_path, inputs, **options):
     backend = _backend(job)
     with job.writer("w0") as w:
         for v in videos:
-            assert process_video(v, job, backend, w)["status"] == "published"
+            assert process_video(v, job, backend, w).published
     return job.root
 
 
@@ -139,7 +139,7 @@ def _chunked(tmp_path, inputs, specs_of, **options):
                 paths.append(part_path(job, v.video_id, spec.index))
                 save_part(compute_chunk(v, job, backend, spec), paths[-1])
             res = publish_parts(v, job, backend, w, paths)
-            assert res["status"] == "published", res
+            assert res.published, res
     return job.root
 
 

@@ -189,8 +189,7 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
         # forces chunks of N frames, 0 never splits
         if chunk_frames is None and jobs < 2 and not opts.scheduler:
             chunk_frames = 0
-        spread = jobs if chunk_frames != 0 else min(jobs, len(todo) or 1)
-        threads = max(1, (os.cpu_count() or 1) // max(1, spread))
+        threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
         job = Job(opts, choice, params, config, key, root, lock.tmp_root, threads,
                   chunk_frames=chunk_frames, workers=jobs)
         results = []

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import multiprocessing as mp
 import os
 import signal
@@ -246,8 +247,11 @@ def run_local(videos: List[Any], job, jobs: int, ledger: Ledger) -> None:
         ledger.sealed(w.tag, published)
         if answer.status == "split":
             queue.extend(reversed(book.split(item, answer.chunks)))
-            while len(workers) < jobs and not ledger.stopped:  # one long video on every core
-                workers.append(_Worker(ctx, len(workers), job))
+            # one long video on every core: up to --jobs workers, each with its share
+            # of the cores for decoding and OpenCV
+            extra = dataclasses.replace(job, threads=max(1, (os.cpu_count() or 1) // jobs))
+            while len(workers) < jobs and not ledger.stopped:
+                workers.append(_Worker(ctx, len(workers), extra))
         elif answer.status == "chunk":
             join = book.chunk_done(item)
             if join is not None:
