@@ -426,3 +426,18 @@ def test_a_dask_cluster_splits_the_long_video_and_equals_an_unsplit_run(tmp_path
     assert rep.ok and rep.chunked == {"long": 6} and not rep.chunk_fallbacks
     assert_same_store(ref.root, rep.root)
     assert not os.listdir(os.path.join(rep.root, ".flowprep", "tmp"))
+
+
+def test_the_automatic_chunk_count():
+    from types import SimpleNamespace as NS
+    opts = NS(task="both", format="jpeg", fps=None, step=1)
+
+    def count(frames, workers, **kw):
+        reader = NS(seekable=True, duration=frames / 25, fps=25.0)
+        specs = plan_chunks(reader, NS(opts=NS(**{**opts.__dict__, **kw}), chunk_frames=None,
+                                       workers=workers), None, None)
+        return None if specs is None else len(specs)
+    assert count(900, 2) == 4 and count(600, 16) == 9 and count(3600, 32) == 32
+    assert count(90000, 32) == 352 and count(512, 1) == 2
+    assert count(511, 2) is None  # short videos are never split automatically
+    assert count(900, 2, task="rgb") is None and count(900, 2, format="wds") is None

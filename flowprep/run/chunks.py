@@ -27,10 +27,10 @@ bytes. On any mismatch the video is computed unsplit instead (``ChunkMismatch``;
 the runner does it), never published from parts that may differ.
 
 Chunk size: FLOWPREP_CHUNK_FRAMES=N (frames; 0 turns splitting off), else
-automatic: at most ``AUTO_CHUNK`` frames a chunk, the count rounded up to a
-multiple of the run's workers while chunks keep ``MIN_CHUNK`` frames, and only
-for videos of at least ``2 x AUTO_CHUNK`` frames (estimated from the container's
-duration and the frame rate). Splitting needs a seekable decode (PyAV, a video
+automatic: at most ``AUTO_CHUNK`` frames a chunk, at least one chunk a worker and
+their count rounded up to a multiple of the run's workers, both while chunks keep
+``MIN_CHUNK`` frames, and only for videos of at least ``2 x AUTO_CHUNK`` frames
+(estimated from the container's duration and the frame rate). Splitting needs a seekable decode (PyAV, a video
 file with a start time), flow (--task both/flow) and a store whose writer takes
 stored payloads (jpeg, hdf5).
 """
@@ -144,8 +144,9 @@ def plan_chunks(reader, job: "Job", start: Optional[float], end: Optional[float]
         return None
     count = math.ceil(frames / chunk)
     workers = max(1, int(getattr(job, "workers", 1) or 1))
-    if size is None and count % workers:
-        balanced = count + workers - count % workers
+    if size is None:  # automatic: every worker gets chunks, in equal numbers where it can
+        count = max(count, min(workers, int(frames // MIN_CHUNK)))
+        balanced = count + (-count) % workers
         if frames / balanced >= MIN_CHUNK:
             count = balanced
     # span ends on a grid of 1/1000 s so that they are short exact fractions
