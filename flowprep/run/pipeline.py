@@ -244,6 +244,8 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
             "flow": backend.describe() if want_flow else None, "flowprep_version": __version__,
         }
         meta.update(input_meta(reader, opts, task, times, start, end))
+        if vin.original_id is not None:  # the id had whitespace: the path's own spelling
+            meta["original_id"] = vin.original_id
         if not want_flow:
             meta["mean_flow"] = []
         meta.update(sink.stats)  # mean_flow, motion(_p95), clipped_fraction[, ranges] of each stream
