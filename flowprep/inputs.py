@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError
+from .names import has_unsafe, replace_unsafe
 
 from .filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: F401  (VIDEO_EXTENSIONS: importable from here, as before)
 
@@ -67,12 +68,6 @@ class VideoInput:
 RESERVED_NAMES = ("flowprep.json", "rgb_list.txt", "flow_list.txt", "wflow_list.txt", "classes.txt")
 
 
-def _unsafe_char(c: str) -> bool:
-    """Control characters and whitespace (str.isspace: space, tab, U+3000...): in an id they
-    would split an annotation list line "<video dir> <count> <label>" in the wrong place."""
-    return ord(c) < 32 or ord(c) == 127 or c.isspace()
-
-
 def _raw_id(rel: str, keep_ext: bool = False) -> str:
     rel = rel.replace(os.sep, "/")
     return rel if keep_ext else os.path.splitext(rel)[0]
@@ -85,7 +80,7 @@ def _safe_id(rel: str, keep_ext: bool = False) -> str:
     for p in stem.split("/"):
         if p in ("", ".", ".."):
             continue
-        p = "".join("_" if _unsafe_char(c) else c for c in p)
+        p = replace_unsafe(p)  # whitespace, control characters (flowprep/names.py)
         if p.startswith("."):
             p = "_" + p[1:] if len(p) > 1 else "_"
         if not parts and p.casefold() in RESERVED_NAMES:
@@ -245,7 +240,7 @@ def discover(inputs: Sequence[str]) -> List[VideoInput]:
 
     def original_id(path: str, rel: str, start: Optional[float], end: Optional[float]):
         raw = _raw_id(rel, keep_ext=os.path.isdir(path))
-        return raw + segment(start, end) if any(_unsafe_char(c) for c in raw) else None
+        return raw + segment(start, end) if has_unsafe(raw) else None
 
     # folders the ids name (casefolded): no video may take one of these as its own id
     folders = {f.casefold() for p, rel, _, s, e in unique for f in _folders(base_id(p, rel, s, e))}

@@ -71,5 +71,11 @@ def test_lists_split_into_three_fields_in_every_format(tmp_path, fmt):
     assert store["class_A/ünïcødé_視頻"].meta["original_id"] == "class A/ünïcødé 視頻"
     assert store["cls/tab_here_wide"].meta["original_id"] == "cls/tab\there\u3000wide"
     assert "original_id" not in store["cls/plain"].meta  # unchanged meta for plain names
+    # a name is found by its own spelling too (the video whose original_id it is)
+    assert store["cls/with space"].video_id == "cls/with_space_mkv"
+    assert store["cls/with_space"].video_id == "cls/with_space"
+    assert "class A/ünïcødé 視頻" in store and "cls/no such" not in store
+    with pytest.raises(KeyError):
+        store["cls/no such"]
     classes = (out / "classes.txt").read_text(encoding="utf-8").split("\n")[:-1]
     assert all(len(c.split()) == 2 for c in classes), classes
