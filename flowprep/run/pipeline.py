@@ -97,7 +97,7 @@ class _OrderedWriter:
     thread, in submission order, so they overlap the next frame's decoding and flow.
 
     At most ``depth`` calls wait, which bounds memory. An error raised by a call comes
-    back, unchanged, from a later ``submit`` or from ``drain``; ``stop`` discards what
+    back, unchanged, from a later ``submit`` or from ``wait``; ``stop`` discards what
     has not started and waits for what has, so the writer is idle before it is aborted.
     """
 
@@ -112,7 +112,8 @@ class _OrderedWriter:
             self._pending.popleft().result()
         self._pending.append(self._ex.submit(fn, *args, **kwargs))
 
-    def drain(self) -> None:
+    def wait(self) -> None:
+        """Wait for every submitted call; raises the first error."""
         while self._pending:
             self._pending.popleft().result()
 
@@ -216,7 +217,7 @@ class FrameRun:
 
     def finish(self) -> None:
         self.flush()
-        self.out.drain()
+        self.out.wait()
 
 
 def batch_size(job: "Job", backend: Optional[FlowBackend]) -> int:
@@ -277,6 +278,8 @@ def video_meta(vin: VideoInput, job: "Job", backend: Optional[FlowBackend], dec:
         "flow": backend.describe() if want_flow else None, "flowprep_version": __version__,
     }
     meta.update(input_meta(dec, opts, opts.task, times, start, end))
+    if vin.original_id is not None:  # the id had whitespace: the path's own spelling
+        meta["original_id"] = vin.original_id
     if not want_flow:
         meta["mean_flow"] = []
     meta.update(stats)  # mean_flow, clipped_fraction[, ranges] of each stored stream

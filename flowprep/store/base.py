@@ -38,6 +38,7 @@ import numpy as np
 
 from .. import quantize as qz
 from ..errors import StoreError
+from ..names import has_unsafe, replace_unsafe
 from ..fsutil import atomic_write_json, read_json
 from ..report.stats import APPROX_FLOWS, rows_to_array, store_rows
 from . import codec
@@ -392,6 +393,17 @@ class Video:
                 f"flows={self.num_flows} {self.width}x{self.height}>")
 
 
+def _resolving(fn):
+    """``fn(self, video_id, ...)`` called with ``self.resolve_id(video_id)``."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self, video_id, *args, **kwargs):
+        return fn(self, self.resolve_id(video_id), *args, **kwargs)
+    wrapper._resolves_ids = True
+    return wrapper
+
+
 class Store:
     """A published store, read-only. Subclasses list videos and make Video objects.
 
@@ -401,6 +413,15 @@ class Store:
     """
 
     format = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every format's ``__getitem__`` and ``meta`` take a name by either spelling: the
+        key goes through :meth:`resolve_id` first (one rule for every format, new ones too)."""
+        super().__init_subclass__(**kwargs)
+        for name in ("__getitem__", "meta"):
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "_resolves_ids", False):
+                setattr(cls, name, _resolving(fn))
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)
@@ -457,7 +478,24 @@ class Store:
         return len(self.video_ids)
 
     def __contains__(self, video_id: object) -> bool:
-        return video_id in set(self.video_ids)
+        return self.resolve_id(video_id) in set(self.video_ids)
+
+    def resolve_id(self, video_id: Any) -> Any:
+        """The id ``video_id`` is stored under: itself, or for a name spelled with whitespace
+        (ids hold none, flowprep/names.py) the video whose meta's original_id it is."""
+        if not isinstance(video_id, str) or not has_unsafe(video_id):
+            return video_id
+        ids = self.video_ids
+        if video_id in ids:  # a store made before the rule keeps such ids
+            return video_id
+        safe = replace_unsafe(video_id)
+        for vid in [safe] + [v for v in ids if v.startswith(safe + "_")]:
+            try:
+                if vid in ids and self.meta(vid).get("original_id") == video_id:
+                    return vid
+            except (KeyError, StoreError):
+                continue
+        return video_id
 
     def __iter__(self) -> Iterator[Video]:
         for vid in self.video_ids:

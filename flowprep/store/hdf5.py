@@ -430,7 +430,7 @@ class Hdf5Store(Store):
         return self._ids
 
     def __contains__(self, video_id: object) -> bool:
-        return video_id in self.entries
+        return self.resolve_id(video_id) in self.entries
 
     # --- handles --------------------------------------------------------
     def _file(self, shard: str):
