@@ -29,10 +29,9 @@ from ..errors import ConfigError, StoreError
 _MODULES: Dict[str, str] = {
     "jpeg": "flowprep.store.jpeg",
     "hdf5": "flowprep.store.hdf5",
-
+    "wds": "flowprep.store.wds",
 }
 _LOADED: Dict[str, "StoreFormat"] = {}
-
 
 class StoreFormat:
     """What a store format provides (one instance per format, ``FORMAT`` in its package).
@@ -90,11 +89,9 @@ class StoreFormat:
     def __repr__(self) -> str:
         return f"<store format {self.name}>"
 
-
 def names() -> Tuple[str, ...]:
     """Every format's name ("jpeg", "hdf5", "wds")."""
     return tuple(_MODULES)
-
 
 def get(name: str) -> StoreFormat:
     """The registered format ``name``; ConfigError naming the choices when there is none."""
@@ -109,7 +106,6 @@ def get(name: str) -> StoreFormat:
         raise StoreError(f"{module} registers format {fmt.name!r}, not {name!r}")
     _LOADED[name] = fmt
     return fmt
-
 
 def register(name: str, module: str) -> None:
     """Add a format: ``module`` (imported on first use) defines FORMAT named ``name``."""
