@@ -436,6 +436,25 @@ class Store:
         for vid in self.video_ids:
             yield self[vid]
 
+    # --- streaming: the store in units read in sequence ------------------------
+    #: videos per unit of the default stream_units (formats without shards)
+    stream_unit_videos = 64
+
+    def stream_units(self) -> List[Tuple[str, List[str]]]:
+        """The store cut into units a streaming reader reads in sequence, one reader per
+        unit: [(unit name, its video ids in reading order)], every published video in
+        exactly one unit. Sharded formats: one unit per shard; otherwise runs of
+        ``stream_unit_videos`` videos in video_ids order."""
+        ids, n = self.video_ids, self.stream_unit_videos
+        return [(f"videos {i}..{min(i + n, len(ids)) - 1}", ids[i:i + n])
+                for i in range(0, len(ids), n)]
+
+    def iter_unit(self, unit: str, video_ids: Sequence[str]) -> Iterator[Video]:
+        """The videos ``video_ids`` of ``unit`` (a subset of what stream_units names for
+        it), in reading order. Formats with sequential shards read them front to back."""
+        for vid in video_ids:
+            yield self[vid]
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.root!r} videos={len(self)}>"
 

@@ -408,6 +408,15 @@ class Hdf5Store(Store):
         e = self._entry(video_id)
         return Hdf5Video(video_id, self.meta(video_id), self, e["shard"], e["group"])
 
+    def stream_units(self) -> List[Tuple[str, List[str]]]:
+        """One unit per shard (its published videos in group order), shards by name."""
+        by_shard: Dict[str, List[Tuple[int, str]]] = {}
+        for vid in self.video_ids:
+            e = self.entries[vid]
+            k = e["group"].rpartition("/")[2]
+            by_shard.setdefault(e["shard"], []).append((int(k) if k.isdigit() else 0, vid))
+        return [(s, [v for _, v in sorted(by_shard[s])]) for s in sorted(by_shard)]
+
 
 # --------------------------------------------------------------------------------------
 # writing

@@ -43,7 +43,7 @@ import os
 import time
 import zlib
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ...errors import StoreError, WriteError
 from ...fsutil import atomic_write_json, one_line, read_json, storage_error
@@ -52,8 +52,8 @@ from ..base import (FLOW_STREAMS, Store, StoreWriter, Video, VideoWriter, clear_
                     flow_stream, stored_rgb_frames, stored_streams)
 from ..shards import (INDEX_VERSION, index_dir, install_shard, load_index, safe_tag, shard_dir,
                       write_index_part)
-from .keys import encode_key
-from .tar import END, member_header, padding
+from .keys import encode_key, split_member
+from .tar import END, iter_members, member_header, padding
 
 SHARD_EXT = ".tar"
 MEMBERS_DIR = "members"
@@ -347,6 +347,67 @@ class WdsStore(Store):
             e = self.entries[vid]
             by_shard.setdefault(e["shard"], []).append((int(e.get("offset", 0)), vid))
         return [(s, [v for _, v in sorted(by_shard[s])]) for s in sorted(by_shard)]
+
+
+    def iter_unit(self, unit: str, video_ids: Sequence[str]) -> Iterator[Video]:
+        """Read shard ``unit`` front to back (one sequential pass, as from object storage);
+        yield the videos of ``video_ids`` as :class:`MemberVideo` objects, in shard order.
+
+        Every member is checked against the shard's member table (crc32); a member the
+        table does not list (foreign), a truncated or corrupt member, or a listed video
+        the tar lacks raises StoreError naming the shard and the member.
+        """
+        want = set(video_ids)
+        table = self.members_of(unit)
+        path = self.shard_path(unit)
+        key_vid = {v["key"]: vid for vid, v in table["videos"].items()}
+        crcs = {m[0]: int(m[3]) for v in table["videos"].values() for m in v["members"]}
+        seen = set()
+        try:
+            fh = open(path, "rb", buffering=WRITE_BUFFER)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open shard ({exc.strerror}); run flowprep verify") \
+                from None
+        with fh:
+            key: Optional[str] = None
+            fields: Dict[str, bytes] = {}
+            for name, data in iter_members(fh, path):
+                crc = crcs.get(name)
+                if crc is None or data is None:
+                    raise StoreError(f"{path}: member {name}: foreign (not in the shard's "
+                                     f"member table, not written by flowprep); run flowprep verify")
+                got = zlib.crc32(data)
+                if got != crc:
+                    raise StoreError(f"{path}: member {name}: checksum mismatch (stored crc32 "
+                                     f"{crc:08x}, data {got:08x}); run flowprep verify")
+                k, field = split_member(name)
+                if k != key:
+                    if key is not None and key_vid[key] in want:
+                        seen.add(key_vid[key])
+                        yield self._member_video(key_vid[key], key, fields, path)
+                    key, fields = k, {}
+                if key_vid.get(k) in want:
+                    fields[field] = data
+            if key is not None and key_vid[key] in want:
+                seen.add(key_vid[key])
+                yield self._member_video(key_vid[key], key, fields, path)
+        missing = sorted(want - seen)
+        if missing:
+            raise StoreError(f"{path}: {len(missing)} indexed video(s) not in the shard, e.g. "
+                             f"{missing[0]!r} (key {table['videos'][missing[0]]['key']}); "
+                             f"run flowprep verify")
+
+    @staticmethod
+    def _member_video(vid: str, key: str, fields: Dict[str, bytes], path: str) -> "MemberVideo":
+        data = fields.pop(META_FIELD, None)
+        if data is None:
+            raise StoreError(f"{path}: member {key}.{META_FIELD} missing from the shard")
+        try:
+            meta = json.loads(data.decode())
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise StoreError(f"{path}: member {key}.{META_FIELD}: unreadable metadata ({exc})") \
+                from None
+        return MemberVideo(vid, meta, fields, f"{path}: member {key}")
 
 
 class MemberVideo(Video):
