@@ -112,6 +112,31 @@ def _verify_video(store, vid: str, e: Dict[str, Any], key, col: Collector, decod
         return
     if e.get("key") != vkey:
         col.add(vid, "index", f"index says key {e.get('key')!r}, member table {vkey!r}", rel)
+    # every member the table lists: its tar header, its bytes, its crc32 (metadata or not)
+    good: Dict[str, bytes] = {}
+    for field, (off, size, crc) in members.items():
+        member = f"{vkey}.{field}"
+        got = found.get(member)
+        if got is None:
+            col.add(vid, f"member {member}", "no tar header for it in the shard", rel)
+        elif got[:2] != (off, size):
+            col.add(vid, f"member {member}", f"the tar header puts it at {got[0]} ({got[1]} "
+                                             f"bytes), the member table at {off} ({size} bytes)",
+                    rel)
+        try:
+            data = store.read_range(e["shard"], off, size, member)
+        except StoreError:
+            col.add(vid, f"member {member}", "truncated (beyond the end of the shard)", rel)
+            continue
+        c = zlib.crc32(data)
+        if c != crc:
+            col.add(vid, f"member {member}", f"checksum mismatch (stored crc32 {crc:08x}, "
+                                             f"data {c:08x})", rel)
+            continue
+        good[field] = data
+    if wds.META_FIELD not in good:
+        col.add(vid, "metadata", f"member {vkey}.{wds.META_FIELD} unreadable", rel)
+        return
     try:
         meta = store.meta(vid)
     except StoreError as exc:
@@ -134,29 +159,10 @@ def _verify_video(store, vid: str, e: Dict[str, Any], key, col: Collector, decod
         col.add(vid, f"member {vkey}.{field}", "not part of the video by its metadata", rel)
     for field, (label, i, axis, colour) in expected.items():
         where = f"{label} {i}" + (f" {axis}" if axis else "")
-        member = f"{vkey}.{field}"
-        entry = members.get(field)
-        if entry is None:
-            col.add(vid, where, f"member {member} missing from the member table", rel)
+        if field not in members:
+            col.add(vid, where, f"member {vkey}.{field} missing from the member table", rel)
             continue
-        off, size, crc = entry
-        got = found.get(member)
-        if got is None:
-            col.add(vid, where, f"member {member}: no tar header for it in the shard", rel)
-        elif got[:2] != (off, size):
-            col.add(vid, where, f"member {member}: the tar header puts it at {got[0]} "
-                                f"({got[1]} bytes), the member table at {off} ({size} bytes)", rel)
-        try:
-            data = store.read_range(e["shard"], off, size, member)
-        except StoreError:
-            col.add(vid, where, f"member {member}: truncated (beyond the end of the shard)", rel)
-            continue
-        c = zlib.crc32(data)
-        if c != crc:
-            col.add(vid, where, f"member {member}: checksum mismatch (stored crc32 {crc:08x}, "
-                                f"data {c:08x})", rel)
-            continue
-        if decode:
-            err = decode_ok(data, colour, h, w)
+        if decode and field in good:
+            err = decode_ok(good[field], colour, h, w)
             if err:
-                col.add(vid, where, f"member {member}: {err}", rel)
+                col.add(vid, where, f"member {vkey}.{field}: {err}", rel)
