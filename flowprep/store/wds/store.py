@@ -46,7 +46,7 @@ from collections import OrderedDict
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ...errors import StoreError, WriteError
-from ...fsutil import atomic_write_json, one_line, read_json, storage_error
+from ...fsutil import AppendFile, atomic_write_json, one_line, read_json, storage_error
 from .. import codec
 from ..base import (FLOW_STREAMS, Store, StoreWriter, Video, VideoWriter, clear_failure,
                     flow_stream, stored_rgb_frames, stored_streams)
@@ -568,10 +568,7 @@ class WdsStoreWriter(StoreWriter):
         fh, self._fh = self._fh, None
         self._videos, self._members, self._open = {}, {}, None
         if fh is not None:
-            try:
-                fh.close()
-            except OSError:
-                pass
+            fh.discard()
         if self.tmp_path:
             try:
                 os.unlink(self.tmp_path)
@@ -589,8 +586,8 @@ class WdsStoreWriter(StoreWriter):
         self._name = name
         self.tmp_path = os.path.join(self.tmp_root, name + ".tmp")
         try:
-            self._fh = open(self.tmp_path, "wb", buffering=WRITE_BUFFER)
-        except OSError as exc:
+            self._fh = AppendFile(self.tmp_path, WRITE_BUFFER)
+        except (WriteError, OSError) as exc:
             raise self._broke(exc) from None
         self.pos = 0
         self._videos, self._members = {}, {}
@@ -604,7 +601,7 @@ class WdsStoreWriter(StoreWriter):
             self._fh.write(header)
             self._fh.write(data)
             self._fh.write(padding(len(data)))
-        except (OSError, ValueError) as exc:
+        except (WriteError, OSError) as exc:
             raise self._broke(exc) from None
         self.pos = off + len(data) + (-len(data) % 512)
         return off, len(data)
@@ -625,7 +622,7 @@ class WdsStoreWriter(StoreWriter):
         self._open = None
         try:
             self._fh.flush()
-        except OSError as exc:
+        except (WriteError, OSError) as exc:
             raise self._broke(exc) from None
         self._videos[vw.video_id] = {
             "key": vw.key, "offset": vw.start, "config_key": meta.get("config_key"),
@@ -640,10 +637,8 @@ class WdsStoreWriter(StoreWriter):
             return
         self._open = None
         try:  # cut the video off: the shard ends where it began
-            self._fh.flush()
-            self._fh.seek(vw.start)
             self._fh.truncate(vw.start)
-        except OSError as exc:
+        except (WriteError, OSError) as exc:
             raise self._broke(exc) from None
         self.pos = vw.start
 
@@ -661,7 +656,7 @@ class WdsStoreWriter(StoreWriter):
         try:
             self._fh.write(END)
             self._fh.close()
-        except OSError as exc:
+        except (WriteError, OSError) as exc:
             raise self._broke(exc) from None
         self._fh = None
         sealed = {"name": self._name, "tmp_path": self.tmp_path, "videos": self._videos,
