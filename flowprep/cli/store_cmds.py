@@ -9,8 +9,6 @@ import click
 from flowprep.errors import ConfigError
 from flowprep.store.registry import names as _format_names
 
-from .main import cli
-
 FORMAT_NAMES = list(_format_names())  # the registered store formats: jpeg, hdf5, wds
 
 
@@ -22,7 +20,7 @@ def _bytes_option(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
-@cli.command()
+@click.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for machines).")
 def inspect(out, as_json):
@@ -35,7 +33,7 @@ def inspect(out, as_json):
         click.echo(format_description(d))
 
 
-@cli.command()
+@click.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
 @click.option("--quick", is_flag=True,
               help="Check files, counts and checksums only; do not decode every frame.")
@@ -64,7 +62,7 @@ def verify(out, quick, as_json):
         sys.exit(1)
 
 
-@cli.command()
+@click.command()
 @click.argument("src", type=click.Path(exists=True, file_okay=False))
 @click.argument("dst", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), required=True,
@@ -90,7 +88,7 @@ def convert(src, dst, fmt, shard_size, progress):
                f"{rep['failures']} failure records -> {dst} ({fmt}, {rep['seconds']:.1f} s)")
 
 
-@cli.command()
+@click.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
 @click.argument("video_id")
 @click.option("--frame", type=int, default=None,
