@@ -409,3 +409,21 @@ def test_resume_with_the_unsealed_shard_left_behind(tmp_path):
     assert signature(flowprep.open_store(out)) == before
     assert not os.listdir(os.path.join(out, ".flowprep", "tmp"))
     assert verify_store(out) == []
+
+
+def test_the_next_run_removes_an_unindexed_shard_and_its_member_table(tmp_path):
+    """Killed between the member table and the index part: the shard (its writer is gone)
+    and its table are deleted by the next run, which redoes the shard's videos."""
+    path, _ = make_store("wds")
+    out = copy_store(path, tmp_path / "s")
+    before = signature(flowprep.open_store(out))
+    (part,) = glob.glob(os.path.join(out, "index", "*.json"))
+    shard = json.load(open(part))["shard"]
+    os.unlink(part)
+    table = os.path.join(out, "index", "members", shard[:-4] + ".json")
+    assert os.path.exists(table)
+    rep = flowprep.extract([make_dataset()], out, format="wds", **BASE_OPTS)
+    assert sorted(rep.published) == sorted(MOTION)
+    assert not os.path.exists(os.path.join(out, "shards", shard)) and not os.path.exists(table)
+    assert signature(flowprep.open_store(out)) == before
+    assert verify_store(out) == []
