@@ -297,8 +297,11 @@ def test_corrupt_member(tmp_path):
                                          f"{member.replace('/', '.')}: checksum"):
         v.flow(2)
     v.flow(1)  # the others read fine
-    with pytest.raises(StoreError, match="checksum mismatch"):
-        list(StreamingTwoStreamDataset(root, modality="flow", length=2, seed=0))
+    with pytest.raises(StoreError, match=f"{os.path.basename(shard)}: member "
+                                         f"{member}: checksum mismatch"):
+        # a stack of 7 flows holds every flow of MoveRight/a (the streaming reader checks
+        # the members a sample reads)
+        list(StreamingTwoStreamDataset(root, modality="flow", length=7, seed=0))
 
 
 def test_truncated_member(tmp_path):
@@ -427,3 +430,37 @@ def test_the_next_run_removes_an_unindexed_shard_and_its_member_table(tmp_path):
     assert not os.path.exists(os.path.join(out, "shards", shard)) and not os.path.exists(table)
     assert signature(flowprep.open_store(out)) == before
     assert verify_store(out) == []
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_the_streaming_tar_reader_reads_what_tarfile_writes(fmt, tmp_path):
+    """flowprep's sequential tar reader against Python's tarfile: long and non-ASCII names
+    (pax records, GNU long names, ustar prefixes), empty members, a directory."""
+    import io
+    from flowprep.store.wds.tar import iter_members
+    names = ["a" * 90 + "/" + "b" * 60 + ".jpg", "short", "empty", "dir/"]
+    if fmt != tarfile.USTAR_FORMAT:
+        names += ["é/ü name.txt", "c" * 300]
+    path = str(tmp_path / "t.tar")
+    with tarfile.open(path, "w", format=fmt) as tf:
+        for k, name in enumerate(names):
+            info = tarfile.TarInfo(name)
+            if name.endswith("/"):
+                info.type = tarfile.DIRTYPE
+                tf.addfile(info)
+                continue
+            data = bytes(range(256)) * k * 3
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    with tarfile.open(path) as tf:
+        want = [(m.name, tf.extractfile(m).read() if m.isreg() else None) for m in tf]
+        last = [m for m in tf.getmembers() if m.isreg() and m.size][-1]
+    with open(path, "rb") as fh:
+        got = [(n.rstrip("/"), None if d is None else bytes(d))  # tarfile drops a dir's "/"
+               for n, d in iter_members(fh, path)]
+    assert got == want
+    with open(path, "r+b") as fh:  # cut inside the last regular member's data
+        fh.truncate(last.offset_data + last.size // 2)
+    with open(path, "rb") as fh, pytest.raises(StoreError, match=f"t.tar: member {last.name}: "
+                                                                 f"truncated"):
+        list(iter_members(fh, path))

@@ -370,16 +370,12 @@ class WdsStore(Store):
                 from None
         with fh:
             key: Optional[str] = None
-            fields: Dict[str, bytes] = {}
+            fields: Dict[str, Tuple[Any, int]] = {}
             for name, data in iter_members(fh, path):
                 crc = crcs.get(name)
                 if crc is None or data is None:
                     raise StoreError(f"{path}: member {name}: foreign (not in the shard's "
                                      f"member table, not written by flowprep); run flowprep verify")
-                got = zlib.crc32(data)
-                if got != crc:
-                    raise StoreError(f"{path}: member {name}: checksum mismatch (stored crc32 "
-                                     f"{crc:08x}, data {got:08x}); run flowprep verify")
                 k, field = split_member(name)
                 if k != key:
                     if key is not None and key_vid[key] in want:
@@ -387,7 +383,7 @@ class WdsStore(Store):
                         yield self._member_video(key_vid[key], key, fields, path)
                     key, fields = k, {}
                 if key_vid.get(k) in want:
-                    fields[field] = data
+                    fields[field] = (data, crc)  # checked when the sample reads it
             if key is not None and key_vid[key] in want:
                 seen.add(key_vid[key])
                 yield self._member_video(key_vid[key], key, fields, path)
@@ -398,46 +394,57 @@ class WdsStore(Store):
                              f"run flowprep verify")
 
     @staticmethod
-    def _member_video(vid: str, key: str, fields: Dict[str, bytes], path: str) -> "MemberVideo":
-        data = fields.pop(META_FIELD, None)
-        if data is None:
-            raise StoreError(f"{path}: member {key}.{META_FIELD} missing from the shard")
+    def _member_video(vid: str, key: str, fields: Dict[str, Tuple[Any, int]],
+                      path: str) -> "MemberVideo":
+        video = MemberVideo(vid, {}, fields, path, key)
+        data = video.member_bytes(META_FIELD)
         try:
-            meta = json.loads(data.decode())
+            video.meta = json.loads(bytes(data).decode())
         except (UnicodeDecodeError, ValueError) as exc:
             raise StoreError(f"{path}: member {key}.{META_FIELD}: unreadable metadata ({exc})") \
                 from None
-        return MemberVideo(vid, meta, fields, f"{path}: member {key}")
+        return video
 
 
 class MemberVideo(Video):
-    """A video whose stored members are in memory (a sample read from a tar stream).
+    """A video whose members were read from a tar stream and are held in memory.
 
     Args:
         video_id: the true id.
         meta: its metadata.
-        fields: field ("img_00001.jpg", "flow_x_00001.jpg", ...) -> the member's bytes.
-        where: what errors name (the shard and key).
+        fields: field ("img_00001.jpg", ...) -> (the member's bytes-like data, its crc32
+            from the member table); the crc32 is checked when a member is read, so only
+            the members a sample uses cost a checksum.
+        path: the shard file; key: the sample key (both named by errors).
     """
 
-    def __init__(self, video_id: str, meta: Dict[str, Any], fields: Dict[str, bytes],
-                 where: str) -> None:
+    def __init__(self, video_id: str, meta: Dict[str, Any], fields: Dict[str, Tuple[Any, int]],
+                 path: str, key: str) -> None:
         super().__init__(video_id, meta)
         self.fields = fields
-        self.where = where
+        self.path = path
+        self.key = key
 
-    def _get(self, field: str) -> bytes:
-        data = self.fields.get(field)
-        if data is None:
-            raise StoreError(f"{self.where}.{field}: member missing from the sample")
+    def member_bytes(self, field: str):
+        """The member's bytes (a read-only bytes-like view), crc32 checked."""
+        got = self.fields.get(field)
+        if got is None:
+            raise StoreError(f"{self.path}: member {self.key}.{field} missing from the sample")
+        data, crc = got
+        c = zlib.crc32(data)
+        if c != crc:
+            raise StoreError(f"{self.path}: member {self.key}.{field}: checksum mismatch (stored "
+                             f"crc32 {crc:08x}, data {c:08x}); run flowprep verify")
         return data
 
     def _rgb_bytes(self, i: int) -> bytes:
-        return self._get(field_name("img", i))
+        return bytes(self.member_bytes(field_name("img", i)))
 
     def _flow_payload(self, i: int, backward: bool, warped: bool):
+        """(x, y) as read-only bytes-like views (as HDF5's flow_payloads gives them)."""
         p = flow_stream(backward, warped)
-        return self._get(field_name(p + "_x", i)), self._get(field_name(p + "_y", i))
+        return (self.member_bytes(field_name(p + "_x", i)),
+                self.member_bytes(field_name(p + "_y", i)))
 
 
 # --------------------------------------------------------------------------------------
