@@ -48,10 +48,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from ...errors import StoreError, WriteError
 from ...fsutil import AppendFile, atomic_write_json, one_line, read_json, storage_error
 from .. import codec
-from ..base import (FLOW_STREAMS, Store, StoreWriter, Video, VideoWriter, clear_failure,
-                    flow_stream, stored_rgb_frames, stored_streams)
-from ..shards import (INDEX_VERSION, index_dir, install_shard, load_index, safe_tag, shard_dir,
-                      write_index_part)
+from ..base import (FLOW_STREAMS, Store, Video, VideoWriter, flow_stream, stored_rgb_frames,
+                    stored_streams)
+from ..shards import ShardWriter, index_dir, load_index, safe_tag, shard_dir
 from .keys import encode_key, split_member
 from .tar import END, iter_members, member_header, padding
 
@@ -513,13 +512,13 @@ class WdsVideoWriter(VideoWriter):
         self.owner._aborted(self)
 
 
-class WdsStoreWriter(StoreWriter):
+class WdsStoreWriter(ShardWriter):
     """One worker's writer: appends videos to its own tar shard, seals it, indexes it.
 
-    Sealing is split into steps a remote backend can replace: :meth:`finish_shard`
-    (end-of-archive, close: a complete tar aside), :meth:`install_shard` (fsync,
-    rename into OUT/shards), :meth:`write_index` (member table, then index part:
-    from here on the videos are published).
+    Sealing is ShardWriter's three steps, which a remote backend can replace:
+    :meth:`finish_shard` (end-of-archive, close: a complete tar aside),
+    ``install_shard`` (fsync, rename into OUT/shards), ``write_index`` (the member
+    table, then the index part: from here on the videos are published).
 
     Args:
         root: the store (OUT).
@@ -528,6 +527,8 @@ class WdsStoreWriter(StoreWriter):
         jpeg_quality: JPEG quality of RGB frames and flow planes.
         shard_size: bytes; a shard is sealed after the commit that makes it pass this size.
     """
+
+    shard_ext = SHARD_EXT
 
     def __init__(self, root: str, tmp_root: str, worker_tag: str,
                  jpeg_quality: int = codec.DEFAULT_JPEG_QUALITY,
@@ -585,11 +586,7 @@ class WdsStoreWriter(StoreWriter):
 
     # --- shard lifecycle --------------------------------------------------
     def _open_shard(self) -> None:
-        while True:
-            name = f"{self.tag}-{self._seq:04d}{SHARD_EXT}"
-            self._seq += 1
-            if not os.path.exists(os.path.join(shard_dir(self.root), name)):
-                break
+        name, self._seq = self._next_name(self._seq)
         self._name = name
         self.tmp_path = os.path.join(self.tmp_root, name + ".tmp")
         try:
@@ -650,8 +647,8 @@ class WdsStoreWriter(StoreWriter):
         self.pos = vw.start
 
     def finish_shard(self) -> Optional[Dict[str, Any]]:
-        """Sealing step 0: end the open shard's archive and close it; None when it holds no
-        committed video (it is deleted). Returns {"name", "tmp_path", "videos", "members"}."""
+        """Sealing step 0 (ShardWriter.seal runs them all): write the end-of-archive
+        blocks and close the open shard; None when it holds no committed video."""
         self._usable()
         if self._fh is None:
             return None
@@ -666,57 +663,16 @@ class WdsStoreWriter(StoreWriter):
         except (WriteError, OSError) as exc:
             raise self._broke(exc) from None
         self._fh = None
-        sealed = {"name": self._name, "tmp_path": self.tmp_path, "videos": self._videos,
-                  "members": self._members}
-        self._videos, self._members = {}, {}
-        return sealed
+        members, self._members = self._members, {}
+        name = self._name
+        return {"name": name, "tmp_path": self.tmp_path, "videos": self._videos,
+                "members": members,
+                "part": {"format": "wds",
+                         "members": f"{MEMBERS_DIR}/{name[: -len(SHARD_EXT)]}.json"}}
 
-    def install_shard(self, sealed: Dict[str, Any]) -> None:
-        """Sealing step 1: fsync the finished tar and rename it into OUT/shards."""
-        try:
-            sealed["shard_bytes"] = install_shard(sealed["tmp_path"], self.root, sealed["name"])
-        except OSError as exc:
-            self._videos = sealed["videos"]  # named as lost by _broke
-            raise self._broke(exc) from None
-        self.tmp_path = ""
-
-    def write_index(self, sealed: Dict[str, Any]) -> List[str]:
-        """Sealing step 2: the member table, then the index part (publishes the videos)."""
-        name = sealed["name"]
-        table = {"flowprep_members": MEMBERS_VERSION, "shard": name, "videos": sealed["members"]}
-        part = {"flowprep_index": INDEX_VERSION, "format": "wds", "shard": name,
-                "shard_bytes": sealed["shard_bytes"], "sealed_ns": time.time_ns(),
-                "writer": self.tag, "members": f"{MEMBERS_DIR}/{name[: -len(SHARD_EXT)]}.json",
-                "videos": sealed["videos"]}
-        try:
-            os.makedirs(os.path.dirname(members_path(self.root, name)), exist_ok=True)
-            atomic_write_json(members_path(self.root, name), table)
-            write_index_part(self.root, name, SHARD_EXT, part)
-        except (WriteError, OSError) as exc:  # a shard no index part names: removed by the next run
-            self._videos = sealed["videos"]
-            raise self._broke(exc) from None
-        ids = sorted(sealed["videos"])
-        for vid in ids:
-            clear_failure(self.root, vid)
-        self._published.extend(ids)
-        return ids
-
-    def seal(self) -> List[str]:
-        """Finish the open shard, move it into OUT/shards, then write its index; returns the
-        video ids it published (also queued for ``drain_published``)."""
-        sealed = self.finish_shard()
-        if sealed is None:
-            return []
-        self.install_shard(sealed)
-        return self.write_index(sealed)
-
-    def discard(self) -> List[str]:
-        """Drop the open shard without sealing it; the ids of the committed videos it held."""
-        return self._abandon()
-
-    def close(self) -> None:
-        """Seal the open shard; after a write error only drop it (without raising again)."""
-        if self.error is not None:
-            self._abandon()
-            return
-        self.seal()
+    def _index_files(self, sealed: Dict[str, Any]) -> None:
+        """The shard's member table, written before its index part."""
+        path = members_path(self.root, sealed["name"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write_json(path, {"flowprep_members": MEMBERS_VERSION, "shard": sealed["name"],
+                                 "videos": sealed["members"]})
