@@ -363,7 +363,11 @@ class Video:
         self._need("flow")
         i = self._check(i, self.num_flows, "flow")
         self._need_stream(backward, warped)
-        x, y = self.flow_payload(i, backward, warped)
+        return self._flow_quantized(i, bool(backward), bool(warped))
+
+    def _flow_quantized(self, i: int, backward: bool, warped: bool) -> np.ndarray:
+        """flow_quantized once checked: the stored payload, JPEG planes decoded."""
+        x, y = self._flow_payload(i, backward, warped)
         if isinstance(x, (bytes, bytearray, memoryview)):
             where = f"{self.video_id} {stream_label(backward, warped)} {i}"
             x = codec.decode_grey(bytes(x), where + " x")

@@ -278,15 +278,12 @@ class Hdf5Video(Video):
             k = m
         return [(x, y) for x, y in out]
 
-    def flow_quantized(self, i: int, backward: bool = False, warped: bool = False) -> np.ndarray:
-        self._need("flow")
-        key = (bool(backward), bool(warped))
+    def _flow_quantized(self, i: int, backward: bool, warped: bool) -> np.ndarray:
+        key = (backward, warped)
         if self._is_raw(*key):  # one read, no stacking
-            i = self._check(i, self.num_flows, "flow")
-            self._need_stream(*key)
             q = self._dataset(RAW_FLOW_STREAMS[key])[i]
             return np.ascontiguousarray(np.moveaxis(q, 0, -1))
-        return super().flow_quantized(i, backward, warped)
+        return super()._flow_quantized(i, backward, warped)
 
 
 class Hdf5Store(Store):
