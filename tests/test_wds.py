@@ -340,6 +340,15 @@ def test_shard_without_index_part_and_index_part_without_shard(tmp_path):
     os.unlink(shard)  # its index part stays
     problems = [str(p) for p in verify_store(root2)]
     assert any(os.path.basename(shard) in p and "missing" in p for p in problems), problems
+    from flowprep.loader import StreamingTwoStreamDataset, TwoStreamDataset
+    for loader in (TwoStreamDataset, StreamingTwoStreamDataset):
+        with pytest.raises(StoreError, match=f"names shard shards/{os.path.basename(shard)}, "
+                                             f"which is missing"):
+            loader(root2, modality="flow", seed=0)
+    # the rerun redoes the lost videos; the store is whole again
+    rep = flowprep.extract([make_dataset()], root2, format="wds", **BASE_OPTS)
+    assert sorted(rep.published) == sorted(MOTION)
+    assert len(TwoStreamDataset(root2, modality="flow", seed=0)) == len(MOTION)
 
 
 def test_foreign_members(tmp_path):

@@ -117,6 +117,26 @@ def load_index(root: str, check_shards: bool = True) -> Dict[str, Dict[str, Any]
     return merge_index(parts)
 
 
+def missing_shards(root: str) -> List[Tuple[str, str, int]]:
+    """(index part, shard, videos) for every index part whose shard is missing although
+    it holds the newest copy of some video (those videos are unreadable, or read from an
+    older copy); empty for a sound store. Loaders refuse such a store (the index itself
+    leaves the part out, so that verify and resume still work)."""
+    parts, _ = read_index_parts(root)
+    try:
+        present = set(os.listdir(shard_dir(root)))
+    except FileNotFoundError:
+        present = set()
+    newest = merge_index(parts)
+    out = []
+    for p in parts:
+        if p["shard"] not in present:
+            n = sum(1 for v in p["videos"] if newest[v]["shard"] == p["shard"])
+            if n:
+                out.append((p["_part"], p["shard"], n))
+    return out
+
+
 def published_keys(root: str) -> Dict[str, str]:
     """video_id -> config_key of every video an index part names (for resume)."""
     return {vid: e.get("config_key") for vid, e in load_index(root).items()}
@@ -296,5 +316,5 @@ class ShardedFormat(StoreFormat):
 
 
 __all__ = ["SHARD_DIR", "INDEX_DIR", "INDEX_VERSION", "index_dir", "shard_dir", "safe_tag",
-           "read_index_parts", "merge_index", "load_index", "published_keys", "install_shard",
+           "read_index_parts", "merge_index", "load_index", "missing_shards", "published_keys", "install_shard",
            "write_index_part", "ShardWriter", "ShardedFormat"]
