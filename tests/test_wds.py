@@ -473,3 +473,22 @@ def test_the_streaming_tar_reader_reads_what_tarfile_writes(fmt, tmp_path):
     with open(path, "rb") as fh, pytest.raises(StoreError, match=f"t.tar: member {last.name}: "
                                                                  f"truncated"):
         list(iter_members(fh, path))
+
+
+def test_a_video_written_twice_by_one_writer_goes_to_a_new_shard(tmp_path):
+    from flowprep.store.copy import copy_video
+    from flowprep.store.wds import WdsStoreWriter
+    src = flowprep.open_store(make_store("jpeg")[0])
+    out = str(tmp_path / "w")
+    shutil.copytree(make_store("wds")[0], out, ignore=shutil.ignore_patterns("shards", "index"))
+    a = src["MoveRight/a"]
+    with WdsStoreWriter(out, str(tmp_path / "tmp"), "t") as w:
+        copy_video(a, a.meta, w, 95)
+        copy_video(a, a.meta, w, 95)
+    assert len(shard_paths(out)) == 2
+    from flowprep.store.lists import write_lists
+    write_lists(out)
+    assert verify_store(out) == []  # no member of the first copy is foreign anywhere
+    from flowprep.loader import StreamingTwoStreamDataset
+    assert [s["video_id"] for s in StreamingTwoStreamDataset(out, modality="flow", seed=0)] \
+        == ["MoveRight/a"]

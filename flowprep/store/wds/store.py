@@ -614,11 +614,10 @@ class WdsStoreWriter(ShardWriter):
         self._usable()
         if self._open is not None and not self._open.done:
             self._open.abort()
+        if video_id in self._videos:  # in this shard already: a shard holds a video once
+            self.seal()
         if self._fh is None:
             self._open_shard()
-        if video_id in self._videos:  # committed into this shard already: the newer copy wins
-            self._videos.pop(video_id)
-            self._members.pop(video_id)
         self._open = WdsVideoWriter(self, video_id)
         return self._open
 
