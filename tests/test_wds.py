@@ -492,3 +492,22 @@ def test_a_video_written_twice_by_one_writer_goes_to_a_new_shard(tmp_path):
     from flowprep.loader import StreamingTwoStreamDataset
     assert [s["video_id"] for s in StreamingTwoStreamDataset(out, modality="flow", seed=0)] \
         == ["MoveRight/a"]
+
+
+def test_index_parts_merge_newest_wins_and_convert_drops_superseded(tmp_path):
+    from flowprep.convert import convert
+    from flowprep.verify import describe_store
+    path, _ = make_store("wds")
+    out = copy_store(path, tmp_path / "s")
+    before = signature(flowprep.open_store(out))
+    old_shards = set(os.listdir(os.path.join(out, "shards")))
+    flowprep.extract([make_dataset()], out, format="wds", force=True, **BASE_OPTS)
+    store = flowprep.open_store(out)
+    assert all(store.entries[v]["shard"] not in old_shards for v in store.video_ids)
+    assert signature(store) == before
+    d = describe_store(out)
+    assert d["superseded"] == len(MOTION) and d["index_parts"] == 2 * len(old_shards)
+    dst = str(tmp_path / "c")
+    convert(out, dst, "wds")
+    assert describe_store(dst)["superseded"] == 0
+    assert signature(flowprep.open_store(dst)) == before
