@@ -29,6 +29,9 @@ from test_store_contract import BASE_OPTS, MOTION, copy_store, make_dataset, mak
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 AWKWARD = ["Café au lait/v 1.2", "dots.in.dir/a.b.c", "x/ünïcödé name", "50%/a%2Eb"]
+#: the ids extract gives them: whitespace becomes "_" (flowprep/names.py; the meta keeps
+#: the original spelling), dots, "%" and non-ASCII letters stay
+STORED = [v.replace(" ", "_") for v in AWKWARD]
 
 
 def shard_paths(root):
@@ -151,21 +154,24 @@ def awkward_store(tmp_path_factory):
         write_video(str(p), translated_frames(5, 32, 48, 1.0, 0.0, seed=k))
     out = str(root / "w")
     rep = flowprep.extract([str(src)], out, format="wds", **BASE_OPTS)
-    assert sorted(rep.published) == sorted(AWKWARD) and not rep.failed
+    assert sorted(rep.published) == sorted(STORED) and not rep.failed
     return out
 
 
 def test_awkward_ids_read_back_and_convert(awkward_store, tmp_path):
     import webdataset
     store = flowprep.open_store(awkward_store)
-    assert store.video_ids == sorted(AWKWARD)
+    assert store.video_ids == sorted(STORED)
     ids = set()
     for sample in webdataset.WebDataset(shard_paths(awkward_store), shardshuffle=False):
         meta = json.loads(sample["meta.json"])
         assert decode_key(sample["__key__"]) == meta["video_id"]
+        assert "." not in sample["__key__"]
         ids.add(meta["video_id"])
         assert sample["img_00005.jpg"] == store[meta["video_id"]].rgb_bytes(4)
-    assert ids == set(AWKWARD)
+    assert ids == set(STORED)
+    for original, stored in zip(AWKWARD, STORED):  # either spelling finds the video
+        assert original in store and store[original].video_id == stored
     assert verify_store(awkward_store) == []
     from flowprep.convert import convert
     jp = str(tmp_path / "j")
@@ -174,7 +180,7 @@ def test_awkward_ids_read_back_and_convert(awkward_store, tmp_path):
     convert(jp, back, "wds")
     assert signature(flowprep.open_store(back)) == signature(store)
     with open(os.path.join(awkward_store, "flow_list.txt"), encoding="utf-8") as fh:
-        assert sorted(line.rsplit(" ", 2)[0] for line in fh) == sorted(AWKWARD)
+        assert sorted(line.rsplit(" ", 2)[0] for line in fh) == sorted(STORED)
 
 
 # --------------------------------------------------------------------------------------
@@ -511,3 +517,27 @@ def test_index_parts_merge_newest_wins_and_convert_drops_superseded(tmp_path):
     convert(out, dst, "wds")
     assert describe_store(dst)["superseded"] == 0
     assert signature(flowprep.open_store(dst)) == before
+
+
+def test_ids_with_spaces_from_older_stores_keep_them(tmp_path):
+    """Stores made before ids lost their whitespace hold such ids; wds keys escape them."""
+    import webdataset
+    from flowprep.store.copy import copy_video
+    from flowprep.store.lists import write_lists
+    from flowprep.store.wds import WdsStoreWriter
+    src = flowprep.open_store(make_store("jpeg")[0])
+    out = str(tmp_path / "w")
+    shutil.copytree(make_store("wds")[0], out, ignore=shutil.ignore_patterns("shards", "index"))
+    v = src["MoveRight/a"]
+    v.video_id = "old style/v 1.avi copy"
+    with WdsStoreWriter(out, str(tmp_path / "tmp"), "t") as w:
+        copy_video(v, dict(v.meta, video_id=v.video_id), w, 95)
+    write_lists(out)
+    store = flowprep.open_store(out)
+    assert store.video_ids == ["old style/v 1.avi copy"]
+    (sample,) = list(webdataset.WebDataset(shard_paths(out), shardshuffle=False))
+    assert sample["__key__"] == "old%20style/v%201%2Eavi%20copy"
+    assert sample["flow_y_00003.jpg"] == store["old style/v 1.avi copy"].flow_payload(2)[1]
+    from flowprep.loader import StreamingTwoStreamDataset
+    assert [s["video_id"] for s in StreamingTwoStreamDataset(out, modality="flow", seed=0)] \
+        == ["old style/v 1.avi copy"]
