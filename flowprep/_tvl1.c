@@ -67,12 +67,24 @@
 #if defined(__GNUC__)
 #define RESTRICT __restrict__
 #define HAVE_VEC4 1
+#define ALIGN32 __attribute__((aligned(32)))
 typedef float v4sf __attribute__((vector_size(16)));
 typedef float v4sf_u __attribute__((vector_size(16), aligned(4))); /* unaligned loads */
+#if defined(__clang__) || __GNUC__ >= 9
+#define HAVE_CONVERTVECTOR 1
+typedef double v4df __attribute__((vector_size(32)));
+#endif
+#ifdef HAVE_VEC4
+typedef float v8sf __attribute__((vector_size(32)));
+#endif
 #elif defined(_MSC_VER)
 #define RESTRICT __restrict
 #else
 #define RESTRICT
+#endif
+
+#ifndef ALIGN32
+#define ALIGN32
 #endif
 
 #define MIN_LEVEL_SIDE 16
@@ -174,6 +186,9 @@ static void gradient4(const float *I, int h, int w, float *src4) {
 /* ----------------------------------------------------------------- warp */
 
 static float cubic_tab[TAB][4];
+/* the x weights of a table entry laid out for two taps per 8-float vector:
+ * [0] = {w0 x4, w1 x4}, [1] = {w2 x4, w3 x4} */
+static float cubic_x8[TAB][2][8] ALIGN32;
 
 static void init_cubic_tab(void) {
     const float A = -0.75f;
@@ -184,6 +199,10 @@ static void init_cubic_tab(void) {
         c[1] = ((A + 2) * x - (A + 3)) * x * x + 1;
         c[2] = ((A + 2) * (1 - x) - (A + 3)) * (1 - x) * (1 - x) + 1;
         c[3] = 1.f - c[0] - c[1] - c[2];
+        for (int l = 0; l < 4; l++) {
+            cubic_x8[i][0][l] = c[0]; cubic_x8[i][0][4 + l] = c[1];
+            cubic_x8[i][1][l] = c[2]; cubic_x8[i][1][4 + l] = c[3];
+        }
     }
 }
 
@@ -192,49 +211,61 @@ static void init_cubic_tab(void) {
  * and rho_c = I1w - I1wx u1 - I1wy u2 - I0 (calcGradRho). */
 HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
                            const float *RESTRICT u1, const float *RESTRICT u2, int h, int w,
-                           float *RESTRICT Ix, float *RESTRICT Iy, float *RESTRICT grad,
-                           float *RESTRICT rhoc) {
+                           float l_t, float *RESTRICT Ix, float *RESTRICT Iy, float *RESTRICT lg,
+                           float *RESTRICT ig, float *RESTRICT rhoc, int *RESTRICT ixs,
+                           int *RESTRICT iys, float *RESTRICT r0s) {
     const float lo = -8.f, hix = (float)w + 8.f, hiy = (float)h + 8.f;
     for (int y = 0; y < h; y++) {
+        const size_t o = (size_t)y * w;
+        /* pass 1 (vectorised): positions in 1/32 pixel */
         for (int x = 0; x < w; x++) {
-            size_t i = (size_t)y * w + x;
-            float mx = (float)x + u1[i], my = (float)y + u2[i];
+            float mx = (float)x + u1[o + x], my = (float)y + u2[o + x];
             /* outside by more than the kernel: 0 either way; keeps ints small */
             mx = mx < lo ? lo : (mx > hix ? hix : mx);
             my = my < lo ? lo : (my > hiy ? hiy : my);
-            int ix = (int)lrintf(mx * (float)TAB), iy = (int)lrintf(my * (float)TAB);
+            ixs[x] = (int)lrintf(mx * (float)TAB);
+            iys[x] = (int)lrintf(my * (float)TAB);
+        }
+        /* pass 2: the 16 taps per pixel */
+        for (int x = 0; x < w; x++) {
+            size_t i = o + x;
+            int ix = ixs[x], iy = iys[x];
             int sx = (ix >> 5) - 1, sy = (iy >> 5) - 1;
             const float *wx = cubic_tab[ix & (TAB - 1)], *wy = cubic_tab[iy & (TAB - 1)];
             float r0 = 0.f, r1 = 0.f, r2 = 0.f;
             if ((unsigned)sx < (unsigned)(w > 3 ? w - 3 : 0) &&
                 (unsigned)sy < (unsigned)(h > 3 ? h - 3 : 0)) {
 #ifdef HAVE_VEC4
-                const v4sf_u *S = (const v4sf_u *)(src4 + ((size_t)sy * w + sx) * 4);
-                v4sf sum = {0.f, 0.f, 0.f, 0.f};
+                /* separable: per tap row, x weights on two taps at once (lanes
+                 * 0-3: taps 0 and 2, lanes 4-7: taps 1 and 3), then the rows
+                 * weighted by wy, then the two halves added */
+                const float *S = src4 + ((size_t)sy * w + sx) * 4;
+                const v8sf wa = *(const v8sf *)cubic_x8[ix & (TAB - 1)][0];
+                const v8sf wb = *(const v8sf *)cubic_x8[ix & (TAB - 1)][1];
+                v8sf sum = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
                 for (int k1 = 0; k1 < 4; k1++) {
-                    float a = wy[k1];
-                    v4sf w0 = {a * wx[0], a * wx[0], a * wx[0], a * wx[0]};
-                    v4sf w1 = {a * wx[1], a * wx[1], a * wx[1], a * wx[1]};
-                    v4sf w2 = {a * wx[2], a * wx[2], a * wx[2], a * wx[2]};
-                    v4sf w3 = {a * wx[3], a * wx[3], a * wx[3], a * wx[3]};
-                    v4sf row = S[0] * w0 + S[1] * w1 + S[2] * w2 + S[3] * w3;
-                    sum = k1 ? sum + row : row;
-                    S += w;
+                    v8sf A, B;
+                    memcpy(&A, S, sizeof A);
+                    memcpy(&B, S + 8, sizeof B);
+                    v8sf row = A * wa + B * wb;
+                    float b = wy[k1];
+                    v8sf wv = {b, b, b, b, b, b, b, b};
+                    sum = k1 ? sum + row * wv : row * wv;
+                    S += (size_t)w * 4;
                 }
-                r0 = sum[0]; r1 = sum[1]; r2 = sum[2];
+                r0 = sum[0] + sum[4]; r1 = sum[1] + sum[5]; r2 = sum[2] + sum[6];
 #else
                 const float *S = src4 + ((size_t)sy * w + sx) * 4;
-                for (int c = 0; c < 3; c++) {
-                    float sum = 0.f;
-                    for (int k1 = 0; k1 < 4; k1++) {
-                        const float *R = S + (size_t)k1 * w * 4 + c;
-                        float a = wy[k1];
-                        float row = R[0] * (a * wx[0]) + R[4] * (a * wx[1]) + R[8] * (a * wx[2]) +
-                                    R[12] * (a * wx[3]);
-                        sum = k1 ? sum + row : row;
+                const float *wa = cubic_x8[ix & (TAB - 1)][0], *wb = cubic_x8[ix & (TAB - 1)][1];
+                float sum[8];
+                for (int k1 = 0; k1 < 4; k1++) {
+                    for (int l = 0; l < 8; l++) {
+                        float t = (S[l] * wa[l] + S[8 + l] * wb[l]) * wy[k1];
+                        sum[l] = k1 ? sum[l] + t : t;
                     }
-                    if (c == 0) r0 = sum; else if (c == 1) r1 = sum; else r2 = sum;
+                    S += (size_t)w * 4;
                 }
+                r0 = sum[0] + sum[4]; r1 = sum[1] + sum[5]; r2 = sum[2] + sum[6];
 #endif
             } else if (!(sx >= w || sx + 4 <= 0 || sy >= h || sy + 4 <= 0)) {
                 for (int k1 = 0; k1 < 4; k1++) {
@@ -249,10 +280,18 @@ HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
                     }
                 }
             }
+            r0s[x] = r0;
             Ix[i] = r1;
             Iy[i] = r2;
-            grad[i] = r1 * r1 + r2 * r2;
-            rhoc[i] = r0 - r1 * u1[i] - r2 * u2[i] - I0[i];
+        }
+        /* pass 3 (vectorised): the data term's constants for this warp */
+        for (int x = 0; x < w; x++) {
+            size_t i = o + x;
+            float r1 = Ix[i], r2 = Iy[i];
+            float g = r1 * r1 + r2 * r2;
+            lg[i] = l_t * g;
+            ig[i] = g > FLT_EPSILON ? 1.f / g : 0.f;
+            rhoc[i] = r0s[x] - r1 * u1[i] - r2 * u2[i] - I0[i];
         }
     }
 }
@@ -326,10 +365,22 @@ HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *REST
 
 /* Row sum of e[0..w) in double, 8 interleaved partial sums in a fixed order. */
 static inline double row_sum(const float *RESTRICT e, int w) {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int x = 0;
+#ifdef HAVE_CONVERTVECTOR
+    v4df lo = {0, 0, 0, 0}, hi = {0, 0, 0, 0};
+    for (; x + 8 <= w; x += 8) {
+        v4sf a, b;
+        memcpy(&a, e + x, sizeof a);
+        memcpy(&b, e + x + 4, sizeof b);
+        lo += __builtin_convertvector(a, v4df);
+        hi += __builtin_convertvector(b, v4df);
+    }
+    double acc[8] = {lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]};
+#else
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (; x + 8 <= w; x += 8)
         for (int k = 0; k < 8; k++) acc[k] += (double)e[x + k];
+#endif
     for (; x < w; x++) acc[0] += (double)e[x];
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
@@ -339,12 +390,9 @@ static inline double row_sum(const float *RESTRICT e, int w) {
  * e = squared change. In place in u1, u2 (each pixel reads only itself). */
 #define U2_BODY(D1, D2)                                                     \
     {                                                                       \
-        float g = grad[x];                                                  \
         float rho = rhoc[x] + (Ix[x] * u1[x] + Iy[x] * u2[x]);              \
-        float lg = l_t * g;                                                 \
-        float gs = g > FLT_EPSILON ? g : 1.f;                               \
-        float fi = -rho / gs;                                               \
-        fi = g > FLT_EPSILON ? fi : 0.f;                                    \
+        float lg = LG[x];                                                   \
+        float fi = -rho * IG[x];                                            \
         fi = rho < -lg ? l_t : fi;                                          \
         fi = rho > lg ? -l_t : fi;                                          \
         float v1 = u1[x] + fi * Ix[x];                                      \
@@ -357,7 +405,7 @@ static inline double row_sum(const float *RESTRICT e, int w) {
     }
 
 static inline void u_row2(int w, const float *RESTRICT Ix, const float *RESTRICT Iy,
-                          const float *RESTRICT grad, const float *RESTRICT rhoc,
+                          const float *RESTRICT LG, const float *RESTRICT IG, const float *RESTRICT rhoc,
                           float *RESTRICT u1, float *RESTRICT u2, const float *RESTRICT p11,
                           const float *RESTRICT p12, const float *RESTRICT p12u,
                           const float *RESTRICT p21, const float *RESTRICT p22,
@@ -374,36 +422,51 @@ static inline void dual_row1(int w, const float *RESTRICT u, const float *RESTRI
                              float *RESTRICT pa, float *RESTRICT pb, float taut) {
     for (int x = 0; x < w - 1; x++) {
         float ux = u[x + 1] - u[x], uy = un[x] - u[x];
-        float ng = 1.f + taut * sqrtf(ux * ux + uy * uy);
-        pa[x] = (pa[x] + taut * ux) / ng;
-        pb[x] = (pb[x] + taut * uy) / ng;
+        float r = 1.f / (1.f + taut * sqrtf(ux * ux + uy * uy));
+        pa[x] = (pa[x] + taut * ux) * r;
+        pb[x] = (pb[x] + taut * uy) * r;
     }
     int x = w - 1; /* last column: dx = 0, |grad| = |dy| */
     float uy = un[x] - u[x];
-    float ng = 1.f + taut * fabsf(uy);
-    pa[x] = pa[x] / ng;
-    pb[x] = (pb[x] + taut * uy) / ng;
+    float r = 1.f / (1.f + taut * fabsf(uy));
+    pa[x] = pa[x] * r;
+    pb[x] = (pb[x] + taut * uy) * r;
 }
 
-HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const float *grad,
-                           const float *rhoc, float *u1, float *u2, float *p11, float *p12,
-                           float *p21, float *p22, float *e, const float *zero, float l_t,
+/* One fused row step of an inner iteration: u of row y (y < h), then the duals
+ * of row y - 1 (y > 0; they need u of rows y - 1 and y). Returns row y's sum of
+ * squared change of u (0 for y == h). */
+static inline double step2(int y, int h, int w, const float *Ix, const float *Iy, const float *LG,
+                           const float *IG, const float *rhoc, float *u1, float *u2, float *p11,
+                           float *p12, float *p21, float *p22, float *e, const float *zero, float l_t,
+                           float theta, float taut) {
+    double sum = 0.0;
+    if (y < h) {
+        size_t o = (size_t)y * w;
+        const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
+        u_row2(w, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, p11 + o, p12 + o, p12u,
+               p21 + o, p22 + o, p22u, e, l_t, theta);
+        sum = row_sum(e, w);
+    }
+    if (y > 0) {
+        size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
+        dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
+        dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
+    }
+    return sum;
+}
+
+/* One inner iteration: row steps 0..h in order (row y's u, then row y-1's
+ * duals), so u and p are read and written once. Returns the sum of squared
+ * change of u, rows added in order. */
+HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const float *LG,
+                           const float *IG, const float *rhoc, float *u1, float *u2, float *p11,
+                           float *p12, float *p21, float *p22, float *e, const float *zero, float l_t,
                            float theta, float taut) {
     double total = 0.0;
-    for (int y = 0; y <= h; y++) {
-        if (y < h) {
-            size_t o = (size_t)y * w;
-            const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
-            u_row2(w, Ix + o, Iy + o, grad + o, rhoc + o, u1 + o, u2 + o, p11 + o, p12 + o, p12u,
-                   p21 + o, p22 + o, p22u, e, l_t, theta);
-            total += row_sum(e, w);
-        }
-        if (y > 0) {
-            size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
-            dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
-            dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
-        }
-    }
+    for (int y = 0; y <= h; y++)
+        total += step2(y, h, w, Ix, Iy, LG, IG, rhoc, u1, u2, p11, p12, p21, p22, e, zero, l_t, theta,
+                       taut);
     return total;
 }
 
@@ -411,12 +474,9 @@ HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const
  * use_gamma branches: rho gains gamma u3, u3 moves by fi gamma). */
 #define U3_BODY(D1, D2, D3)                                                 \
     {                                                                       \
-        float g = grad[x];                                                  \
         float rho = rhoc[x] + (Ix[x] * u1[x] + Iy[x] * u2[x]) + gamma * u3[x]; \
-        float lg = l_t * g;                                                 \
-        float gs = g > FLT_EPSILON ? g : 1.f;                               \
-        float fi = -rho / gs;                                               \
-        fi = g > FLT_EPSILON ? fi : 0.f;                                    \
+        float lg = LG[x];                                                   \
+        float fi = -rho * IG[x];                                            \
         fi = rho < -lg ? l_t : fi;                                          \
         fi = rho > lg ? -l_t : fi;                                          \
         float v1 = u1[x] + fi * Ix[x], v2 = u2[x] + fi * Iy[x];             \
@@ -431,7 +491,7 @@ HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const
     }
 
 static inline void u_row3(int w, const float *RESTRICT Ix, const float *RESTRICT Iy,
-                          const float *RESTRICT grad, const float *RESTRICT rhoc,
+                          const float *RESTRICT LG, const float *RESTRICT IG, const float *RESTRICT rhoc,
                           float *RESTRICT u1, float *RESTRICT u2, float *RESTRICT u3,
                           const float *RESTRICT p11, const float *RESTRICT p12,
                           const float *RESTRICT p12u, const float *RESTRICT p21,
@@ -446,28 +506,38 @@ static inline void u_row3(int w, const float *RESTRICT Ix, const float *RESTRICT
                 (p31[x] - p31[x - 1]) + (p32[x] - p32u[x]))
 }
 
-HOT static double iterate3(int h, int w, const float *Ix, const float *Iy, const float *grad,
-                           const float *rhoc, float *u1, float *u2, float *u3, float *p11,
-                           float *p12, float *p21, float *p22, float *p31, float *p32, float *e,
-                           const float *zero, float l_t, float theta, float taut, float gamma) {
-    double total = 0.0;
-    for (int y = 0; y <= h; y++) {
-        if (y < h) {
-            size_t o = (size_t)y * w;
-            const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
-            const float *p32u = y ? p32 + o - w : zero;
-            u_row3(w, Ix + o, Iy + o, grad + o, rhoc + o, u1 + o, u2 + o, u3 + o, p11 + o,
-                   p12 + o, p12u, p21 + o, p22 + o, p22u, p31 + o, p32 + o, p32u, e, l_t, theta,
-                   gamma);
-            total += row_sum(e, w);
-        }
-        if (y > 0) {
-            size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
-            dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
-            dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
-            dual_row1(w, u3 + o, u3 + on, p31 + o, p32 + o, taut);
-        }
+static inline double step3(int y, int h, int w, const float *Ix, const float *Iy, const float *LG,
+                           const float *IG, const float *rhoc, float *u1, float *u2, float *u3,
+                           float *p11, float *p12, float *p21, float *p22, float *p31, float *p32,
+                           float *e, const float *zero, float l_t, float theta, float taut,
+                           float gamma) {
+    double sum = 0.0;
+    if (y < h) {
+        size_t o = (size_t)y * w;
+        const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
+        const float *p32u = y ? p32 + o - w : zero;
+        u_row3(w, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, u3 + o, p11 + o,
+               p12 + o, p12u, p21 + o, p22 + o, p22u, p31 + o, p32 + o, p32u, e, l_t, theta, gamma);
+        sum = row_sum(e, w);
     }
+    if (y > 0) {
+        size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
+        dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
+        dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
+        dual_row1(w, u3 + o, u3 + on, p31 + o, p32 + o, taut);
+    }
+    return sum;
+}
+
+HOT static double iterate3(int h, int w, const float *Ix, const float *Iy, const float *LG,
+                           const float *IG, const float *rhoc, float *u1, float *u2, float *u3,
+                           float *p11, float *p12, float *p21, float *p22, float *p31, float *p32,
+                           float *e, const float *zero, float l_t, float theta, float taut,
+                           float gamma) {
+    double total = 0.0;
+    for (int y = 0; y <= h; y++)
+        total += step3(y, h, w, Ix, Iy, LG, IG, rhoc, u1, u2, u3, p11, p12, p21, p22, p31, p32, e, zero,
+                       l_t, theta, taut, gamma);
     return total;
 }
 
@@ -478,12 +548,24 @@ typedef struct {
     int hs[64], ws[64];
     float *I0s[64], *I1s[64];
     float *u[3], *un[3];            /* current level's flow (u3 with gamma), next level's */
-    float *src4, *Ix, *Iy, *grad, *rhoc;
+    float *src4, *Ix, *Iy, *lg, *ig, *rhoc;
     float *p[6];
     float *pad, *e, *zero, *rows, *ftab;
     int *itab;
     void *mem;
 } Work;
+
+/* Slice length (floats) of a plane of n floats: a multiple of 16 (64 bytes)
+ * that leaves consecutive slices 1280 bytes apart modulo 4096. Planes of
+ * 340x256 floats are exactly 85 pages long; packed back to back, the 15 planes
+ * an inner iteration streams through would all map to the same L1 cache sets
+ * (and alias in the load/store unit's 4 KiB check) at every x, which cost more
+ * than all its arithmetic. Staggered, they fall on 16 different set groups. */
+static size_t plane_len(size_t n) {
+    n = (n + 15) & ~(size_t)15;
+    size_t r = (n * sizeof(float)) % 4096, want = 1280;
+    return n + ((want + 4096 - r) % 4096) / sizeof(float);
+}
 
 static int work_alloc(Work *wk, int H, int W, const Params *p) {
     wk->H = H; wk->W = W;
@@ -495,29 +577,28 @@ static int work_alloc(Work *wk, int H, int W, const Params *p) {
         wk->hs[L] = nh; wk->ws[L] = nw; L++;
     }
     wk->levels = L;
-    size_t N = (size_t)H * W, pyr = 0, side = (size_t)(H > W ? H : W);
-    for (int s = 0; s < L; s++) pyr += (size_t)wk->hs[s] * wk->ws[s];
-    size_t padn = (size_t)(H + 4) * (W + 4);
-    size_t total = 2 * pyr + 6 * N + 4 * N + 4 * N + 6 * N + padn + 2 * (size_t)W + 4 * side +
-                   16 * (2 * (size_t)L + 32) + 16;
+    size_t side = (size_t)(H > W ? H : W), pyr = 0;
+    for (int s = 0; s < L; s++) pyr += 2 * plane_len((size_t)wk->hs[s] * wk->ws[s]);
+    size_t N = plane_len((size_t)H * W), N4 = plane_len(4 * (size_t)H * W);
+    size_t padn = plane_len((size_t)(H + 4) * (W + 4));
+    size_t Wl = plane_len((size_t)W);
+    size_t total = pyr + 17 * N + N4 + padn + 2 * Wl + 4 * side + 16;
     float *m = (float *)calloc(total, sizeof(float));
     int *it = (int *)calloc(4 * side + 16, sizeof(int));
     if (!m || !it) { free(m); free(it); return -1; }
     wk->mem = m; wk->itab = it;
     /* every slice starts on a 64-byte boundary (calloc gives 16; the first is rounded up) */
-#define ALIGN16(n) (((n) + 15) & ~(size_t)15)
     m = (float *)(((uintptr_t)m + 63) & ~(uintptr_t)63);
     for (int s = 0; s < L; s++) {
-        size_t n = ALIGN16((size_t)wk->hs[s] * wk->ws[s]);
+        size_t n = plane_len((size_t)wk->hs[s] * wk->ws[s]);
         wk->I0s[s] = m; m += n; wk->I1s[s] = m; m += n;
     }
-    N = ALIGN16(N);
     for (int c = 0; c < 3; c++) { wk->u[c] = m; m += N; wk->un[c] = m; m += N; }
-    wk->src4 = m; m += 4 * N;
-    wk->Ix = m; m += N; wk->Iy = m; m += N; wk->grad = m; m += N; wk->rhoc = m; m += N;
+    wk->src4 = m; m += N4;
+    wk->Ix = m; m += N; wk->Iy = m; m += N; wk->lg = m; m += N; wk->ig = m; m += N; wk->rhoc = m; m += N;
     for (int c = 0; c < 6; c++) { wk->p[c] = m; m += N; }
-    wk->pad = m; m += ALIGN16(padn);
-    wk->e = m; m += ALIGN16((size_t)W); wk->zero = m; m += ALIGN16((size_t)W);
+    wk->pad = m; m += padn;
+    wk->e = m; m += Wl; wk->zero = m; m += Wl;
     wk->ftab = m; m += 4 * side;
     wk->rows = wk->pad; /* resize's two rows (2*dw <= 2*W floats) borrow the median's pad */
     return 0;
@@ -533,7 +614,8 @@ static void solve_level(Work *wk, int s, const Params *p, LevelStats *st) {
     for (int c = 0; c < (g3 ? 6 : 4); c++) memset(wk->p[c], 0, n * sizeof(float));
     for (int warp = 0; warp < p->warps; warp++) {
         if (st) t0 = cpu_now();
-        warp_level(wk->src4, wk->I0s[s], wk->u[0], wk->u[1], h, w, wk->Ix, wk->Iy, wk->grad, wk->rhoc);
+        warp_level(wk->src4, wk->I0s[s], wk->u[0], wk->u[1], h, w, p->l_t, wk->Ix, wk->Iy, wk->lg,
+                   wk->ig, wk->rhoc, wk->itab, wk->itab + wk->W, wk->e);
         if (st) { st->t_warp += cpu_now() - t0; st->warps_run++; }
         double err = DBL_MAX;
         for (int outer = 0; err > eps && outer < p->outer; outer++) {
@@ -546,11 +628,11 @@ static void solve_level(Work *wk, int s, const Params *p, LevelStats *st) {
             if (st) t0 = cpu_now();
             for (int inner = 0; err > eps && inner < p->inner; inner++) {
                 if (g3)
-                    err = iterate3(h, w, wk->Ix, wk->Iy, wk->grad, wk->rhoc, wk->u[0], wk->u[1], wk->u[2],
-                                   wk->p[0], wk->p[1], wk->p[2], wk->p[3], wk->p[4], wk->p[5], wk->e,
-                                   wk->zero, p->l_t, p->theta, p->taut, p->gamma);
+                    err = iterate3(h, w, wk->Ix, wk->Iy, wk->lg, wk->ig, wk->rhoc, wk->u[0], wk->u[1],
+                                   wk->u[2], wk->p[0], wk->p[1], wk->p[2], wk->p[3], wk->p[4], wk->p[5],
+                                   wk->e, wk->zero, p->l_t, p->theta, p->taut, p->gamma);
                 else
-                    err = iterate2(h, w, wk->Ix, wk->Iy, wk->grad, wk->rhoc, wk->u[0], wk->u[1],
+                    err = iterate2(h, w, wk->Ix, wk->Iy, wk->lg, wk->ig, wk->rhoc, wk->u[0], wk->u[1],
                                    wk->p[0], wk->p[1], wk->p[2], wk->p[3], wk->e, wk->zero, p->l_t,
                                    p->theta, p->taut);
                 if (st) st->iterations++;
@@ -695,8 +777,8 @@ static PyObject *py_compute(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (!result) goto done;
     for (int s = 0; s < levels; s++) {
         LevelStats *st = &stats[s];
-        PyObject *d = Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:l,s:d,s:d,s:d,s:d}", "level", s, "height", st->h,
-                                    "width", st->w, "warps", st->warps_run, "medians", st->medians,
+        PyObject *d = Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:l,s:d,s:d,s:d,s:d}", "level", s, "height",
+                                    st->h, "width", st->w, "warps", st->warps_run, "medians", st->medians,
                                     "iterations", st->iterations, "warp_s", st->t_warp, "median_s",
                                     st->t_median, "iterate_s", st->t_iter, "resize_s", st->t_resize);
         if (!d) { Py_CLEAR(result); goto done; }
