@@ -5,7 +5,7 @@ C compiler. It is optional for pip: without a compiler flowprep installs
 without it and `--backend auto` computes TV-L1 with OpenCV (saying so once);
 `make test` fails if it did not build (FLOWPREP_REQUIRE_TVL1=1). Flags: -O3
 and -ffp-contract=off (the same float operations in every CPU's code path);
-no -march: the hot loops carry their own AVX-512F/AVX2/AVX versions, chosen
+no -march: the hot loops carry their own AVX2/AVX versions, chosen
 at load time (target_clones), over the baseline (SSE2 on x86-64).
 
 flowprep._jpegcrop (libjpeg-turbo partial decompression, the loader's fast

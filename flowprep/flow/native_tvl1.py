@@ -52,7 +52,7 @@ def native_available() -> bool:
 
 
 def native_isa() -> Optional[str]:
-    """The instruction set the hot loops dispatch to here ("avx512f", "avx2", "avx",
+    """The instruction set the hot loops dispatch to here ("avx2", "avx",
     "sse2", or "generic" without runtime dispatch); None without the extension."""
     return _ext.isa() if _ext is not None else None
 
