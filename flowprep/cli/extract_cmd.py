@@ -10,8 +10,6 @@ from flowprep.decode import parse_size
 from flowprep.errors import ConfigError
 from flowprep.flow import ALGOS, parse_param_items
 
-from .main import cli
-
 
 def _size(ctx, param, value):
     if value is None:
@@ -33,7 +31,7 @@ def _shard(ctx, param, value):
     return value
 
 
-@cli.command()
+@click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Store directory to write (created if missing).")
@@ -103,7 +101,7 @@ def extract(inputs, out, algo, device, backend, params, fmt, short_side, size, b
     videos (lines "path [label] [start end]"). A rerun skips published videos
     with the same configuration and redoes the rest.
     """
-    from flowprep.extract import extract as run_extract
+    from flowprep.run.extract import extract as run_extract
     try:
         options = dict(
             algo=algo, device=device, backend=backend, params=parse_param_items(params),
@@ -157,7 +155,7 @@ def parse_bytes(text: str) -> int:
     return value
 
 
-@cli.command("index")
+@click.command("index")
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
 def index_cmd(out):
     """Rewrite OUT's annotation lists from its published videos."""
