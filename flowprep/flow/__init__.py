@@ -18,6 +18,8 @@ rules are testable without a GPU:
 from __future__ import annotations
 
 import ast
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -120,11 +122,20 @@ def parse_device(device: str) -> Tuple[str, List[int]]:
     raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or cuda:N,M,..., got {device!r}")
 
 
+def _no_gpu_driver() -> bool:
+    """True on Linux when no NVIDIA driver is loaded (no /dev/nvidiactl, /proc/driver/nvidia,
+    or WSL's /dev/dxg): CUDA can see no GPU, so importing torch (~1 CPU-second) to ask is skipped."""
+    if not sys.platform.startswith("linux"):
+        return False
+    return not any(os.path.exists(p) for p in ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/dxg"))
+
+
 def torch_cuda_device_count() -> int:
-    """GPUs a CUDA build of PyTorch sees; 0 without torch (imported only here, lazily)."""
+    """GPUs a CUDA build of PyTorch sees; 0 without torch (imported only here, lazily) and,
+    on Linux, 0 without an NVIDIA driver (torch is then not imported at all)."""
     try:
         import importlib.util
-        if importlib.util.find_spec("torch") is None:
+        if _no_gpu_driver() or importlib.util.find_spec("torch") is None:
             return 0
         import torch
         return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0
