@@ -338,6 +338,32 @@ def test_gil_is_released_during_the_computation():
     assert seen_inside[0] > 100, seen_inside[0]
 
 
+def test_concurrent_calls_of_different_sizes_give_the_sequential_flow():
+    """The working block is kept between calls and shared: threads computing pairs of
+    different sizes at the same time (the GIL released) get exactly the flow of one call
+    alone, whichever block each took."""
+    jobs = []
+    for k, (h, w) in enumerate(((96, 128), (40, 52), (120, 90), (64, 64))):
+        truth = smooth_field(h, w, 1.0)
+        jobs.append(pair_with_flow(h, w, 20 + k, truth))
+    alone = [tvl1_flow(a, b) for a, b in jobs]
+    got = [[None] * len(jobs) for _ in range(3)]
+
+    def work(t):
+        for i in range(len(jobs)):
+            j = (i + t) % len(jobs)
+            got[t][j] = tvl1_flow(*jobs[j])
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for t in range(3):
+        for j in range(len(jobs)):
+            assert got[t][j].tobytes() == alone[j].tobytes(), (t, j)
+
+
 # ---- selection and fallback ---------------------------------------------------------------
 
 def test_auto_picks_native_for_tvl1_on_the_cpu():
