@@ -69,16 +69,18 @@
 
 #if defined(__GNUC__)
 #define RESTRICT __restrict__
-#define HAVE_VEC4 1
 #define ALIGN32 __attribute__((aligned(32)))
+/* GCC/Clang vector types for the warp's taps and the stopping sum; without them
+ * (other compilers, or -DFLOWPREP_NO_VECTOR_EXT, which a test builds) plain C
+ * loops perform the same operations in the same order: the same bits. */
+#if !defined(FLOWPREP_NO_VECTOR_EXT)
+#define HAVE_VEC4 1
 typedef float v4sf __attribute__((vector_size(16)));
-typedef float v4sf_u __attribute__((vector_size(16), aligned(4))); /* unaligned loads */
+typedef float v8sf __attribute__((vector_size(32)));
 #if defined(__clang__) || __GNUC__ >= 9
 #define HAVE_CONVERTVECTOR 1
 typedef double v4df __attribute__((vector_size(32)));
 #endif
-#ifdef HAVE_VEC4
-typedef float v8sf __attribute__((vector_size(32)));
 #endif
 #elif defined(_MSC_VER)
 #define RESTRICT __restrict
