@@ -28,14 +28,18 @@
  *     by scale_step; the duals restart at 0 on each level.
  * Where it differs from OpenCV (docs/native_tvl1.md): the stopping sum is
  * accumulated in double in a fixed order (OpenCV: one float running sum);
- * |grad u| is sqrtf(ux^2 + uy^2) (OpenCV: hypot); frames and the per-call
+ * |grad u| is sqrtf(ux^2 + uy^2) (OpenCV: hypot); the warp's 16 taps are
+ * summed separably (OpenCV: products wy*wx summed row by row); the
+ * thresholding multiplies by 1/|grad I1w|^2 computed once per warp and the
+ * dual update by one reciprocal (OpenCV: divisions); frames and the per-call
  * level count as in the module docstring of flowprep/flow/native_tvl1.py.
  *
  * Speed: each inner iteration is one pass over the rows that updates u of row
  * y and then the duals of row y-1 (which need u of rows y-1 and y), so u and p
  * are read and written once per iteration; the loops are plain float code the
  * compiler vectorises; no call into libm in the loops (sqrtf is an
- * instruction); every buffer is allocated once per call. Hot functions are
+ * instruction); one working block per call, its planes staggered modulo 4 KiB
+ * (no cache-set aliasing between them) and kept for the next call. Hot functions are
  * compiled for AVX2, AVX and the baseline (SSE2 on x86-64) and
  * chosen at load time (GCC/Clang target_clones); -ffp-contract=off keeps the
  * arithmetic the same IEEE float operations in every version, so the result
@@ -212,8 +216,11 @@ static void init_cubic_tab(void) {
 }
 
 /* Bicubic samples of src4 at (x + u1, y + u2) as OpenCV's remap(INTER_CUBIC,
- * BORDER_CONSTANT 0) computes them (same tap order), then grad = |grad I1w|^2
- * and rho_c = I1w - I1wx u1 - I1wy u2 - I0 (calcGradRho). */
+ * BORDER_CONSTANT 0) computes them (same positions, weights and taps; the sums
+ * separable), then the data term's per-warp constants (calcGradRho): lg =
+ * lambda theta |grad I1w|^2, ig = 1/|grad I1w|^2 (0 where |grad I1w|^2 <=
+ * FLT_EPSILON, OpenCV's branch), rho_c = I1w - I1wx u1 - I1wy u2 - I0.
+ * ixs, iys, r0s: scratch rows of w values. */
 HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
                            const float *RESTRICT u1, const float *RESTRICT u2, int h, int w,
                            float l_t, float *RESTRICT Ix, float *RESTRICT Iy, float *RESTRICT lg,
