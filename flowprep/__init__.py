@@ -19,7 +19,8 @@ def extract(inputs, out, **options):
     """Extract frames and flow of ``inputs`` into store ``out``.
 
     ``inputs``: a path or a list of paths (video files, folders, .txt lists);
-    options are the fields of flowprep.run.extract.ExtractOptions. Returns a Report.
+    options: the extract options (names, defaults and checks: flowprep.run.options.OPTIONS;
+    preset="tsn"|"i3d"|"denseflow" starts from a published setup). Returns a Report.
     """
     if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__"):
         inputs = [inputs]

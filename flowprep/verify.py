@@ -671,6 +671,8 @@ def format_description(d: Dict[str, Any]) -> str:
          + (", flow only (--task flow)" if d.get("task") == "flow" else "")
          + f"  [key {d['config_key']}]"),
         f"input      {_input_text(c)}",
+    ] + ([f"preset     {c['preset'].get('name')} ({c['preset'].get('source', '')})"]
+         if isinstance(c.get("preset"), dict) else []) + [
         f"videos     {d['videos']} published, {len(d['failures'])} failed"
         + (f", {d['stale_videos']} made with another configuration" if d["stale_videos"] else ""),
         f"frames     {n(d['frames'], 'frame')}"

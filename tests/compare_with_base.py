@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Make the same stores with this checkout and with an older commit; they must be the same.
 
-    .venv/bin/python tests/compare_with_base.py [COMMIT]     (default 50978b7, before issue 17)
+    .venv/bin/python tests/compare_with_base.py [COMMIT] [--new-meta-keys K1,K2]
+                                                 (default 50978b7, before issue 17)
 
 The older commit is checked out with `git worktree add` into a temporary folder and run
 with this checkout's Python environment (its compiled extensions copied over). Each
@@ -15,6 +16,11 @@ command of CASES runs on both sides, into two new stores:
 
 Prints one line per case and exits 1 on any difference. Used for issue 17 (the run
 package refactor: "a store made by the same command before and after is byte-identical").
+
+--new-meta-keys: keys that other work added to every video's meta.json since COMMIT
+(issue 20 added "motion,motion_p95", and their per-stream variants motion_backward,
+motion_warped...): a meta.json that differs only by them counts as the same, and the line
+says so; every other file must still be byte-identical.
 """
 from __future__ import annotations
 
@@ -55,7 +61,19 @@ def run(code: str, out: str, extra, cwd: str) -> None:
         raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr}")
 
 
-def same_tree(a: str, b: str):
+def same_meta(a: str, b: str, new_keys) -> bool:
+    """Two meta.json files equal once ``new_keys`` are dropped from the new one (b)."""
+    with open(a, encoding="utf-8") as fa, open(b, encoding="utf-8") as fb:
+        old, new = json.load(fa), json.load(fb)
+    return bool(new_keys) and old == {k: v for k, v in new.items() if not is_new(k, new_keys)}
+
+
+def is_new(key: str, new_keys) -> bool:
+    """``key`` is one of ``new_keys`` or a per-stream variant of one (K_backward, K_warped...)."""
+    return any(key == k or key.startswith(k + "_") for k in new_keys)
+
+
+def same_tree(a: str, b: str, new_keys=(), relaxed=None):
     """Paths that differ between two folders (missing on one side, or other bytes)."""
     diffs = []
     cmp = filecmp.dircmp(a, b)
@@ -63,14 +81,21 @@ def same_tree(a: str, b: str):
     def walk(c, rel):
         diffs.extend(os.path.join(rel, n) for n in c.left_only + c.right_only + c.funny_files)
         _, mismatch, errors = filecmp.cmpfiles(c.left, c.right, c.common_files, shallow=False)
-        diffs.extend(os.path.join(rel, n) for n in mismatch + errors)
+        for n in mismatch:
+            if n == "meta.json" and same_meta(os.path.join(c.left, n), os.path.join(c.right, n),
+                                              new_keys):
+                if relaxed is not None:
+                    relaxed.append(os.path.join(rel, n))
+                continue
+            diffs.append(os.path.join(rel, n))
+        diffs.extend(os.path.join(rel, n) for n in errors)
         for name, sub in c.subdirs.items():
             walk(sub, os.path.join(rel, name))
     walk(cmp, "")
     return diffs
 
 
-def hdf5_content(root: str, code_root: str):
+def hdf5_content(root: str, code_root: str, new_keys=()):
     """Everything an HDF5 store holds, by video (names of shards left out)."""
     script = (
         "import sys, json, hashlib; sys.path.insert(0, %r)\n"
@@ -84,8 +109,9 @@ def hdf5_content(root: str, code_root: str):
         "    for i in range(v.num_flows):\n"
         "        h.update(v.flow_quantized(i).tobytes())\n"
         "    meta = dict(v.meta); meta.pop('shard', None)\n"
+        "    [meta.pop(k) for k in list(meta) if any(k == n or k.startswith(n + '_') for n in %r)]\n"
         "    out[vid] = [h.hexdigest(), meta]\n"
-        "print(json.dumps(out, sort_keys=True, default=str))\n") % (code_root, root)
+        "print(json.dumps(out, sort_keys=True, default=str))\n") % (code_root, root, list(new_keys))
     p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(p.stderr)
@@ -93,7 +119,13 @@ def hdf5_content(root: str, code_root: str):
 
 
 def main() -> int:
-    commit = sys.argv[1] if len(sys.argv) > 1 else "50978b7"
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("commit", nargs="?", default="50978b7")
+    ap.add_argument("--new-meta-keys", default="")
+    args = ap.parse_args()
+    commit = args.commit
+    new_keys = [k for k in args.new_meta_keys.split(",") if k]
     work = tempfile.mkdtemp(prefix="flowprep-compare-")
     base = os.path.join(work, "base")
     subprocess.run(["git", "-C", HERE, "worktree", "add", "--detach", base, commit],
@@ -106,16 +138,21 @@ def main() -> int:
             a, b = os.path.join(work, f"old{i}"), os.path.join(work, f"new{i}")
             run(OLD.format(root=base), a, extra, work)
             run(NEW, b, extra, HERE)
+            relaxed = []
             if "hdf5" in extra:
-                ca, cb = hdf5_content(a, base), hdf5_content(b, HERE)
+                ca, cb = hdf5_content(a, base), hdf5_content(b, HERE, new_keys)
                 diffs = sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
                 if len(ca) < 2 + 3:  # config, failures and the three sample videos
                     diffs.append(f"only {len(ca) - 2} videos in the old store")
             else:
-                diffs = same_tree(a, b)
+                diffs = same_tree(a, b, new_keys, relaxed)
             bad += bool(diffs)
+            note = (f" (byte-identical but {len(relaxed)} meta.json, equal without "
+                    f"{', '.join(new_keys)})" if relaxed else "")
+            if "hdf5" in extra and new_keys and not diffs:
+                note = f" (meta compared without {', '.join(new_keys)})"
             print(f"{'SAME' if not diffs else 'DIFFERENT'}  {name}: flowprep extract "
-                  f"{' '.join(extra)}" + (f"\n    differ: {diffs[:10]}" if diffs else ""))
+                  f"{' '.join(extra)}{note}" + (f"\n    differ: {diffs[:10]}" if diffs else ""))
     finally:
         subprocess.run(["git", "-C", HERE, "worktree", "remove", "--force", base],
                        capture_output=True)

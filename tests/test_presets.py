@@ -85,6 +85,7 @@ def test_a_preset_through_the_cli_on_a_real_video(tmp_path):
     r = run_cli("extract", src.parent.parent, "-o", out, "--preset", "i3d", "--algo", "dis",
                 "--short-side", "32", "--jobs", "1")
     assert "0 published, 1 already published" in r.output, r.output
+    assert "preset     i3d (I3D (Carreira" in run_cli("inspect", out).output
     from flowprep.loader import TwoStreamDataset
     loader = dict(PRESETS["i3d"].loader, crop_size=32, length=4)
     ds = TwoStreamDataset(store, mode="val", **loader)

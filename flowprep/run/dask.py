@@ -205,7 +205,7 @@ class _WorkerState:
             self.slot_fd = None
 
     def close(self) -> List[str]:
-        """Seal and close the writer; the ids it published since the last drain."""
+        """Seal and close the writer; the ids it published since it was last asked."""
         if self.retired:
             return []
         try:

@@ -1,8 +1,11 @@
-"""One video through the stages, and many videos in parallel.
+"""A run of ``flowprep extract``: the entry point behind the CLI and ``flowprep.extract``.
 
-    decode -> grey -> flow (t -> t+step[, and back]) -> quantize + mean -> store
+    options (options.py: checked, preset resolved) -> flow backend resolved -> inputs
+    discovered, this shard's part -> store config + run lock -> skip the published ->
+    a runner (local.py or dask.py) over a Ledger (ledger.py) -> failure records,
+    annotation lists -> Report
 
-``extract`` is the library entry point behind ``flowprep extract``.
+One video's stages are pipeline.py's ``process_video``; docs/code_map.md maps the rest.
 """
 from __future__ import annotations
 

@@ -234,7 +234,8 @@ def run_local(videos: List[Any], job, jobs: int, ledger: Ledger) -> None:
         w.kill()
         workers[workers.index(w)] = _Worker(ctx, w.index, job)
 
-    def drain(w: _Worker) -> None:
+    def read_messages(w: _Worker) -> None:
+        """Handle everything ``w`` has sent so far."""
         try:
             while not w.conn.closed and w.conn.poll():
                 msg = w.conn.recv()
@@ -298,10 +299,10 @@ def run_local(videos: List[Any], job, jobs: int, ledger: Ledger) -> None:
                          + [w.proc.sentinel for w in workers if w.proc.is_alive()], timeout=0.5)
             for w in list(workers):
                 if w.conn in ready or w.proc.sentinel in ready:
-                    drain(w)
+                    read_messages(w)
                 if not w.conn.closed and not w.proc.is_alive():
                     # it may have exited after wait() returned: read what it said first
-                    drain(w)
+                    read_messages(w)
                 if w.conn.closed and ledger.has_unsealed(w.tag):
                     # finished, but could not seal (publish) videos it had committed
                     again = requeue_unsealed(w, f"could not seal its shard ({w.close_error})")

@@ -93,7 +93,7 @@ class _OrderedWriter:
     thread, in submission order, so they overlap the next frame's decoding and flow.
 
     At most ``depth`` calls wait, which bounds memory. An error raised by a call comes
-    back, unchanged, from a later ``submit`` or from ``drain``; ``stop`` discards what
+    back, unchanged, from a later ``submit`` or from ``wait``; ``stop`` discards what
     has not started and waits for what has, so the writer is idle before it is aborted.
     """
 
@@ -108,7 +108,8 @@ class _OrderedWriter:
             self._pending.popleft().result()
         self._pending.append(self._ex.submit(fn, *args, **kwargs))
 
-    def drain(self) -> None:
+    def wait(self) -> None:
+        """Wait for every submitted call; raises the first error."""
         while self._pending:
             self._pending.popleft().result()
 
@@ -216,7 +217,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
                     if len(pending) >= batch:
                         flush()
         flush()
-        out.drain()
+        out.wait()
         n = len(times)
         skipped = reader.skipped_summary()  # every failure reason counts what was skipped
         skipped = f", {skipped}" if skipped else ""
@@ -244,6 +245,8 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
             "flow": backend.describe() if want_flow else None, "flowprep_version": __version__,
         }
         meta.update(input_meta(reader, opts, task, times, start, end))
+        if vin.original_id is not None:  # the id had whitespace: the path's own spelling
+            meta["original_id"] = vin.original_id
         if not want_flow:
             meta["mean_flow"] = []
         meta.update(sink.stats)  # mean_flow, motion(_p95), clipped_fraction[, ranges] of each stream

@@ -38,6 +38,7 @@ import numpy as np
 
 from .. import quantize as qz
 from ..errors import StoreError
+from ..names import has_unsafe, replace_unsafe
 from ..fsutil import atomic_write_json, read_json
 from ..report.stats import APPROX_FLOWS, rows_to_array, store_rows
 from . import codec
@@ -457,7 +458,24 @@ class Store:
         return len(self.video_ids)
 
     def __contains__(self, video_id: object) -> bool:
-        return video_id in set(self.video_ids)
+        return self.resolve_id(video_id) in set(self.video_ids)
+
+    def resolve_id(self, video_id: Any) -> Any:
+        """The id ``video_id`` is stored under: itself, or for a name spelled with whitespace
+        (ids hold none, flowprep/names.py) the video whose meta's original_id it is."""
+        if not isinstance(video_id, str) or not has_unsafe(video_id):
+            return video_id
+        ids = self.video_ids
+        if video_id in ids:  # a store made before the rule keeps such ids
+            return video_id
+        safe = replace_unsafe(video_id)
+        for vid in [safe] + [v for v in ids if v.startswith(safe + "_")]:
+            try:
+                if vid in ids and self.meta(vid).get("original_id") == video_id:
+                    return vid
+            except (KeyError, StoreError):
+                continue
+        return video_id
 
     def __iter__(self) -> Iterator[Video]:
         for vid in self.video_ids:

@@ -430,7 +430,7 @@ class Hdf5Store(Store):
         return self._ids
 
     def __contains__(self, video_id: object) -> bool:
-        return video_id in self.entries
+        return self.resolve_id(video_id) in self.entries
 
     # --- handles --------------------------------------------------------
     def _file(self, shard: str):
@@ -479,6 +479,8 @@ class Hdf5Store(Store):
             raise KeyError(video_id) from None
 
     def meta(self, video_id: str) -> Dict[str, Any]:
+        if video_id not in self.entries:
+            video_id = self.resolve_id(video_id)
         m = self._metas.get(video_id)
         if m is not None:
             self._metas.move_to_end(video_id)
@@ -497,6 +499,7 @@ class Hdf5Store(Store):
         return m
 
     def __getitem__(self, video_id: str) -> Hdf5Video:
+        video_id = self.resolve_id(video_id)
         e = self._entry(video_id)
         return Hdf5Video(video_id, self.meta(video_id), self, e["shard"], e["group"])
 
