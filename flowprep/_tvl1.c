@@ -336,26 +336,27 @@ CE(12,20) CE(13,21) CE(6,10) CE(7,11) CE(12,16) CE(13,17) CE(10,12) CE(11,13) \
 CE(11,12)
 
 /* 5x5 median from sorted columns: input slot c*5 + r holds rank r (ascending)
- * of the window's column c. Batcher's odd-even merge of the five columns
- * (padded to 8 x 8 with +inf, comparators on +inf removed), comparators that
- * never exchange on such inputs removed, then pruned to the middle output
- * (slot 14 below); 82 comparators, 140 min/max operations (MN/MX: only the min or
- * max is used), against 113 comparators on unsorted inputs. Generated and
+ * of the window's column c. Batcher's odd-even merge of the five columns, laid
+ * out in groups 0, 1, 3, 5, 7 of an 8 x 8 merge with +inf in the empty ranks
+ * and groups (of all the layouts tried, the one that prunes smallest),
+ * comparators on +inf removed, comparators that never
+ * exchange on sorted columns removed, then pruned to the middle output: 74
+ * comparators, 124 min/max operations (MN/MX: only the min or max is used),
+ * against 113 comparators (226 operations) on unsorted inputs. Generated and
  * checked on every 0-1 input with sorted columns (6^5 of them) and on random
- * inputs; slots renumbered c*5 + r. The tests compare with cv2.medianBlur. */
+ * inputs with ties; the tests compare with cv2.medianBlur. */
 #define MED25_COLS_OUT 14
 #define MED25_COLS_NET \
 CE(0,5) CE(4,9) CE(4,5) CE(2,7) CE(2,4) CE(7,5) CE(1,6) CE(3,8) \
-CE(3,6) CE(1,2) CE(3,4) CE(6,7) CE(8,5) CE(10,15) CE(14,19) CE(14,15) \
-CE(12,17) CE(12,14) CE(17,15) CE(11,16) CE(13,18) CE(13,16) CE(11,12) CE(13,14) \
-CE(16,17) CE(18,15) CE(0,10) CE(5,15) CE(5,10) CE(4,14) CE(4,5) CE(14,10) \
-CE(2,12) CE(7,17) CE(7,12) CE(2,4) CE(7,5) CE(12,14) CE(17,10) CE(1,11) \
-CE(9,19) CE(9,11) CE(6,16) CE(6,9) CE(16,11) CE(3,13) CE(8,18) CE(8,13) \
-CE(3,6) CE(8,9) CE(13,16) CE(18,11) CE(1,2) CE(3,4) MX(6,7) CE(8,5) \
-CE(9,12) CE(13,14) MN(16,17) MX(18,10) CE(11,15) MX(0,20) MN(10,20) MX(5,10) \
-MX(4,24) MN(14,24) MN(14,10) MX(2,22) MN(15,22) MN(12,15) MX(7,12) MX(12,14) \
-MX(1,21) MN(11,21) MX(9,11) MN(16,11) MX(3,23) MN(19,23) MN(13,19) MX(8,13) \
-MN(13,16) MX(13,14)
+CE(3,6) CE(1,2) CE(3,4) CE(6,7) CE(8,5) CE(0,10) CE(5,10) CE(4,14) \
+CE(4,5) CE(14,10) CE(2,12) CE(7,12) CE(2,4) CE(7,5) CE(12,14) CE(1,11) \
+CE(9,11) CE(6,9) CE(3,13) CE(8,13) CE(3,6) CE(8,9) CE(13,11) CE(1,2) \
+CE(3,4) CE(6,7) CE(8,5) CE(9,12) CE(13,14) MN(11,10) CE(15,20) CE(19,24) \
+CE(19,20) CE(17,22) CE(17,19) CE(22,20) CE(16,21) CE(18,23) CE(18,21) CE(16,17) \
+CE(18,19) CE(21,22) CE(23,20) MX(0,15) MN(5,20) MX(5,15) MX(4,19) MN(14,19) \
+MN(14,15) MX(2,17) MN(12,17) MN(7,22) MX(7,12) MX(12,14) MX(1,16) MN(9,24) \
+MX(9,16) MX(6,21) MN(11,21) MN(11,16) MX(3,18) MN(13,18) MN(8,23) MX(8,13) \
+MN(13,11) MX(13,14)
 /* sorts 5 values ascending (9 comparators, optimal) */
 #define SORT5_NET CE(0,1) CE(3,4) CE(2,4) CE(2,3) CE(0,3) CE(0,2) CE(1,4) CE(1,3) CE(1,2)
 
