@@ -337,23 +337,24 @@ CE(11,12)
 
 /* 5x5 median from sorted columns: input slot c*5 + r holds rank r (ascending)
  * of the window's column c. Batcher's odd-even merge of the five columns, laid
- * out in groups 0, 1, 3, 5, 7 of an 8 x 8 merge with +inf in the empty ranks
- * and groups (of all the layouts tried, the one that prunes smallest),
- * comparators on +inf removed, comparators that never
+ * out in groups 0, 1, 2, 4, 5 of an 8 x 8 merge with +inf in the empty ranks
+ * and groups (the first of the layouts that prune smallest), comparators on
+ * +inf removed, comparators that never
  * exchange on sorted columns removed, then pruned to the middle output: 74
  * comparators, 124 min/max operations (MN/MX: only the min or max is used),
  * against 113 comparators (226 operations) on unsorted inputs. Generated and
  * checked on every 0-1 input with sorted columns (6^5 of them) and on random
- * inputs with ties; the tests compare with cv2.medianBlur. */
+ * inputs with ties by tests/make_median_net.py (a test runs its check on this
+ * file); the tests compare the flow with OpenCV's. */
 #define MED25_COLS_OUT 14
 #define MED25_COLS_NET \
 CE(0,5) CE(4,9) CE(4,5) CE(2,7) CE(2,4) CE(7,5) CE(1,6) CE(3,8) \
-CE(3,6) CE(1,2) CE(3,4) CE(6,7) CE(8,5) CE(0,10) CE(5,10) CE(4,14) \
-CE(4,5) CE(14,10) CE(2,12) CE(7,12) CE(2,4) CE(7,5) CE(12,14) CE(1,11) \
-CE(9,11) CE(6,9) CE(3,13) CE(8,13) CE(3,6) CE(8,9) CE(13,11) CE(1,2) \
-CE(3,4) CE(6,7) CE(8,5) CE(9,12) CE(13,14) MN(11,10) CE(15,20) CE(19,24) \
-CE(19,20) CE(17,22) CE(17,19) CE(22,20) CE(16,21) CE(18,23) CE(18,21) CE(16,17) \
-CE(18,19) CE(21,22) CE(23,20) MX(0,15) MN(5,20) MX(5,15) MX(4,19) MN(14,19) \
+CE(3,6) CE(1,2) CE(3,4) CE(6,7) CE(8,5) CE(15,20) CE(19,24) CE(19,20) \
+CE(17,22) CE(17,19) CE(22,20) CE(16,21) CE(18,23) CE(18,21) CE(16,17) CE(18,19) \
+CE(21,22) CE(23,20) CE(0,10) CE(5,10) CE(4,14) CE(4,5) CE(14,10) CE(2,12) \
+CE(7,12) CE(2,4) CE(7,5) CE(12,14) CE(1,11) CE(9,11) CE(6,9) CE(3,13) \
+CE(8,13) CE(3,6) CE(8,9) CE(13,11) CE(1,2) CE(3,4) CE(6,7) CE(8,5) \
+CE(9,12) CE(13,14) MN(11,10) MX(0,15) MN(5,20) MX(5,15) MX(4,19) MN(14,19) \
 MN(14,15) MX(2,17) MN(12,17) MN(7,22) MX(7,12) MX(12,14) MX(1,16) MN(9,24) \
 MX(9,16) MX(6,21) MN(11,21) MN(11,16) MX(3,18) MN(13,18) MN(8,23) MX(8,13) \
 MN(13,11) MX(13,14)

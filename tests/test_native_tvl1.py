@@ -171,6 +171,16 @@ def test_float32_frames_are_grey_values():
                                   tvl1_flow(prev, nxt))
 
 
+def test_median_network_in_the_c_source_selects_the_median():
+    # the 5x5 median's network on sorted columns, read from flowprep/_tvl1.c and run on
+    # every 0-1 input with sorted columns (exhaustive by the 0-1 principle) and random ones
+    sys.path.insert(0, HERE)
+    from make_median_net import SRC, check
+    with open(SRC) as fh:
+        comparators, operations = check(fh.read())
+    assert (comparators, operations) == (74, 124)
+
+
 # ---- determinism -------------------------------------------------------------------------
 
 def test_same_output_twice_and_in_a_fresh_process():
