@@ -160,12 +160,25 @@ def store_bytes(root):
             for name in sorted(os.listdir(d)):
                 with open(os.path.join(d, name), "rb") as fh:
                     out[f"{vid}/{name}"] = fh.read()
-    else:
+    elif store.format == "hdf5":
         for vid in store.video_ids:
             v = store[vid]
             g = v._group()
             for name in sorted(g.keys()):
                 out[f"{vid}/{name}"] = g[name][()].tobytes()
+    else:  # every payload and the meta, through the reader
+        import json
+        from flowprep.store.base import stored_streams
+        for vid in store.video_ids:
+            v = store[vid]
+            out[f"{vid}/meta"] = json.dumps(v.meta, sort_keys=True).encode()
+            if v.task != "flow":
+                for i in range(v.num_frames):
+                    out[f"{vid}/rgb{i}"] = bytes(v.rgb_bytes(i))
+            for b, w in stored_streams(v.meta):
+                for i in range(v.num_flows):
+                    x, y = v.flow_payload(i, b, w)
+                    out[f"{vid}/flow{i}{b}{w}"] = bytes(x) + b"|" + bytes(y)
     assert out
     return out
 
@@ -186,7 +199,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("fmt", ["jpeg", "hdf5"])
+@pytest.mark.parametrize("fmt", ["jpeg", "hdf5", "wds"])
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_a_chunked_video_is_the_unsplit_video_byte_for_byte(tmp_path, moving_video, fmt, case):
     opts = dict(CASES[case], format=fmt, algo="dis")
@@ -293,7 +306,7 @@ def _extract(monkeypatch, inputs, out, chunk, **opts):
     return flowprep.extract([inputs], str(out), short_side=0, **opts)
 
 
-@pytest.mark.parametrize("fmt", ["jpeg", "hdf5"])
+@pytest.mark.parametrize("fmt", ["jpeg", "hdf5", "wds"])
 def test_a_run_splits_the_long_video_only_and_equals_an_unsplit_run(tmp_path, monkeypatch,
                                                                      run_inputs, fmt):
     opts = dict(format=fmt, step=2, backward=True, start=0.1, end=1.8)
@@ -440,4 +453,4 @@ def test_the_automatic_chunk_count():
     assert count(900, 2) == 4 and count(600, 16) == 9 and count(3600, 32) == 32
     assert count(90000, 32) == 352 and count(512, 1) == 2
     assert count(511, 2) is None  # short videos are never split automatically
-    assert count(900, 2, task="rgb") is None and count(900, 2, format="wds") is None
+    assert count(900, 2, task="rgb") is None and count(900, 2, format="zarr") is None

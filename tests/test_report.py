@@ -30,13 +30,16 @@ def run(*args):
 
 @pytest.fixture(scope="module")
 def known(tmp_path_factory):
-    """{"jpeg": store, "hdf5": its converted copy, "ids": role -> video id, "inputs": dir}."""
+    """{"jpeg": store, "hdf5" / "wds": its converted copies, "ids": role -> video id,
+    "inputs": dir}."""
     root = tmp_path_factory.mktemp("report")
     ids = report_store.make_inputs(str(root / "in"))
     report_store.make_store(str(root / "in"), str(root / "jpeg"))
     from flowprep.convert import convert
     convert(str(root / "jpeg"), str(root / "hdf5"), "hdf5")
-    return {"jpeg": str(root / "jpeg"), "hdf5": str(root / "hdf5"), "ids": ids,
+    convert(str(root / "jpeg"), str(root / "wds"), "wds")
+    return {"jpeg": str(root / "jpeg"), "hdf5": str(root / "hdf5"), "wds": str(root / "wds"),
+            "ids": ids,
             "inputs": str(root / "in"), "root": root}
 
 
@@ -137,6 +140,7 @@ def test_hdf5_rows_equal_jpeg_rows(known):
         return [{k: v for k, v in row.items() if k != "input" or row["status"] == "failed"}
                 for row in flowprep.open_store(p).video_stats()]
     assert rows(known["hdf5"]) == rows(known["jpeg"])
+    assert rows(known["wds"]) == rows(known["jpeg"])
 
 
 def test_pre_statistics_store_is_approximate_never_a_failure(known, tmp_path):

@@ -15,7 +15,7 @@ from flowprep.visualize import (CAPTION, GAP, evenly_spaced, flow_to_color, make
                                 panel_size, sheet_size, wheel_legend)
 from test_store_contract import BOUND, H, W, copy_store, make_dataset, make_store
 
-FORMATS = ["jpeg", "hdf5"]
+FORMATS = ["jpeg", "hdf5", "wds"]
 
 
 def run(*args):
@@ -57,7 +57,7 @@ def test_inspect_json(fmt):
     assert d["float32_bytes_per_flow"] == H * W * 2 * 4
     assert 0 < d["bytes_per_flow"] < d["float32_bytes_per_flow"]
     assert d["disk"]["bytes"] > d["payload_bytes"]["rgb"] + d["payload_bytes"]["flow"]
-    if fmt == "hdf5":
+    if fmt in ("hdf5", "wds"):
         assert d["shards"] >= 1 and d["superseded"] == 0
 
 
@@ -111,7 +111,7 @@ def test_verify_hdf5_truncated_shard_exits_1(tmp_path):
 # convert
 
 
-@pytest.mark.parametrize("src_fmt,dst_fmt", [("jpeg", "hdf5"), ("hdf5", "jpeg")])
+@pytest.mark.parametrize("src_fmt,dst_fmt", [(a, b) for a in FORMATS for b in FORMATS])
 def test_convert_cli(tmp_path, src_fmt, dst_fmt):
     src, _ = make_store(src_fmt)
     dst = tmp_path / "dst"

@@ -16,6 +16,9 @@ Parts (each a small module; the dataset composes them)
               frames and clips, RGB differences (functions of what was read)
     source    FlowSource, the one place flow payloads, means and ranges are read
     dataset   TwoStreamDataset: options, store checks, per-worker video cache, seeding
+    streaming StreamingTwoStreamDataset: an iterable over the store's shards read in
+              sequence, split across ranks and workers, each video once an epoch, its
+              sample TwoStreamDataset's (streaming.py states the rules)
 
 Snippets and indices (N = num_flows, F = num_frames, s = the store's step, L = length)
     Flow i is the displacement from frame i to frame i+s (pixels of the stored
@@ -160,12 +163,13 @@ from .dataset import (CLIP_LENGTH, CROPS, DEFAULT_LENGTH, DTYPES, FLOW_SCALES, L
 from .sampling import (flow_window, frame_window, pad_indices, segment_offsets, snippet_starts,
                        valid_starts)
 from .source import FlowSource
+from .streaming import StreamingTwoStreamDataset
 from .stacking import (clip_to_stack, decode_grey, plain_flow_stack, stack_to_clip,
                        trajectory_flow_stack)
 from .views import (TSN_SCALES, fixed_offsets, multiscale_boxes, multiscale_candidates,
                     sample_views, ten_crop_boxes, union_box)
 
-__all__ = ["TwoStreamDataset", "segment_offsets", "flow_window", "pad_indices",
+__all__ = ["TwoStreamDataset", "StreamingTwoStreamDataset", "segment_offsets", "flow_window", "pad_indices",
            "multiscale_boxes", "fixed_offsets", "union_box", "decode_grey",
            "snippet_starts", "valid_starts", "frame_window", "multiscale_candidates",
            "sample_views", "ten_crop_boxes", "stack_to_clip", "clip_to_stack",

@@ -206,6 +206,7 @@ class TwoStreamDataset:
         self._videos: "OrderedDict[str, Tuple[Video, Dict[str, Any]]]" = OrderedDict()
         st = self._store
         self._check_store(st)
+        self._check_shards(st)
         self.video_ids, list_labels = self._resolve_videos(st, videos)
         if labels is not None:
             missing = [v for v in self.video_ids if v not in labels]
@@ -257,6 +258,22 @@ class TwoStreamDataset:
                     f"{self.root}: flow_scale='unit' divides by the fixed bound B, but this "
                     f"store is quantized {scheme!r} (no common bound): use flow_scale='pixels', "
                     "or extract with --quant fixed --bound B")
+
+    def _check_shards(self, st: Store) -> None:
+        """Refuse a sharded store whose index names a missing shard (its videos would be
+        silently left out, or read from older copies): StoreError naming part and shard."""
+        from ..store import registry
+        from ..store.shards import missing_shards
+        if not registry.get(st.format).sharded:
+            return
+        missing = missing_shards(st.root)
+        if missing:
+            part, shard, n = missing[0]
+            more = f" (and {len(missing) - 1} more shards)" if len(missing) > 1 else ""
+            raise StoreError(f"{st.root}: index part index/{part} names shard shards/{shard}, "
+                             f"which is missing{more}: {n} video{'s' if n != 1 else ''} "
+                             f"unreadable; run flowprep verify, then rerun the extract to "
+                             f"redo them")
 
     def _resolve_videos(self, st: Store, videos: Any) -> Tuple[List[str], Optional[List[int]]]:
         known = set(st.video_ids)
@@ -380,13 +397,24 @@ class TwoStreamDataset:
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} videos")
         index %= n
+        video, cache = self._entry(self.video_ids[index])
+        return self.sample(index, epoch, video, cache)
+
+    def sample(self, index: int, epoch: int, video: Video,
+               cache: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The sample of video ``index`` (0 <= index < len) in ``epoch``, read from ``video``
+        (that video, opened from any store or read from a stream): what ``self[index]``
+        returns in that epoch. ``cache``: a per-video dict of parsed arrays, kept by the
+        caller between samples of the same video (a fresh one when None)."""
+        cache = {} if cache is None else cache
+        vid = self.video_ids[index]
         # every draw of this sample, in a fixed order: segment offsets, crop, flip
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index]))
-        vid = self.video_ids[index]
-        video, cache = self._entry(vid)
         taus = self._taus(video, rng)
         views = self._views(video, rng)
-        out: Dict[str, Any] = {"video_id": vid, "label": self.label(index), "index": index,
+        label = self._labels[index] if self._labels is not None else \
+            (-1 if video.label is None else int(video.label))
+        out: Dict[str, Any] = {"video_id": vid, "label": label, "index": index,
                                "epoch": epoch, "tau": taus}
         out["crop_box"] = np.array([v[:4] for v in views], dtype=np.int64).reshape(-1, 4)
         out["flip"] = np.array([v[4] for v in views], dtype=bool)

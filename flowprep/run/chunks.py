@@ -32,7 +32,7 @@ their count rounded up to a multiple of the run's workers, both while chunks kee
 ``MIN_CHUNK`` frames, and only for videos of at least ``2 x AUTO_CHUNK`` frames
 (estimated from the container's duration and the frame rate). Splitting needs a seekable decode (PyAV, a video
 file with a start time), flow (--task both/flow) and a store whose writer takes
-stored payloads (jpeg, hdf5).
+stored payloads (jpeg, hdf5, wds).
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ AUTO_CHUNK = 256
 #: automatic chunks are not made smaller than this to balance the workers
 MIN_CHUNK = 64
 #: stores whose video writer takes stored payloads (add_rgb_bytes, add_flow_bytes)
-CHUNKED_FORMATS = ("jpeg", "hdf5")
+CHUNKED_FORMATS = ("jpeg", "hdf5", "wds")
 
 
 class ChunkMismatch(FlowprepError):

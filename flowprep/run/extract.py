@@ -31,7 +31,7 @@ from .ledger import Ledger
 from .local import run_local  # the runners sit above pipeline.py, extract.py above them
 from .options import ExtractOptions, make_options  # noqa: F401  (ExtractOptions: importable here)
 from .pipeline import Job, rgb_only_choice
-from ..store import published_keys
+from ..store import published_keys, registry
 from ..store.base import (STORE_FILE, config_key, read_store_file, record_failure,
                          write_store_file, STORE_VERSION)
 
@@ -60,11 +60,11 @@ def build_config(opts: ExtractOptions, choice: FlowChoice, params: Dict[str, Any
         "backward": bool(opts.backward), "jpeg_quality": int(opts.jpeg_quality),
         "grey": "ITU-R BT.601 luma of the resized RGB frame",
     }
-    # The store format is not output-affecting (a JPEG store and an HDF5 store with the
-    # JPEG payload hold the same bytes; flowprep convert moves between them), so it is
-    # recorded in flowprep.json, not hashed. The raw HDF5 payload stores different flow
-    # data (no JPEG loss), so it is.
-    if opts.format == "hdf5" and opts.payload == "raw":
+    # The store format is not output-affecting (a JPEG store, a wds store and an HDF5
+    # store with the JPEG payload hold the same bytes; flowprep convert moves between
+    # them), so it is recorded in flowprep.json, not hashed. The raw HDF5 payload stores
+    # different flow data (no JPEG loss), so it is.
+    if opts.payload == "raw" and "raw" in registry.get(opts.format).payloads:
         cfg["payload"] = "raw"
     if opts.warped:  # only when asked: stores made without --warped keep their config key
         cfg["warped"] = settings_from(opts.warped).describe()

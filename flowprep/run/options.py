@@ -138,7 +138,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("params", None, "Algorithm parameter, repeatable (e.g. --param warps=3).",
            type=dict, flag="--param", metavar="KEY=VALUE", multiple=True,
            parse=parse_param_items, factory=dict),
-    Option("format", "jpeg", "Store format.", choices=FORMATS),
+    Option("format", "jpeg", "Store format: jpeg (a folder per video), hdf5 (shards), wds "
+           "(webdataset tar shards, one sample per video).", choices=FORMATS),
     Option("short_side", 256, "Resize so the short side has N pixels; 0 keeps the size.",
            type=int, min=0),
     Option("size", None, "Resize to exactly W x H pixels.", type=tuple, parse=parse_size,
@@ -162,7 +163,8 @@ OPTIONS: Tuple[Option, ...] = (
     Option("timeout_per_frame", 10.0, "Seconds added to the time limit per decoded frame.",
            type=float, min=0),
     Option("batch_size", None, "Frame pairs per flow call (torch backend).", type=int, min=1),
-    Option("shard_size", 1 << 30, "HDF5 shard size limit (bytes, or with KiB/MiB/GiB).",
+    Option("shard_size", 1 << 30, "Shard size limit of hdf5 and wds (bytes, or with "
+           "KiB/MiB/GiB).",
            type=int, cli_default="1GiB", parse=parse_bytes, min=1),
     Option("payload", "jpeg", "HDF5 frame payload: the JPEG store's bytes, or lossless uint8 "
            "flow.", choices=PAYLOADS),

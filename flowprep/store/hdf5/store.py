@@ -90,24 +90,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import time
 import zlib
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import StoreError, WriteError
-from ..fsutil import atomic_write_json, fsync_dir, one_line, read_json, storage_error
-from . import codec
-from .base import (FLOW_STREAMS, Store, StoreWriter, Video, VideoWriter, clear_failure,
-                   stored_rgb_frames, stored_streams)
+from ...errors import StoreError, WriteError
+from ...fsutil import one_line, storage_error
+from .. import codec
+from ..shards import (INDEX_DIR, INDEX_VERSION, SHARD_DIR, ShardWriter, index_dir,  # noqa: F401
+                      load_index, merge_index, published_keys, read_index_parts, safe_tag,
+                      shard_dir)
+from ..base import (FLOW_STREAMS, Store, Video, VideoWriter, stored_rgb_frames,
+                    stored_streams)
 
-SHARD_DIR = "shards"
-INDEX_DIR = "index"
 SHARD_EXT = ".h5"
-INDEX_VERSION = 1
 SHARD_VERSION = 1
 BLOB_CHUNK = 64 * 1024
 FLUSH_BYTES = 1 << 20
@@ -162,87 +160,7 @@ def _io_error(path: str, exc: BaseException) -> WriteError:
     return type(err)(f"{path}: {err}")
 
 
-def _safe_tag(tag: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", tag) or "w"
-
-
-# --------------------------------------------------------------------------------------
-# index
-
-
-def index_dir(root: str) -> str:
-    return os.path.join(root, INDEX_DIR)
-
-
-def shard_dir(root: str) -> str:
-    return os.path.join(root, SHARD_DIR)
-
-
-def read_index_parts(root: str) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
-    """Every index part of ``root``, oldest first, and the parts that could not be read.
-
-    Returns:
-        (parts, errors): parts are the parsed JSON dicts with "_part" (file name) added,
-        sorted by (sealed_ns, shard); errors are (part file, reason).
-    """
-    d = index_dir(root)
-    parts: List[Dict[str, Any]] = []
-    errors: List[Tuple[str, str]] = []
-    try:
-        names = sorted(os.listdir(d))
-    except FileNotFoundError:
-        return parts, errors
-    for name in names:
-        if not name.endswith(".json") or name.startswith("."):
-            continue
-        path = os.path.join(d, name)
-        try:
-            part = read_json(path)
-            if part.get("flowprep_index") != INDEX_VERSION:
-                raise ValueError(f"unknown index version {part.get('flowprep_index')!r}")
-            int(part["sealed_ns"])
-            str(part["shard"])
-            dict(part["videos"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            errors.append((name, f"unreadable index part ({exc})"))
-            continue
-        part["_part"] = name
-        parts.append(part)
-    parts.sort(key=lambda p: (int(p["sealed_ns"]), str(p["shard"])))
-    return parts, errors
-
-
-def merge_index(parts: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
-    """video_id -> winning entry (newest part wins), each with "shard", "sealed_ns" added.
-
-    ``parts`` must be sorted oldest first (as :func:`read_index_parts` returns them).
-    """
-    out: Dict[str, Dict[str, Any]] = {}
-    for part in parts:
-        for vid, entry in part["videos"].items():
-            e = dict(entry)
-            e["shard"] = part["shard"]
-            e["sealed_ns"] = int(part["sealed_ns"])
-            out[vid] = e
-    return out
-
-
-def load_index(root: str, check_shards: bool = True) -> Dict[str, Dict[str, Any]]:
-    """The merged index of ``root``; with check_shards, entries whose shard is missing are dropped."""
-    parts, _ = read_index_parts(root)
-    if check_shards:
-        present = set()
-        try:
-            present = set(os.listdir(shard_dir(root)))
-        except FileNotFoundError:
-            pass
-        parts = [p for p in parts if p["shard"] in present]
-    return merge_index(parts)
-
-
-def published_keys(root: str) -> Dict[str, str]:
-    """video_id -> config_key of every video an index part names (for resume)."""
-    return {vid: e.get("config_key") for vid, e in load_index(root).items()}
+_safe_tag = safe_tag  # the name the runners and tests know
 
 
 # --------------------------------------------------------------------------------------
@@ -315,24 +233,19 @@ class Hdf5Video(Video):
         off, length = int(t[i, 0]), int(t[i, 1])
         return self._dataset("blob")[off:off + length].tobytes()
 
-    def rgb_bytes(self, i: int) -> bytes:
-        self._need("rgb")
-        i = self._check(i, self.num_frames, "frame")
+    def _rgb_bytes(self, i: int) -> bytes:
         return self._bytes("rgb", i)
 
-    def flow_payload(self, i: int, backward: bool = False, warped: bool = False):
+    def _flow_payload(self, i: int, backward: bool, warped: bool):
         """(x, y): two JPEG byte strings (payload "jpeg") or two uint8 (H, W) arrays ("raw")."""
-        self._need("flow")
-        i = self._check(i, self.num_flows, "flow")
-        self._need_stream(backward, warped)
-        key = (bool(backward), bool(warped))
+        key = (backward, warped)
         if self._is_raw(*key):
             q = self._dataset(RAW_FLOW_STREAMS[key])[i]
             return q[0], q[1]
         sx, sy = JPEG_FLOW_STREAMS[key]
         return self._bytes(sx, i), self._bytes(sy, i)
 
-    def flow_payloads(self, items: Sequence[Tuple[Any, ...]]) -> List[Tuple[Any, Any]]:
+    def _flow_payloads(self, items: List[Tuple[int, bool, bool]]) -> List[Tuple[Any, Any]]:
         """Many flows' (x, y) payloads in few reads: JPEG payloads as memoryviews.
 
         The payloads' byte ranges in the video's blob are merged into spans
@@ -342,13 +255,8 @@ class Hdf5Video(Video):
         (About 10 µs of h5py overhead per read, against a span's copy at memory
         speed: 20 planes of a 10-flow stack in one read instead of 20.)
         """
-        self._need("flow")
-        items = [(self._check(int(it[0]), self.num_flows, "flow"), bool(it[1]),
-                  bool(it[2]) if len(it) > 2 else False) for it in items]
-        for key in set((b, w) for _, b, w in items):
-            self._need_stream(*key)
         if not items or any(self._is_raw(b, w) for _, b, w in items):
-            return [self.flow_payload(i, b, w) for i, b, w in items]
+            return [self._flow_payload(i, b, w) for i, b, w in items]
         wanted = []  # (offset, length, item, component)
         for n, (i, b, w) in enumerate(items):
             for c, stream in enumerate(JPEG_FLOW_STREAMS[(b, w)]):
@@ -370,15 +278,12 @@ class Hdf5Video(Video):
             k = m
         return [(x, y) for x, y in out]
 
-    def flow_quantized(self, i: int, backward: bool = False, warped: bool = False) -> np.ndarray:
-        self._need("flow")
-        key = (bool(backward), bool(warped))
+    def _flow_quantized(self, i: int, backward: bool, warped: bool) -> np.ndarray:
+        key = (backward, warped)
         if self._is_raw(*key):  # one read, no stacking
-            i = self._check(i, self.num_flows, "flow")
-            self._need_stream(*key)
             q = self._dataset(RAW_FLOW_STREAMS[key])[i]
             return np.ascontiguousarray(np.moveaxis(q, 0, -1))
-        return super().flow_quantized(i, backward, warped)
+        return super()._flow_quantized(i, backward, warped)
 
 
 class Hdf5Store(Store):
@@ -500,6 +405,15 @@ class Hdf5Store(Store):
         e = self._entry(video_id)
         return Hdf5Video(video_id, self.meta(video_id), self, e["shard"], e["group"])
 
+    def stream_units(self) -> List[Tuple[str, List[str]]]:
+        """One unit per shard (its published videos in group order), shards by name."""
+        by_shard: Dict[str, List[Tuple[int, str]]] = {}
+        for vid in self.video_ids:
+            e = self.entries[vid]
+            k = e["group"].rpartition("/")[2]
+            by_shard.setdefault(e["shard"], []).append((int(k) if k.isdigit() else 0, vid))
+        return [(s, [v for _, v in sorted(by_shard[s])]) for s in sorted(by_shard)]
+
 
 # --------------------------------------------------------------------------------------
 # writing
@@ -595,17 +509,20 @@ class Hdf5VideoWriter(VideoWriter):
             raise self.owner._broke(exc, *self._objects()) from None
         self.raw_crc[key].append(zlib.crc32(q.tobytes()))
 
-    # --- the VideoWriter API ---------------------------------------------
-    def add_rgb(self, rgb: np.ndarray) -> None:
-        self.add_rgb_bytes(codec.encode_rgb(rgb, self.owner.quality))
+    # --- the VideoWriter API (add_rgb encodes with the store's codec) ------
+    @property
+    def quality(self) -> int:  # type: ignore[override]
+        return self.owner.quality
+
+    @property
+    def payload(self) -> str:  # type: ignore[override]
+        return self.owner.payload
 
     def add_flow(self, q: np.ndarray, backward: bool = False, warped: bool = False) -> None:
         if self.owner.payload == "raw":
             self.add_flow_raw(q, backward, warped)
             return
-        self.add_flow_bytes(codec.encode_grey(np.ascontiguousarray(q[..., 0]), self.owner.quality),
-                            codec.encode_grey(np.ascontiguousarray(q[..., 1]), self.owner.quality),
-                            backward, warped)
+        super().add_flow(q, backward, warped)
 
     def _counts_match(self, meta: Dict[str, Any]) -> None:
         nf, nfl = int(meta["num_frames"]), int(meta["num_flows"])
@@ -679,7 +596,7 @@ class Hdf5VideoWriter(VideoWriter):
         self.owner._aborted(self)
 
 
-class Hdf5StoreWriter(StoreWriter):
+class Hdf5StoreWriter(ShardWriter):
     """One worker's writer: fills its own shard files, seals them, writes their index parts.
 
     A committed video is published when its shard is sealed (``drain_published``
@@ -699,6 +616,8 @@ class Hdf5StoreWriter(StoreWriter):
         shard_size: bytes; a shard is sealed after the commit that makes it pass this size.
         payload: "jpeg" (the JPEG store's bytes) or "raw" (uint8 flow, gzip, lossless).
     """
+
+    shard_ext = SHARD_EXT
 
     def __init__(self, root: str, tmp_root: str, worker_tag: str,
                  jpeg_quality: int = codec.DEFAULT_JPEG_QUALITY, shard_size: int = 1 << 30,
@@ -784,11 +703,7 @@ class Hdf5StoreWriter(StoreWriter):
 
     # --- shard lifecycle --------------------------------------------------
     def _open_shard(self) -> None:
-        while True:
-            name = f"{self.tag}-{self._seq:04d}{SHARD_EXT}"
-            self._seq += 1
-            if not os.path.exists(os.path.join(shard_dir(self.root), name)):
-                break
+        name, self._seq = self._next_name(self._seq)
         self._name = name
         self.tmp_path = os.path.join(self.tmp_root, name + ".tmp")
         try:
@@ -841,74 +756,21 @@ class Hdf5StoreWriter(StoreWriter):
         except H5_ERRORS as exc:
             raise self._broke(exc, *vw._objects()) from None
 
-    def seal(self) -> List[str]:
-        """Close the open shard, move it into OUT/shards, then write its index part.
-
-        Returns the video ids it published (also queued for ``drain_published``).
-        Raises WriteError when the writer is out of use after a write error, or when
-        sealing fails (the shard is then dropped, its videos not published).
-        """
+    def finish_shard(self) -> Optional[Dict[str, Any]]:
+        """Sealing step 0 (ShardWriter.seal runs them all): close the open shard's HDF5
+        file; None when it holds no committed video (it is deleted)."""
         self._usable()
         if self._file is None:
-            return []
+            return None
         if self._open is not None and not self._open.done:
             self._open.abort()
         if not self._videos:
             self._abandon()
-            return []
-        videos, name, tmp = self._videos, self._name, self.tmp_path
+            return None
         try:
             self._file.close()
         except H5_ERRORS as exc:
             raise self._broke(exc) from None
         self._file = None
-        dest_dir = shard_dir(self.root)
-        dest = os.path.join(dest_dir, name)
-        try:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.makedirs(dest_dir, exist_ok=True)
-            os.makedirs(index_dir(self.root), exist_ok=True)
-            size = os.path.getsize(tmp)
-            os.rename(tmp, dest)
-            fsync_dir(dest_dir)
-        except OSError as exc:
-            raise self._broke(exc) from None
-        part = {"flowprep_index": INDEX_VERSION, "shard": name, "shard_bytes": size,
-                "sealed_ns": time.time_ns(), "writer": self.tag, "payload": self.payload,
-                "videos": videos}
-        try:
-            atomic_write_json(os.path.join(index_dir(self.root), name[: -len(SHARD_EXT)] + ".json"),
-                              part)
-        except WriteError as exc:  # a shard no index part names: removed by the next run
-            raise self._broke(exc) from None
-        self._videos = {}
-        ids = sorted(videos)
-        for vid in ids:
-            clear_failure(self.root, vid)
-        self._published.extend(ids)
-        return ids
-
-    def discard(self) -> List[str]:
-        """Drop the open shard without sealing it; the ids of the committed videos it held.
-
-        For a caller that no longer trusts what this writer holds (its process had a
-        write error, or a bug, while writing): those videos are not published, and
-        the caller redoes them. Unless it had a write error, the writer can go on
-        with a new shard.
-        """
-        return self._abandon()
-
-    def close(self) -> None:
-        """Seal the open shard (if it holds committed videos).
-
-        After a write error: drop it unsealed instead, without raising again (the
-        error was raised where it happened; its videos are not published).
-        """
-        if self.error is not None:
-            self._abandon()
-            return
-        self.seal()
+        return {"name": self._name, "tmp_path": self.tmp_path, "videos": self._videos,
+                "part": {"payload": self.payload}}
