@@ -33,10 +33,33 @@ def _shard(ctx, param, value):
     return value
 
 
+def storage_options(ctx, param, value):
+    """--storage-option KEY=VALUE (repeatable) -> dict for fsspec."""
+    from flowprep.remote import parse_storage_options
+    try:
+        return parse_storage_options(value or ())
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+#: the object-storage options, shared by the commands that take URLs
+storage_option = click.option(
+    "--storage-option", "storage_opts", multiple=True, metavar="KEY=VALUE",
+    callback=storage_options,
+    help="Passed to fsspec for s3://, gs://... URLs (e.g. endpoint_url=http://host:9000, "
+         "anon=true); repeatable. Credentials come from the usual AWS_*/GOOGLE_* "
+         "variables and profiles; never written anywhere.")
+
+
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
-              help="Store directory to write (created if missing).")
+              help="Store directory to write (created if missing), or an s3://, gs://... "
+                   "URL (--format hdf5).")
+@storage_option
+@click.option("--staging", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="With an -o URL: local folder where shards are built before upload "
+                   "(default: a temporary folder; needs about --jobs x --shard-size).")
 @click.option("--algo", type=click.Choice(ALGOS), default="tvl1", show_default=True,
               help="Flow algorithm.")
 @click.option("--device", default="auto", show_default=True,
@@ -93,15 +116,16 @@ def _shard(ctx, param, value):
               help="Keep the frames shown at t < E (seconds).")
 @click.option("--input-fps", type=float, default=None, metavar="F",
               help="Frames/s of frame-folder inputs (default 25).")
-def extract(inputs, out, algo, device, backend, params, fmt, short_side, size, bound, quant, step,
+def extract(inputs, out, storage_opts, staging, algo, device, backend, params, fmt, short_side, size, bound, quant, step,
             backward, warped, jpeg_quality, jobs, shard, scheduler, force, timeout, timeout_per_frame,
             batch_size, shard_size, payload, progress, task, decoder, fps, start, end, input_fps):
     """Extract RGB frames and optical flow of INPUT videos into a store.
 
     INPUT is a video file, a folder (searched recursively; class folders give
     labels), a frame folder (images, no videos: one video) or a .txt list of
-    videos (lines "path [label] [start end]"). A rerun skips published videos
-    with the same configuration and redoes the rest.
+    videos (lines "path [label] [start end]"); any of them may be an s3://, gs://
+    ... URL. A rerun skips published videos with the same configuration and
+    redoes the rest.
     """
     from flowprep.extract import extract as run_extract
     try:
@@ -112,7 +136,8 @@ def extract(inputs, out, algo, device, backend, params, fmt, short_side, size, b
             scheduler=scheduler, force=force, timeout=timeout, timeout_per_frame=timeout_per_frame,
             batch_size=batch_size, shard_size=parse_bytes(shard_size), payload=payload,
             progress=sys.stderr.isatty() if progress is None else progress,
-            task=task, decoder=decoder, fps=fps, start=start, end=end, input_fps=input_fps)
+            task=task, decoder=decoder, fps=fps, start=start, end=end, input_fps=input_fps,
+            storage_options=storage_opts, staging=staging)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     from flowprep.decode import AUTO_NOTE, have_pyav

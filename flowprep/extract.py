@@ -30,6 +30,7 @@ from .parallel import run_local  # the runners sit above pipeline.py, extract.py
 # the one-video pipeline and its helpers (importable from here too, as before)
 from .pipeline import (TASKS, Job, failed_result, not_processed, process_video,  # noqa: F401
                        rgb_only_choice, timed_out_reason)
+from .remote import is_url
 from .store import FORMATS, published_keys
 from .store.base import (STORE_FILE, config_key, read_store_file, record_failure,
                          write_store_file, STORE_VERSION)
@@ -214,10 +215,12 @@ class Report:
 
 
 def prepare(inputs: Sequence[str], out: str, opts: ExtractOptions,
-            choice: Optional[FlowChoice] = None):
+            choice: Optional[FlowChoice] = None,
+            storage_options: Optional[Dict[str, Any]] = None):
     """Validate options, resolve the backend and discover inputs (no files written).
 
-    ``choice`` given (resolved elsewhere, e.g. on a dask worker) is used as is.
+    ``choice`` given (resolved elsewhere, e.g. on a dask worker) is used as is;
+    ``storage_options`` open input URLs.
     """
     opts.validate()
     if choice is None:
@@ -229,7 +232,7 @@ def prepare(inputs: Sequence[str], out: str, opts: ExtractOptions,
     if opts.warped:
         check_warp_supported(choice)
     config = build_config(opts, choice, params)
-    videos = discover(inputs)
+    videos = discover(inputs, storage_options)
     return choice, params, config, videos
 
 
@@ -237,9 +240,15 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
     """Extract RGB frames and quantized flow of ``inputs`` into the store ``out``.
 
     Args:
-        inputs: video files, folders (searched recursively), or .txt lists.
-        out: the store directory (created if missing).
-        options: fields of :class:`ExtractOptions`.
+        inputs: video files, folders (searched recursively), or .txt lists; local paths
+            or fsspec URLs (s3://bucket/videos/, ...).
+        out: the store directory (created if missing), or an fsspec URL for a sharded
+            format (flowprep.store.remote: shards built in a local staging folder,
+            uploaded whole, index parts after their shards).
+        options: fields of :class:`ExtractOptions`, and ``storage_options`` (dict for
+            fsspec, for input and output URLs; in memory only, never written) and
+            ``staging`` (local folder for shards on their way to an ``out`` URL;
+            default a temporary folder).
     Returns:
         a Report. Inputs that fail are recorded in the store (store.failures)
         and listed in ``report.failed``; nothing raises for a bad input.
@@ -250,19 +259,33 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
     from .lock import RunLock, clean_stale
     from .store.lists import write_lists
 
+    storage_options = options.pop("storage_options", None)
+    staging = options.pop("staging", None)
     unknown = set(options) - set(ExtractOptions.__dataclass_fields__)
     if unknown:
         raise ConfigError(f"unknown extract option(s): {', '.join(sorted(unknown))}")
     opts = ExtractOptions(**options)
+    if is_url(out):
+        from .remote_run import check_url_run
+        check_url_run(out, opts)  # before anything is written
+    elif staging is not None:
+        raise ConfigError("--staging is for an -o URL on object storage; a local store "
+                          "stages inside OUT/.flowprep/tmp")
     choice = None
     if opts.scheduler and opts.task != "rgb":
         # the workers compute the flow: resolve the backend and devices where they run
         opts.validate()
         from .distributed import resolve_on_cluster
         choice = resolve_on_cluster(opts.scheduler, opts.algo, opts.device, opts.backend)
-    choice, params, config, videos = prepare(inputs, out, opts, choice)
+    choice, params, config, videos = prepare(inputs, out, opts, choice, storage_options)
     index, count = parse_shard(opts.shard)
     mine = select_shard(videos, index, count)
+    if is_url(out):
+        # object storage: the same run, its shards staged locally and published by upload
+        from .remote_run import extract_to_url
+        report = Report(root="", not_in_shard=len(videos) - len(mine))
+        return extract_to_url(out, opts, storage_options, staging, choice, params, config,
+                              videos, mine, (index, count), report, versions())
     t0 = time.perf_counter()
     root = os.path.abspath(out)
     try:
@@ -285,7 +308,8 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
                 todo.append(v)
         jobs = int(opts.jobs or os.cpu_count() or 1)
         threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
-        job = Job(opts, choice, params, config, key, root, lock.tmp_root, threads)
+        job = Job(opts, choice, params, config, key, root, lock.tmp_root, threads,
+                  storage_options=storage_options)
         if opts.scheduler:
             from .distributed import run_dask
             results = run_dask(todo, job, opts.scheduler, report)

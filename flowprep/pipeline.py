@@ -77,6 +77,10 @@ class Job:
     root: str
     tmp_root: str
     threads: int = 1
+    #: object storage: publishes sealed shards to the store's URL (root is then the local
+    #: staging folder); storage_options open input URLs. Both in memory only.
+    publisher: Any = None
+    storage_options: Optional[Dict[str, Any]] = None
 
     @property
     def decoder(self) -> str:
@@ -87,7 +91,8 @@ class Job:
     def writer(self, tag: str) -> StoreWriter:
         return open_writer(self.opts.format, self.root, self.tmp_root, tag,
                            jpeg_quality=self.opts.jpeg_quality, shard_size=self.opts.shard_size,
-                           payload=self.opts.payload)
+                           payload=self.opts.payload,
+                           **({"publisher": self.publisher} if self.publisher is not None else {}))
 
 
 class _OrderedWriter:
@@ -165,7 +170,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
     try:
         _test_hook(vin)
         reader = open_reader(vin.path, job.decoder, opts.resize, threads=job.threads,
-                             input_fps=opts.input_fps)
+                             input_fps=opts.input_fps, storage_options=job.storage_options)
         start, end = time_range(vin, opts)
         vw = writer.begin(vin.video_id)
         sink = _FlowSink(opts, vw, out)
@@ -228,7 +233,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
                 f"needs at least {step + 1}")
         src_fps = reader.fps
         meta = {
-            "video_id": vin.video_id, "source": os.path.abspath(vin.path),
+            "video_id": vin.video_id, "source": source_of(vin.path),
             "class_name": vin.class_name, "label": vin.label,
             "num_frames": n, "num_flows": n_flows,
             "fps": float(opts.fps) if opts.fps is not None else src_fps,
@@ -285,6 +290,13 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
             reader.close()  # the decoder now, not whenever the suspended generator is collected
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def source_of(path: str) -> str:
+    """What a video's meta records as its source: the absolute path, or the URL without
+    credentials."""
+    from .remote import is_url, redact
+    return redact(path) if is_url(path) else os.path.abspath(path)
 
 
 def time_range(vin: VideoInput, opts: "ExtractOptions") -> Tuple[Optional[float], Optional[float]]:

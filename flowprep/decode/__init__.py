@@ -13,7 +13,7 @@ selection (select.py) are shared by all of them.
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from ..errors import ConfigError
 from .base import (DEFAULT_FPS, DEFAULT_SHORT_SIDE, MAX_BAD_READS, Decoder, Resize, check_file,
@@ -72,7 +72,8 @@ def decoder_info(name: str = "auto") -> Dict[str, str]:
 
 
 def open_reader(path: str, decoder: str = "auto", resize: Resize = Resize(), threads: int = 0,
-                input_fps: Optional[float] = None) -> Decoder:
+                input_fps: Optional[float] = None,
+                storage_options: Optional[Dict[str, Any]] = None) -> Decoder:
     """A Decoder streaming ``path`` (a video file or a frame folder).
 
     Args:
@@ -81,9 +82,14 @@ def open_reader(path: str, decoder: str = "auto", resize: Resize = Resize(), thr
         resize: the output size rule.
         threads: PyAV decoder threads (0 = FFmpeg's choice).
         input_fps: frames/s of a frame folder (default DEFAULT_FPS); ignored for videos.
+        storage_options: for an fsspec URL ``path`` (see flowprep.decode.remote_input).
     Raises:
         DecodeError naming the input when it does not decode; ConfigError for a bad name.
     """
+    from ..remote import is_url
+    if is_url(path):
+        from .remote_input import open_remote_reader
+        return open_remote_reader(path, decoder, resize, threads, input_fps, storage_options)
     if os.path.isdir(path):
         from .folder import FolderReader
         return FolderReader(path, resize, input_fps=input_fps)

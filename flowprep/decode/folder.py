@@ -86,11 +86,14 @@ class FolderReader(Decoder):
 
     name = "folder"
 
-    def __init__(self, path: str, resize: Resize = Resize(), input_fps: Optional[float] = None) -> None:
+    def __init__(self, path: str, resize: Resize = Resize(), input_fps: Optional[float] = None,
+                 remote=None) -> None:
         super().__init__(path, resize)
         self.fps = check_input_fps(DEFAULT_FPS if input_fps is None else input_fps)
         self._fps_q = Fraction(self.fps).limit_denominator(1_000_000)
-        self.names = list_images(self.path)
+        #: a flowprep.remote.Remote: the folder is a prefix on object storage
+        self._remote = remote
+        self.names = list_images(self.path) if remote is None else self._remote_images()
         if not self.names:
             raise DecodeError(f"{self.path}: a folder without images ({', '.join(IMAGE_EXTENSIONS)}) "
                               f"or videos")
@@ -99,14 +102,34 @@ class FolderReader(Decoder):
         self._size: Optional[Tuple[int, int]] = None
         self._start()
 
+    def _remote_images(self) -> List[str]:
+        try:
+            names = self._remote.listdir("")
+        except Exception as exc:  # noqa: BLE001 - network errors
+            raise DecodeError(self._remote.error(f"{self.path}: cannot list the frame folder",
+                                                 exc)) from None
+        return sorted((n for n in names if n.lower().endswith(IMAGE_EXTENSIONS)
+                       and not n.startswith(".")), key=natural_key)
+
+    def _read(self, name: str) -> Optional[np.ndarray]:
+        """The image file's bytes as uint8 (n,), None when empty."""
+        if self._remote is not None:
+            try:
+                data = self._remote.read_bytes(name)
+            except Exception as exc:  # noqa: BLE001 - network errors
+                raise DecodeError(self._remote.error(f"{self.path}/{name}: cannot be read",
+                                                     exc)) from None
+            return np.frombuffer(data, dtype=np.uint8) if data else None
+        full = os.path.join(self.path, name)
+        return np.fromfile(full, dtype=np.uint8) if os.path.getsize(full) else None
+
     def _no_frames_reason(self) -> str:
         return (f"{self.path}: none of its {len(self.names)} images decodes "
                 f"({'; '.join(self._skipped[:3])})")
 
     def _raw(self) -> Iterator[Tuple[np.ndarray, Optional[Time]]]:
         for i, name in enumerate(self.names):
-            full = os.path.join(self.path, name)
-            data = np.fromfile(full, dtype=np.uint8) if os.path.getsize(full) else None
+            data = self._read(name)
             img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
             if img is None:
                 self._skip(f"{name} does not decode as an image (damaged or empty)")

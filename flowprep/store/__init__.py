@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Dict, Optional
 
 from ..errors import ConfigError, StoreError
 from .base import STORE_FILE, Store, StoreWriter, Video, read_failures, read_store_file
@@ -10,8 +10,22 @@ from .base import STORE_FILE, Store, StoreWriter, Video, read_failures, read_sto
 FORMATS = ("jpeg", "hdf5")
 
 
-def open_store(path: str) -> Store:
-    """Open a store for reading; the reader is chosen by the store's flowprep.json."""
+def open_store(path: str, storage_options: Optional[Dict[str, Any]] = None) -> Store:
+    """Open a store for reading; the reader is chosen by the store's flowprep.json.
+
+    ``path`` may be an fsspec URL (s3://, gs://, ...): ``storage_options`` then go to
+    fsspec (see flowprep.remote); they are ignored for a local path.
+    """
+    from ..remote import is_url, local_path
+    if is_url(path):
+        from .remote import RemoteHdf5Store, read_store_info
+        from ..remote import Remote
+        fmt = read_store_info(Remote(path, storage_options)).get("format")
+        if fmt == "hdf5":
+            return RemoteHdf5Store(path, storage_options)
+        raise StoreError(f"{Remote(path).display}: {fmt!r} stores cannot be read from object "
+                         f"storage")
+    path = local_path(os.fspath(path))
     info = read_store_file(os.fspath(path))
     fmt = info.get("format")
     if fmt == "jpeg":

@@ -445,13 +445,7 @@ class Hdf5Store(Store):
         if f is not None:
             self._files.move_to_end(shard)
             return f
-        path = os.path.join(shard_dir(self.root), shard)
-        try:
-            f = open_h5(path, "r")
-        except FileNotFoundError:
-            raise StoreError(f"{path}: shard missing (named by the index); run flowprep verify") from None
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot open shard ({exc}); run flowprep verify") from None
+        f = self._open_shard_file(shard)
         self._files[shard] = f
         while len(self._files) > self.max_open_files:
             _, old = self._files.popitem(last=False)
@@ -460,6 +454,35 @@ class Hdf5Store(Store):
             except Exception:
                 pass
         return f
+
+    def _open_shard_file(self, shard: str):
+        """A new read-only h5py.File of ``shard`` (the remote store opens it by URL)."""
+        path = os.path.join(shard_dir(self.root), shard)
+        try:
+            return open_h5(path, "r")
+        except FileNotFoundError:
+            raise StoreError(f"{path}: shard missing (named by the index); run flowprep verify") from None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open shard ({exc}); run flowprep verify") from None
+
+    def index_parts(self) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
+        """(every index part, oldest first; unreadable parts as (name, reason))."""
+        return read_index_parts(self.root)
+
+    def shard_sizes(self) -> Dict[str, int]:
+        """shard file name -> bytes, of every file in OUT/shards."""
+        d = shard_dir(self.root)
+        try:
+            names = [n for n in os.listdir(d) if n.endswith(SHARD_EXT)]
+        except FileNotFoundError:
+            return {}
+        out = {}
+        for n in names:
+            try:
+                out[n] = os.path.getsize(os.path.join(d, n))
+            except OSError:
+                continue
+        return out
 
     def close(self) -> None:
         """Close this process's shard handles (they reopen on the next read)."""
@@ -702,7 +725,7 @@ class Hdf5StoreWriter(StoreWriter):
 
     def __init__(self, root: str, tmp_root: str, worker_tag: str,
                  jpeg_quality: int = codec.DEFAULT_JPEG_QUALITY, shard_size: int = 1 << 30,
-                 payload: str = "jpeg") -> None:
+                 payload: str = "jpeg", publisher: Any = None) -> None:
         if payload not in ("jpeg", "raw"):
             raise StoreError(f"payload must be 'jpeg' or 'raw', got {payload!r}")
         if int(shard_size) <= 0:
@@ -713,6 +736,9 @@ class Hdf5StoreWriter(StoreWriter):
         self.quality = int(jpeg_quality)
         self.shard_size = int(shard_size)
         self.payload = payload
+        #: publishes sealed shards elsewhere (flowprep.store.remote.RemotePublisher: object
+        #: storage); None: renamed into root/shards
+        self.publisher = publisher
         self._published = []
         self._seq = 0
         self._file = None
@@ -862,6 +888,8 @@ class Hdf5StoreWriter(StoreWriter):
         except H5_ERRORS as exc:
             raise self._broke(exc) from None
         self._file = None
+        if self.publisher is not None:
+            return self._publish_elsewhere(videos, name, tmp)
         dest_dir = shard_dir(self.root)
         dest = os.path.join(dest_dir, name)
         try:
@@ -889,6 +917,36 @@ class Hdf5StoreWriter(StoreWriter):
         ids = sorted(videos)
         for vid in ids:
             clear_failure(self.root, vid)
+        self._published.extend(ids)
+        return ids
+
+    def _publish_elsewhere(self, videos: Dict[str, Dict[str, Any]], name: str, tmp: str) -> List[str]:
+        """seal() through ``self.publisher``: the closed shard, fsynced, is handed over with
+        its index part (which the publisher writes after the shard); then deleted here."""
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            size = os.path.getsize(tmp)
+        except OSError as exc:
+            raise self._broke(exc) from None
+        part = {"flowprep_index": INDEX_VERSION, "shard": name, "shard_bytes": size,
+                "sealed_ns": time.time_ns(), "writer": self.tag, "payload": self.payload,
+                "videos": videos}
+        try:
+            self.publisher.publish(tmp, name, part)
+        except WriteError as exc:  # never half-published: the videos are redone
+            raise self._broke(exc) from None
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        self.tmp_path = ""
+        self._videos = {}
+        ids = sorted(videos)
+        self.publisher.clear_failures(ids)
         self._published.extend(ids)
         return ids
 

@@ -24,6 +24,7 @@ its call has already finished (OUT/.flowprep/lists.gen counts finished scans).
 from __future__ import annotations
 
 import os
+from typing import Dict, Optional
 
 from ..errors import WriteError
 from ..fsutil import atomic_write_bytes
@@ -74,11 +75,9 @@ def write_lists(root: str, fmt: str | None = None) -> int:
         return n
 
 
-def _write_lists(root: str) -> int:
-    from . import open_store
-    store = open_store(root)
-    store.refresh()
-    info = read_store_file(root)
+def list_texts(store, info) -> Dict[str, Optional[str]]:
+    """The lists of ``store`` (its flowprep.json ``info``): file name -> text, or None for
+    a list the store must not have (a --task store holds none of it)."""
     store_task = task_of(info.get("config", {}))
     rgb, flow, wflow = [], [], []
     for vid in store.video_ids:
@@ -91,18 +90,26 @@ def _write_lists(root: str) -> int:
             flow.append(f"{vid} {int(m['num_flows'])} {label}\n")
             if m.get("warped"):
                 wflow.append(f"{vid} {int(m['num_flows'])} {label}\n")
-    classes = info.get("classes", [])
+    out: Dict[str, Optional[str]] = {}
     for name, lines, kind in (("rgb_list.txt", rgb, "flow"), ("flow_list.txt", flow, "rgb")):
+        out[name] = "".join(lines) if lines or store_task != kind else None
+    # wflow_list.txt only in stores with --warped videos (kept, emptied, once it exists)
+    out["wflow_list.txt"] = "".join(wflow) if wflow else (None if store_task == "rgb" else "")
+    out["classes.txt"] = "".join(f"{i} {c}\n" for i, c in enumerate(info.get("classes", [])))
+    return out
+
+
+def _write_lists(root: str) -> int:
+    from . import open_store
+    store = open_store(root)
+    store.refresh()
+    info = read_store_file(root)
+    for name, text in list_texts(store, info).items():
         path = os.path.join(root, name)
-        if lines or store_task != kind:
-            atomic_write_bytes(path, "".join(lines).encode())
+        if name == "wflow_list.txt" and text == "" and not os.path.exists(path):
+            continue  # no --warped video: no warped list
+        if text is not None:
+            atomic_write_bytes(path, text.encode())
         elif os.path.exists(path):  # a --task store holds none of these: no stale list
             os.unlink(path)
-    wpath = os.path.join(root, "wflow_list.txt")
-    if wflow or (os.path.exists(wpath) and store_task != "rgb"):
-        atomic_write_bytes(wpath, "".join(wflow).encode())  # only stores with --warped videos
-    elif os.path.exists(wpath):  # a --task rgb store holds no flow: no stale warped list
-        os.unlink(wpath)
-    atomic_write_bytes(os.path.join(root, "classes.txt"),
-                       "".join(f"{i} {c}\n" for i, c in enumerate(classes)).encode())
     return len(store.video_ids)
