@@ -5,19 +5,21 @@
     store = flowprep.open_store("out/")
     video = store[store.video_ids[0]]
     video.flow(0)   # float32 (H, W, 2) pixels, [..., 0] = dx, [..., 1] = dy
-"""
-__version__ = "0.1.0"
 
-from .errors import FlowprepError  # noqa: E402
-from .extract import extract as _extract  # noqa: E402
-from .store import open_store as _open_store  # noqa: E402
+The package's modules never import from this file (the version lives in
+flowprep/_version.py), so nothing imports in a circle; docs/code_map.md maps the code.
+"""
+from ._version import __version__
+from .errors import FlowprepError
+from .run.extract import extract as _extract
+from .store import open_store as _open_store
 
 
 def extract(inputs, out, **options):
     """Extract frames and flow of ``inputs`` into store ``out``.
 
     ``inputs``: a path or a list of paths (video files, folders, .txt lists), local
-    or fsspec URLs; options are the fields of flowprep.extract.ExtractOptions, plus
+    or fsspec URLs; options are the fields of flowprep.run.extract.ExtractOptions, plus
     ``storage_options`` (a dict for fsspec) and ``staging`` (a local folder for shards
     on their way to an ``out`` URL). Returns a Report.
     """

@@ -34,8 +34,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError
 
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv",
-                    ".wmv", ".3gp", ".ogv", ".ts", ".mts")
+from .filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: F401  (VIDEO_EXTENSIONS: importable from here, as before)
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,6 @@ def _walk(root: str) -> Iterable[str]:
 
 
 def _is_frame_folder(filenames: Sequence[str]) -> bool:
-    from .decode.folder import IMAGE_EXTENSIONS
     low = [f.lower() for f in filenames if not f.startswith(".")]
     return (any(f.endswith(IMAGE_EXTENSIONS) for f in low)
             and not any(f.endswith(VIDEO_EXTENSIONS) for f in low))

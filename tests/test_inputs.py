@@ -371,7 +371,7 @@ def test_the_loader_asked_for_a_modality_the_store_lacks_is_a_clear_error(task_s
 
 
 def test_config_key_hashes_the_decoder_by_name_only():
-    from flowprep.extract import ExtractOptions, build_config
+    from flowprep.run.extract import ExtractOptions, build_config
     from flowprep.flow import FlowChoice, merge_params
     from flowprep.store.base import config_key
 

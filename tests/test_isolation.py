@@ -1,6 +1,6 @@
 """Issue 5, part 2: a crash or a hang in one video cannot take the run down.
 
-Decoding and flow run in supervised worker processes (flowprep/parallel.py).
+Decoding and flow run in supervised worker processes (flowprep/run/local.py).
 FLOWPREP_TEST_HOOK=segfault:<id> kills the worker with SIGSEGV when it starts
 video <id>; hang:<id> makes it sleep forever; segfault_at_close:<id> kills it
 when it is told to finish, after it processed <id> (an HDF5 shard still open).

@@ -215,7 +215,7 @@ def test_the_example_sbatch_script_as_a_three_task_array(tmp_path, dataset, refe
 
 
 def test_a_part_of_another_split_or_config_is_refused_while_parts_run(tmp_path):
-    from flowprep.extract import _write_store_info
+    from flowprep.run.extract import _write_store_info
     from flowprep.lock import RunLock
     root = str(tmp_path)
     with RunLock(root, 0, 3) as lock:
@@ -319,7 +319,7 @@ def test_workers_are_spread_round_robin_over_the_gpus():
 
 
 def _job(root, choice):
-    from flowprep.extract import ExtractOptions, Job, build_config
+    from flowprep.run.extract import ExtractOptions, Job, build_config
     from flowprep.flow import merge_params
     from flowprep.store.base import config_key
     opts = ExtractOptions(algo="farneback", short_side=64)
@@ -342,7 +342,7 @@ def _cpu_standing_in_for_gpus(monkeypatch, seen):
 
 def test_each_local_worker_computes_on_its_own_gpu(tmp_path, dataset, monkeypatch):
     """parallel's worker i builds its backend on choice.device_for_worker(i) (run in-process)."""
-    from flowprep import parallel
+    from flowprep.run import local as parallel
     seen = []
     _cpu_standing_in_for_gpus(monkeypatch, seen)
     job = _job(tmp_path / "out", resolve("farneback", "cuda", "opencv", opencv_gpus=2))
@@ -365,7 +365,7 @@ def test_each_local_worker_computes_on_its_own_gpu(tmp_path, dataset, monkeypatc
 
 
 def test_dask_worker_threads_take_host_slots_and_their_gpus(tmp_path, dataset, monkeypatch):
-    from flowprep import distributed as fd
+    from flowprep.run import dask as fd
     monkeypatch.setattr(fd, "slot_dir", lambda: str(tmp_path / "slots"))
     seen = []
     _cpu_standing_in_for_gpus(monkeypatch, seen)
@@ -400,7 +400,7 @@ def test_scheduler_without_dask_names_the_extra(tmp_path, dataset, monkeypatch):
 
 def test_an_unreachable_scheduler_is_a_config_error(monkeypatch):
     pytest.importorskip("distributed")
-    from flowprep import distributed as fd
+    from flowprep.run import dask as fd
     monkeypatch.setattr(fd, "CONNECT_TIMEOUT_S", 1)
     with pytest.raises(ConfigError, match="no dask scheduler answered"):
         fd.connect("tcp://127.0.0.1:9")

@@ -22,7 +22,7 @@ import pytest
 
 import flowprep
 from flowprep.errors import ConfigError, StoreError
-from flowprep.extract import ExtractOptions, prepare
+from flowprep.run.extract import ExtractOptions, prepare
 from flowprep.flow import make_backend, merge_params, resolve
 from flowprep.flow import warp as wp
 from flowprep.verify import verify_store

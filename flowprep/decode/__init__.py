@@ -89,7 +89,8 @@ def open_reader(path: str, decoder: str = "auto", resize: Resize = Resize(), thr
     from ..remote import is_url
     if is_url(path):
         from .remote_input import open_remote_reader
-        return open_remote_reader(path, decoder, resize, threads, input_fps, storage_options)
+        return open_remote_reader(path, resolve_decoder(decoder), resize, threads, input_fps,
+                                  storage_options)
     if os.path.isdir(path):
         from .folder import FolderReader
         return FolderReader(path, resize, input_fps=input_fps)

@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError, DecodeError
+from ..filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from .base import DEFAULT_FPS, Decoder, Resize, Time
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -47,7 +47,6 @@ def list_images(folder: str) -> List[str]:
 
 def is_frame_folder(path: str) -> bool:
     """True when ``path`` is a folder that directly holds image files and no video files."""
-    from ..inputs import VIDEO_EXTENSIONS
     if not os.path.isdir(path):
         return False
     try:

@@ -25,9 +25,9 @@ def open_remote_reader(url: str, decoder: str, resize: Resize, threads: int = 0,
                        storage_options: Optional[Dict[str, Any]] = None) -> Decoder:
     """A Decoder streaming the video object or frame-folder prefix at ``url``.
 
+    ``decoder``: the resolved decoder of video objects ("pyav" or "opencv").
     Raises DecodeError naming the URL (credentials left out) when it does not decode.
     """
-    from . import resolve_decoder
     remote = Remote(url, storage_options)
     where = remote.display
     try:
@@ -44,7 +44,7 @@ def open_remote_reader(url: str, decoder: str, resize: Resize, threads: int = 0,
     size = int(info.get("size") or 0)
     if size == 0:
         raise DecodeError(f"{where}: empty object (0 bytes)")
-    if resolve_decoder(decoder) != "pyav":
+    if decoder != "pyav":
         raise DecodeError(f"{where}: OpenCV's reader cannot read from object storage; "
                           f"use --decoder pyav (what auto picks when PyAV is installed)")
     from .pyav import PyAVReader

@@ -21,6 +21,7 @@ to get the fast path) and ``--backend native`` raises BackendUnavailable.
 """
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -31,7 +32,8 @@ from .base import FlowBackend
 from .torch_tvl1 import TVL1_DEFAULTS, validate_tvl1_params
 
 try:  # the optional C extension
-    from .. import _tvl1 as _ext
+    # the compiled extension (a leaf: importlib, so no import of the package __init__)
+    _ext = importlib.import_module("flowprep._tvl1")
 except ImportError:  # pragma: no cover - exercised in a subprocess by the tests
     _ext = None
 

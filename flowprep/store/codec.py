@@ -10,6 +10,7 @@ the tests check on real stored frames and planes.
 """
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Callable, Optional, Sequence
 
@@ -66,7 +67,8 @@ def _load_crop_decoder() -> Optional[Callable[..., None]]:
     if os.environ.get("FLOWPREP_JPEG_CROP", "1").strip() == "0":
         return None
     try:
-        from .. import _jpegcrop
+        # the compiled extension (a leaf: importlib, so no import of the package __init__)
+        _jpegcrop = importlib.import_module("flowprep._jpegcrop")
     except ImportError:
         return None
     return _jpegcrop.decode_crop

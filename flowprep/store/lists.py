@@ -24,11 +24,11 @@ its call has already finished (OUT/.flowprep/lists.gen counts finished scans).
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional
 
 from ..errors import WriteError
 from ..fsutil import atomic_write_bytes
-from .base import META_DIR, read_store_file, task_of
+from .base import META_DIR, read_store_file
+from .listing import list_texts
 
 
 GEN_FILE = "lists.gen"
@@ -73,30 +73,6 @@ def write_lists(root: str, fmt: str | None = None) -> int:
         except (OSError, WriteError):
             pass  # a read-only store: nothing to coordinate with
         return n
-
-
-def list_texts(store, info) -> Dict[str, Optional[str]]:
-    """The lists of ``store`` (its flowprep.json ``info``): file name -> text, or None for
-    a list the store must not have (a --task store holds none of it)."""
-    store_task = task_of(info.get("config", {}))
-    rgb, flow, wflow = [], [], []
-    for vid in store.video_ids:
-        m = store.meta(vid)
-        label = m.get("label")
-        label = 0 if label is None else int(label)
-        if task_of(m) != "flow":
-            rgb.append(f"{vid} {int(m['num_frames'])} {label}\n")
-        if task_of(m) != "rgb":
-            flow.append(f"{vid} {int(m['num_flows'])} {label}\n")
-            if m.get("warped"):
-                wflow.append(f"{vid} {int(m['num_flows'])} {label}\n")
-    out: Dict[str, Optional[str]] = {}
-    for name, lines, kind in (("rgb_list.txt", rgb, "flow"), ("flow_list.txt", flow, "rgb")):
-        out[name] = "".join(lines) if lines or store_task != kind else None
-    # wflow_list.txt only in stores with --warped videos (kept, emptied, once it exists)
-    out["wflow_list.txt"] = "".join(wflow) if wflow else (None if store_task == "rgb" else "")
-    out["classes.txt"] = "".join(f"{i} {c}\n" for i, c in enumerate(info.get("classes", [])))
-    return out
 
 
 def _write_lists(root: str) -> int:

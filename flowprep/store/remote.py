@@ -194,7 +194,7 @@ def write_lists(remote: Remote) -> int:
     writing and writes again if it changed since its scan, so the lists written last
     name every video published by every part that has finished.
     """
-    from .lists import list_texts
+    from .listing import list_texts
     for _ in range(10):
         store = RemoteHdf5Store(remote.url, remote.storage_options)
         before = sorted(store.index_part_names())

@@ -10,8 +10,6 @@ from flowprep.decode import parse_size
 from flowprep.errors import ConfigError
 from flowprep.flow import ALGOS, parse_param_items
 
-from .main import cli
-
 
 def _size(ctx, param, value):
     if value is None:
@@ -51,7 +49,7 @@ storage_option = click.option(
          "variables and profiles; never written anywhere.")
 
 
-@cli.command()
+@click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Store directory to write (created if missing), or an s3://, gs://... "
@@ -127,7 +125,7 @@ def extract(inputs, out, storage_opts, staging, algo, device, backend, params, f
     ... URL. A rerun skips published videos with the same configuration and
     redoes the rest.
     """
-    from flowprep.extract import extract as run_extract
+    from flowprep.run.extract import extract as run_extract
     try:
         options = dict(
             algo=algo, device=device, backend=backend, params=parse_param_items(params),
@@ -182,7 +180,7 @@ def parse_bytes(text: str) -> int:
     return value
 
 
-@cli.command("index")
+@click.command("index")
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
 def index_cmd(out):
     """Rewrite OUT's annotation lists from its published videos."""

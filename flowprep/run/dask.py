@@ -26,7 +26,7 @@ Failures:
 - a video's own error (process_video's status "failed") is a result, never
   retried;
 - after a write error (or a bug) while writing a video, that video fails with
-  its reason and the worker thread's state is retired, as parallel.py retires
+  its reason and the worker thread's state is retired, as local.py retires
   a local worker: its writer's open HDF5 shard is dropped, never sealed (after
   a failed write its state is unknown), and the next task on that thread makes
   a new writer;
@@ -58,9 +58,9 @@ import threading
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from .errors import BackendUnavailable, ConfigError, DiskFullError, FlowprepError
+from ..errors import BackendUnavailable, ConfigError, DiskFullError, FlowprepError
 from .pipeline import failed_result, not_processed, timed_out_reason
-from .fsutil import atomic_write_json, read_json, storage_error
+from ..fsutil import atomic_write_json, read_json, storage_error
 
 INSTALL_HINT = "pip install 'flowprep[dask]'"
 CONNECT_TIMEOUT_S = 30
@@ -105,8 +105,8 @@ def connect(address: str):
 # --------------------------------------------------------------------------- worker side
 
 def _resolve_here(algo: str, device: str, backend: str):
-    from . import __version__
-    from .flow import resolve
+    from .._version import __version__
+    from ..flow import resolve
     return resolve(algo, device, backend), __version__, socket.gethostname()
 
 
@@ -116,7 +116,7 @@ def resolve_on_cluster(address: str, algo: str, device: str, backend: str):
     Waits for the first worker to join. Raises BackendUnavailable when the
     workers cannot run the choice, or run another flowprep version.
     """
-    from . import __version__
+    from .._version import __version__
     client = connect(address)
     fut = client.submit(_resolve_here, algo, device, backend, pure=False)
     try:
@@ -422,7 +422,7 @@ def _close_run(token: str) -> Dict[str, Optional[List[str]]]:
 # --------------------------------------------------------------------------- client side
 
 def full_disk_message(root: str) -> str:
-    """Why a run stopped on a full disk (the words of parallel.run_local)."""
+    """Why a run stopped on a full disk (the words of local.run_local)."""
     return (f"no space left on the store's filesystem ({root}); free some space and "
             f"rerun the same command: published videos are kept and skipped")
 
@@ -430,7 +430,7 @@ def full_disk_message(root: str) -> str:
 def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any]]:
     """Process ``videos`` on the dask cluster at ``address``; one result dict per video.
 
-    The result dicts are those of parallel.run_local: {"video_id", "input",
+    The result dicts are those of local.run_local: {"video_id", "input",
     "status": "published" | "failed", "reason", "frames", "flows", ...}.
     Sets ``report.stopped`` when the run ended early (disk full, a backend that
     cannot start on a worker, the scheduler lost).
@@ -440,8 +440,8 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
     import pickle
     distributed = _distributed()
     from distributed.scheduler import KilledWorker
-    from .fsutil import atomic_write_bytes
-    from .progress import Progress
+    from ..fsutil import atomic_write_bytes
+    from ..progress import Progress
 
     client = connect(address)
     token = os.path.basename(job.tmp_root)

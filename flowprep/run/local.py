@@ -33,9 +33,9 @@ import time
 from multiprocessing.connection import wait
 from typing import Any, Dict, List, Optional
 
-from .errors import DiskFullError, FlowprepError
+from ..errors import DiskFullError, FlowprepError
 from .pipeline import failed_result, not_processed, timed_out_reason
-from .progress import Progress
+from ..progress import Progress
 
 
 def _die_with_parent(parent: int) -> None:
@@ -72,7 +72,7 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     except AttributeError:  # pragma: no cover - older OpenCV
         pass
-    from .fsutil import storage_error as _storage_error
+    from ..fsutil import storage_error as _storage_error
     _quiet_h5py_unraisable()
     backend = None
     writer = None

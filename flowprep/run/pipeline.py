@@ -7,7 +7,7 @@
                                                  (flow/warp.py's WarpStage) -> store]
 
 ``process_video`` runs one input and commits it or fails it with a reason; the
-runners (parallel.py: local worker processes, distributed.py: dask) import it,
+runners (local.py: local worker processes, dask.py: dask) import it,
 and extract.py imports the runners, so nothing imports in a circle.
 """
 from __future__ import annotations
@@ -22,18 +22,18 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from . import __version__
-from . import quantize as qz
-from .decode import open_reader, rgb_to_grey
-from .decode.select import select
-from .errors import DecodeError, DiskFullError, FlowprepError, StoreError
-from .flow import FlowChoice
-from .flow.base import FlowBackend
-from .flow.warp import WarpStage
-from .fsutil import storage_error as _storage_error
-from .inputs import VideoInput
-from .store import open_writer
-from .store.base import StoreWriter, stat_suffix
+from .._version import __version__
+from .. import quantize as qz
+from ..decode import open_reader, rgb_to_grey
+from ..decode.select import select
+from ..errors import DecodeError, DiskFullError, FlowprepError, StoreError
+from ..flow import FlowChoice
+from ..flow.base import FlowBackend
+from ..flow.warp import WarpStage
+from ..fsutil import storage_error as _storage_error
+from ..inputs import VideoInput
+from ..store import open_writer
+from ..store.base import StoreWriter, stat_suffix
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extract import ExtractOptions
@@ -61,7 +61,7 @@ def make_job_backend(job: "Job", device: str, threads: int) -> Optional[FlowBack
     """The flow backend a worker uses for ``job``; None for a --task rgb run."""
     if job.choice.implementation == NO_FLOW:
         return None
-    from .flow import make_backend
+    from ..flow import make_backend
     return make_backend(job.choice, job.params, device, job.opts.batch_size, threads)
 
 
@@ -280,7 +280,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
                           detail=traceback.format_exc())
         # After a write error or a bug the writer's state is unknown (an HDF5 shard may
         # hold half-written data): the worker is not reused, and what it committed but
-        # had not yet published is redone by a fresh one (parallel.py).
+        # had not yet published is redone by a fresh one (local.py).
         result["writer_error"] = not isinstance(exc, (DecodeError, cv2.error, MemoryError)) \
             and (storage is not None or isinstance(exc, (StoreError, OSError))
                  or not isinstance(exc, FlowprepError))
@@ -295,7 +295,7 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
 def source_of(path: str) -> str:
     """What a video's meta records as its source: the absolute path, or the URL without
     credentials."""
-    from .remote import is_url, redact
+    from ..remote import is_url, redact
     return redact(path) if is_url(path) else os.path.abspath(path)
 
 

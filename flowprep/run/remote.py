@@ -27,14 +27,14 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .errors import ConfigError, StoreError, WriteError
-from .inputs import VideoInput, class_names
-from .remote import Remote, redact, scrub
+from ..errors import ConfigError, StoreError, WriteError
+from ..inputs import VideoInput, class_names
+from ..remote import Remote, redact, scrub
 
 
 def check_url_run(url: str, opts: Any, storage_options: Optional[Dict[str, Any]] = None) -> None:
     """Refuse, before anything is written, what an -o URL run cannot do."""
-    from .store.remote import check_format
+    from ..store.remote import check_format
     try:
         check_format(opts.format, redact(url))
     except StoreError as exc:
@@ -79,11 +79,11 @@ def extract_to_url(url: str, opts: Any, storage_options: Optional[Dict[str, Any]
         report: the Report to fill.
         versions: library versions for flowprep.json.
     """
-    from .lock import RunLock, clean_stale
-    from .parallel import run_local
+    from ..lock import RunLock, clean_stale
+    from .local import run_local
     from .pipeline import Job
-    from .store.base import STORE_VERSION, config_key
-    from .store import remote as rs
+    from ..store.base import STORE_VERSION, config_key
+    from ..store import remote as rs
 
     check_url_run(url, opts)
     remote = Remote(url, storage_options)
@@ -124,7 +124,7 @@ def extract_to_url(url: str, opts: Any, storage_options: Optional[Dict[str, Any]
 def _record(results: List[Dict[str, Any]], remote: Remote, report: Any,
             storage_options: Optional[Dict[str, Any]]) -> None:
     """Results into the report, failure records and lists onto the store (last)."""
-    from .store import remote as rs
+    from ..store import remote as rs
     unrecorded = None
     for res in results:
         inp = redact(res["input"])

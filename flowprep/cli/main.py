@@ -10,8 +10,10 @@ import sys
 
 import click
 
-from flowprep import __version__
+from flowprep._version import __version__
 from flowprep.errors import FlowprepError, StoreError
+
+from . import extract_cmd, store_cmds
 
 
 class _Group(click.Group):
@@ -34,13 +36,15 @@ def cli() -> None:
     """Precompute dense optical flow for two-stream video models, and serve it."""
 
 
-from . import extract_cmd, store_cmds  # noqa: E402,F401  (they register the commands)
+# every command is attached here, in one place (the command modules never import this one)
+for _cmd in (extract_cmd.extract, extract_cmd.index_cmd, store_cmds.inspect, store_cmds.verify,
+             store_cmds.convert, store_cmds.show):
+    cli.add_command(_cmd)
 
 
 def main() -> None:
     cli(prog_name="flowprep")
 
 
-if __name__ == "__main__":  # python -m flowprep.cli.main: use the package's copy of the group
-    from flowprep.cli.main import main as _main
-    _main()
+if __name__ == "__main__":  # python -m flowprep.cli.main
+    main()

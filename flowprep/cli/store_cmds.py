@@ -8,8 +8,6 @@ import click
 
 from flowprep.errors import ConfigError
 
-from .main import cli
-
 
 def _bytes_option(ctx, param, value):
     from .extract_cmd import parse_bytes
@@ -19,7 +17,7 @@ def _bytes_option(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
-@cli.command()
+@click.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for machines).")
 def inspect(out, as_json):
@@ -32,7 +30,7 @@ def inspect(out, as_json):
         click.echo(format_description(d))
 
 
-@cli.command()
+@click.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
 @click.option("--quick", is_flag=True,
               help="Check files, counts and checksums only; do not decode every frame.")
@@ -61,7 +59,7 @@ def verify(out, quick, as_json):
         sys.exit(1)
 
 
-@cli.command()
+@click.command()
 @click.argument("src", type=click.Path(exists=True, file_okay=False))
 @click.argument("dst", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["jpeg", "hdf5"]), required=True,
@@ -87,7 +85,7 @@ def convert(src, dst, fmt, shard_size, progress):
                f"{rep['failures']} failure records -> {dst} ({fmt}, {rep['seconds']:.1f} s)")
 
 
-@cli.command()
+@click.command()
 @click.argument("out", type=click.Path(exists=True, file_okay=False))
 @click.argument("video_id")
 @click.option("--frame", type=int, default=None,

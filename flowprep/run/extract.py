@@ -16,23 +16,23 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from . import __version__
-from . import quantize as qz
-from .decode import DECODERS, Resize, decoder_info
-from .decode.folder import check_input_fps
-from .decode.select import check_selection
-from .errors import ConfigError, WriteError
-from .flow import FlowChoice, merge_params, resolve
-from .flow.warp import check_supported as check_warp_supported, settings_from
-from .fsutil import storage_error as _storage_error
-from .inputs import class_names, discover, parse_shard, select_shard
-from .parallel import run_local  # the runners sit above pipeline.py, extract.py above them
+from .._version import __version__
+from .. import quantize as qz
+from ..decode import DECODERS, Resize, decoder_info
+from ..decode.folder import check_input_fps
+from ..decode.select import check_selection
+from ..errors import ConfigError, WriteError
+from ..flow import FlowChoice, merge_params, resolve
+from ..flow.warp import check_supported as check_warp_supported, settings_from
+from ..fsutil import storage_error as _storage_error
+from ..inputs import class_names, discover, parse_shard, select_shard
+from .local import run_local  # the runners sit above pipeline.py, extract.py above them
 # the one-video pipeline and its helpers (importable from here too, as before)
 from .pipeline import (TASKS, Job, failed_result, not_processed, process_video,  # noqa: F401
                        rgb_only_choice, timed_out_reason)
-from .remote import is_url
-from .store import FORMATS, published_keys
-from .store.base import (STORE_FILE, config_key, read_store_file, record_failure,
+from ..remote import is_url
+from ..store import FORMATS, published_keys
+from ..store.base import (STORE_FILE, config_key, read_store_file, record_failure,
                          write_store_file, STORE_VERSION)
 
 
@@ -256,8 +256,8 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
         ConfigError / BackendUnavailable for bad options, LockedError when
         another run holds the store.
     """
-    from .lock import RunLock, clean_stale
-    from .store.lists import write_lists
+    from ..lock import RunLock, clean_stale
+    from ..store.lists import write_lists
 
     storage_options = options.pop("storage_options", None)
     staging = options.pop("staging", None)
@@ -266,7 +266,7 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
         raise ConfigError(f"unknown extract option(s): {', '.join(sorted(unknown))}")
     opts = ExtractOptions(**options)
     if is_url(out):
-        from .remote_run import check_url_run
+        from .remote import check_url_run
         check_url_run(out, opts)  # before anything is written
     elif staging is not None:
         raise ConfigError("--staging is for an -o URL on object storage; a local store "
@@ -275,14 +275,14 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
     if opts.scheduler and opts.task != "rgb":
         # the workers compute the flow: resolve the backend and devices where they run
         opts.validate()
-        from .distributed import resolve_on_cluster
+        from .dask import resolve_on_cluster
         choice = resolve_on_cluster(opts.scheduler, opts.algo, opts.device, opts.backend)
     choice, params, config, videos = prepare(inputs, out, opts, choice, storage_options)
     index, count = parse_shard(opts.shard)
     mine = select_shard(videos, index, count)
     if is_url(out):
         # object storage: the same run, its shards staged locally and published by upload
-        from .remote_run import extract_to_url
+        from .remote import extract_to_url
         report = Report(root="", not_in_shard=len(videos) - len(mine))
         return extract_to_url(out, opts, storage_options, staging, choice, params, config,
                               videos, mine, (index, count), report, versions())
@@ -291,7 +291,7 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
     try:
         os.makedirs(root, exist_ok=True)
     except OSError as exc:
-        from .lock import setup_error
+        from ..lock import setup_error
         raise setup_error(root, exc) from None
     key = config_key(config)
     report = Report(root=root, not_in_shard=len(videos) - len(mine))
@@ -311,7 +311,7 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
         job = Job(opts, choice, params, config, key, root, lock.tmp_root, threads,
                   storage_options=storage_options)
         if opts.scheduler:
-            from .distributed import run_dask
+            from .dask import run_dask
             results = run_dask(todo, job, opts.scheduler, report)
         else:
             results = run_local(todo, job, jobs, report)
@@ -349,8 +349,8 @@ def _write_store_info(root: str, fmt: str, config: Dict[str, Any], key: str,
     keeps its configuration: a part with another configuration or other classes
     (label numbering) would mix two stores in one, so it is refused.
     """
-    from .errors import LockedError
-    from .lock import store_lock
+    from ..errors import LockedError
+    from ..lock import store_lock
     path = os.path.join(root, STORE_FILE)
     with store_lock(root):
         if os.path.exists(path):
