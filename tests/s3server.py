@@ -94,8 +94,8 @@ class FaultyLink:
     """A TCP relay 127.0.0.1:port -> the server, which a test can break.
 
     ``cut()``: refuse new connections and tear down the open ones; ``restore()``:
-    accept again. ``tear_after(n)``: every connection is torn down once n bytes have
-    gone up through it (an upload broken midway), until ``restore()``.
+    accept again. ``tear_after(n)``: n more bytes go up, then the link is cut in the
+    middle of whatever request is going up (an upload broken midway).
     """
 
     def __init__(self, target_port: int) -> None:
@@ -103,7 +103,7 @@ class FaultyLink:
         self.port = free_port()
         self.endpoint = f"http://{HOST}:{self.port}"
         self.up = True
-        self.limit: Optional[int] = None
+        self.budget: Optional[int] = None
         self.uploaded = 0
         self._conns: List[socket.socket] = []
         self._lock = threading.Lock()
@@ -134,21 +134,22 @@ class FaultyLink:
             threading.Thread(target=self._pipe, args=(s, c, False), daemon=True).start()
 
     def _pipe(self, a: socket.socket, b: socket.socket, upward: bool) -> None:
-        sent = 0
         try:
             while True:
                 data = a.recv(65536)
                 if not data or not self.up:
                     break
-                if upward and self.limit is not None:
-                    room = self.limit - sent
-                    if room <= len(data):
-                        b.sendall(data[:max(0, room)])
-                        break
-                b.sendall(data)
-                sent += len(data)
                 if upward:
+                    with self._lock:
+                        room = self.budget
+                        if room is not None:
+                            self.budget = room - len(data)
+                    if room is not None and room < len(data):
+                        b.sendall(data[:max(0, room)])
+                        self.cut()  # the upload is torn midway; the link stays down
+                        break
                     self.uploaded += len(data)
+                b.sendall(data)
         except OSError:
             pass
         for s in (a, b):
@@ -173,10 +174,13 @@ class FaultyLink:
                 pass
 
     def tear_after(self, n: int) -> None:
-        self.limit = int(n)
+        """Let ``n`` more bytes go up (over all connections), then cut the link."""
+        with self._lock:
+            self.budget = int(n)
 
     def restore(self) -> None:
-        self.limit = None
+        with self._lock:
+            self.budget = None
         self.up = True
 
     def close(self) -> None:

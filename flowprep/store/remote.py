@@ -48,7 +48,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
-from ..errors import LockedError, StoreError, WriteError
+from ..errors import ConfigError, LockedError, StoreError, WriteError
 from ..remote import Remote
 from . import hdf5 as h5
 from .base import META_DIR, STORE_FILE
@@ -125,6 +125,8 @@ def read_json(remote: Remote, rel: str) -> Optional[Dict[str, Any]]:
         return json.loads(remote.read_bytes(rel).decode("utf-8"))
     except FileNotFoundError:
         return None
+    except ConfigError:  # the protocol's package is missing
+        raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise StoreError(f"{remote.where(rel)}: unreadable ({exc})") from None
     except Exception as exc:  # noqa: BLE001 - network errors come in many types
@@ -170,7 +172,6 @@ def write_store_info(remote: Remote, info: Dict[str, Any], others_alive: Callabl
     parts are running (``others_alive()``) keeps its configuration, and a part with
     another configuration or classes is refused (LockedError).
     """
-    from ..errors import ConfigError
     old = read_json(remote, STORE_FILE)
     if old is not None:
         if old.get("format") != info["format"]:
@@ -256,8 +257,9 @@ class RemotePublisher:
         then not written: the shard, if its upload went through, is an orphan the next
         run deletes; its videos are not published).
         """
+        _test_pause("FLOWPREP_TEST_PAUSE_BEFORE_SHARD", name)
         self.remote.put_file(local_path, f"{h5.SHARD_DIR}/{name}")
-        _test_pause("FLOWPREP_TEST_PAUSE_BEFORE_INDEX")
+        _test_pause("FLOWPREP_TEST_PAUSE_BEFORE_INDEX", name)
         stem = name[: -len(h5.SHARD_EXT)]
         self.remote.write_bytes(f"{h5.INDEX_DIR}/{stem}.json",
                                 json.dumps(part, sort_keys=True).encode())
@@ -274,10 +276,17 @@ class RemotePublisher:
         return self.remote.where(f"{h5.SHARD_DIR}/{name}")
 
 
-def _test_pause(var: str) -> None:
-    """Tests widen a window with this (e.g. between a shard's upload and its index's)."""
+def _test_pause(var: str, name: str) -> None:
+    """Tests widen a window with this (e.g. between a shard's upload and its index's);
+    with FLOWPREP_TEST_MARK_DIR set, a file named after the shard and the window
+    tells the test where the run is."""
     t = os.environ.get(var)
     if t:
+        mark = os.environ.get("FLOWPREP_TEST_MARK_DIR")
+        if mark:
+            with open(os.path.join(mark, f"{var[len('FLOWPREP_TEST_PAUSE_'):].lower()}-{name}"),
+                      "w"):
+                pass
         time.sleep(float(t))
 
 
