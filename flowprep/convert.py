@@ -1,15 +1,16 @@
-"""``flowprep convert``: copy a store into the other format without re-encoding.
+"""``flowprep convert``: copy a store into another format without re-encoding.
 
 JPEG bytes are copied as stored (RGB frames and, with the JPEG payload, the
-flow planes), so jpeg -> hdf5 -> jpeg gives back identical files. The
+flow planes; flowprep.store.copy), so any chain of formats (jpeg, hdf5, wds)
+gives back identical bytes. The
 metadata of every video, the store's configuration, its failure records,
 class names and any extra top-level files (split lists) are carried over;
 the annotation lists are rewritten for DST at the end.
 
-Payloads: a JPEG store becomes an HDF5 store with the JPEG payload. An HDF5
-store keeps its payload when converted to HDF5 (a way to re-shard, and to
-drop the dead copies of republished videos). Raw uint8 flow converted to the
-JPEG store is JPEG-encoded at the store's quality (the one lossy step), and
+Payloads: a JPEG or wds store becomes an HDF5 store with the JPEG payload. An
+HDF5 store keeps its payload when converted to HDF5 (a way to re-shard, and to
+drop the dead copies of republished videos; the same for wds -> wds). Raw uint8
+flow converted to the JPEG or wds store is JPEG-encoded at the store's quality (the one lossy step), and
 the configuration then drops ``payload`` (its key changes accordingly).
 Going from JPEG flow to the raw payload is refused: it would store JPEG
 artefacts losslessly and claim a precision the data does not have.
@@ -24,21 +25,18 @@ import shutil
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-import numpy as np
-
 from .errors import ConfigError
-from .fsutil import write_bytes
-from .store import FORMATS, open_store, published_keys
+from .store import FORMATS, open_store, published_keys, registry
 from .store import codec
-from .store.base import (META_DIR, STORE_FILE, config_key, flow_stream, read_store_file,
-                         stored_rgb_frames, stored_streams, write_store_file)
+from .store.base import META_DIR, STORE_FILE, config_key, read_store_file, write_store_file
+from .store.copy import copy_video
 
 
 def _dst_info(src_info: Dict[str, Any], fmt: str, src_root: str) -> Dict[str, Any]:
     info = {k: v for k, v in src_info.items() if k != "converted_from"}
     config = dict(info["config"])
     config.pop("format", None)  # stores written before the format left the hashed config
-    if fmt == "jpeg" and config.get("payload") == "raw":
+    if config.get("payload", "jpeg") not in registry.get(fmt).payloads:
         config.pop("payload")
     info["config"] = config
     info["format"] = fmt
@@ -56,8 +54,8 @@ def convert(src: str, dst: str, fmt: str, shard_size: int = 1 << 30,
     Args:
         src: an existing store.
         dst: a new or empty directory, or a partial conversion of the same src to resume.
-        fmt: "jpeg" or "hdf5".
-        shard_size: bytes per HDF5 shard (fmt "hdf5").
+        fmt: a format name: "jpeg", "hdf5" or "wds".
+        shard_size: bytes per shard (the sharded formats, "hdf5" and "wds").
         progress: called with each video id as it is copied.
     Returns:
         {"videos": copied, "skipped": already in dst, "failures": records copied,
@@ -70,6 +68,7 @@ def convert(src: str, dst: str, fmt: str, shard_size: int = 1 << 30,
 
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    dst_format = registry.get(fmt)
     t0 = time.perf_counter()
     store = open_store(src)
     src_root = store.root
@@ -79,7 +78,7 @@ def convert(src: str, dst: str, fmt: str, shard_size: int = 1 << 30,
         raise ConfigError(f"{dst}: the destination must be outside the source store {src_root}")
     src_payload = store.config.get("payload", "jpeg")
     info = _dst_info(store.info, fmt, src_root)
-    payload = src_payload if fmt == "hdf5" else "jpeg"
+    payload = src_payload if src_payload in dst_format.payloads else "jpeg"
     key = info["config_key"]
     resume = False
     if os.path.exists(os.path.join(dst_root, STORE_FILE)):
@@ -97,7 +96,10 @@ def convert(src: str, dst: str, fmt: str, shard_size: int = 1 << 30,
     copied, skipped = 0, 0
     with RunLock(dst_root) as lock:
         clean_stale(dst_root)
-        writer = _writer(fmt, dst_root, lock.tmp_root, quality, shard_size, payload)
+        writer = registry.get(fmt).writer(dst_root, lock.tmp_root,
+                                          f"convert-{os.getpid()}-{int(time.time())}",
+                                          jpeg_quality=quality, shard_size=shard_size,
+                                          payload=payload)
         try:
             for vid in store.video_ids:
                 meta = dict(store.meta(vid))
@@ -108,7 +110,7 @@ def convert(src: str, dst: str, fmt: str, shard_size: int = 1 << 30,
                     continue
                 if progress:
                     progress(vid)
-                _copy_video(store[vid], meta, writer, quality)
+                copy_video(store[vid], meta, writer, quality)
                 copied += 1
         finally:
             writer.close()
@@ -117,36 +119,6 @@ def convert(src: str, dst: str, fmt: str, shard_size: int = 1 << 30,
         write_lists(dst_root, fmt)
     return {"videos": copied, "skipped": skipped, "failures": n_fail,
             "seconds": time.perf_counter() - t0}
-
-
-def _writer(fmt: str, root: str, tmp_root: str, quality: int, shard_size: int, payload: str):
-    if fmt == "hdf5":
-        from .store.hdf5 import Hdf5StoreWriter
-        return Hdf5StoreWriter(root, tmp_root, f"convert-{os.getpid()}-{int(time.time())}",
-                               jpeg_quality=quality, shard_size=shard_size, payload=payload)
-    return _JpegCopyStoreWriter(root, tmp_root, quality)
-
-
-def _copy_video(video, meta: Dict[str, Any], writer, quality: int) -> None:
-    vw = writer.begin(video.video_id)
-    try:
-        for i in range(stored_rgb_frames(meta)):  # none for a --task flow video
-            vw.add_rgb_bytes(video.rgb_bytes(i))
-        for backward, warped in stored_streams(meta):  # flow, bflow, wflow, bwflow
-            for i in range(video.num_flows):
-                x, y = video.flow_payload(i, backward, warped)
-                if isinstance(x, (bytes, bytearray, memoryview)):
-                    vw.add_flow_bytes(bytes(x), bytes(y), backward, warped)
-                elif getattr(writer, "payload", "jpeg") == "raw":
-                    vw.add_flow_raw(np.stack([x, y], axis=-1), backward, warped)
-                else:
-                    vw.add_flow_bytes(codec.encode_grey(np.ascontiguousarray(x), quality),
-                                      codec.encode_grey(np.ascontiguousarray(y), quality),
-                                      backward, warped)
-        vw.commit(meta)
-    except BaseException:
-        vw.abort()
-        raise
 
 
 def _copy_failures(src: str, dst: str) -> int:
@@ -175,48 +147,6 @@ def _copy_top_files(src: str, dst: str) -> List[str]:
             shutil.copyfile(e.path, os.path.join(dst, e.name))
             copied.append(e.name)
     return copied
-
-
-# --------------------------------------------------------------------------------------
-# JPEG store writing from stored bytes
-
-
-def _jpeg_classes():
-    from .store.jpeg import JpegStoreWriter, JpegVideoWriter, frame_name
-
-    class JpegCopyVideoWriter(JpegVideoWriter):
-        """JpegVideoWriter that also takes stored JPEG bytes (no re-encoding)."""
-
-        def add_rgb_bytes(self, data: bytes) -> None:
-            write_bytes(os.path.join(self.tmpdir, frame_name("img", self.counts["img"])), data)
-            self.counts["img"] += 1
-
-        def add_flow_bytes(self, x: bytes, y: bytes, backward: bool = False,
-                           warped: bool = False) -> None:
-            p = flow_stream(backward, warped)
-            i = self.counts[p]
-            write_bytes(os.path.join(self.tmpdir, frame_name(f"{p}_x", i)), x)
-            write_bytes(os.path.join(self.tmpdir, frame_name(f"{p}_y", i)), y)
-            self.counts[p] += 1
-
-    return JpegStoreWriter, JpegCopyVideoWriter
-
-
-class _JpegCopyStoreWriter:
-    payload = "jpeg"
-
-    def __init__(self, root: str, tmp_root: str, quality: int) -> None:
-        base, self._video_cls = _jpeg_classes()
-        self._inner = base(root, tmp_root, jpeg_quality=quality)
-
-    def begin(self, video_id: str):
-        import uuid
-        inner = self._inner
-        tmpdir = os.path.join(inner.tmp_root, uuid.uuid4().hex[:16])
-        return self._video_cls(inner.root, video_id, tmpdir, inner.quality, inner._published)
-
-    def close(self) -> None:
-        self._inner.close()
 
 
 __all__ = ["convert"]

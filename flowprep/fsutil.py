@@ -82,6 +82,85 @@ def write_bytes(path: str, data: bytes, fsync: bool = False) -> None:
         raise WriteError(f"{path}: wrote {size} of {len(data)} bytes")
 
 
+class AppendFile:
+    """A new file filled by appending (a shard being written), every write checked.
+
+    Writes are buffered up to ``buffer`` bytes; ``flush`` writes them out with
+    ``os.write`` until every byte landed; ``truncate(size)`` cuts the file back
+    (an aborted record); ``fsync`` and ``close`` as usual. Any failure raises
+    WriteError (DiskFullError for a full disk) naming the file.
+    """
+
+    def __init__(self, path: str, buffer: int = 1 << 20) -> None:
+        self.path = path
+        self.size = 0  # bytes written, buffered ones included
+        self._buf: List[bytes] = []
+        self._buffered = 0
+        self._limit = int(buffer)
+        try:
+            self._fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as exc:
+            raise _write_error(path, exc) from None
+
+    def write(self, data: bytes) -> None:
+        self._buf.append(bytes(data))
+        self._buffered += len(data)
+        self.size += len(data)
+        if self._buffered >= self._limit:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._buffered:
+            return
+        view = memoryview(b"".join(self._buf))
+        self._buf, self._buffered = [], 0
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                if n <= 0:
+                    raise OSError(errno.EIO, "short write")
+                view = view[n:]
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
+
+    def truncate(self, size: int) -> None:
+        """Cut the file back to ``size`` bytes (at most what was written)."""
+        self.flush()
+        try:
+            os.ftruncate(self._fd, int(size))
+            os.lseek(self._fd, int(size), os.SEEK_SET)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
+        self.size = int(size)
+
+    def fsync(self) -> None:
+        self.flush()
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise _write_error(self.path, exc) from None
+
+    def close(self) -> None:
+        """Flush and close; after a failure the descriptor is closed all the same."""
+        if self._fd is None:
+            return
+        try:
+            self.flush()
+        finally:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def discard(self) -> None:
+        """Close without writing what is buffered."""
+        self._buf, self._buffered = [], 0
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
 _HOST = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "host"
 #: ".<name>.tmp-<host>-<pid>-<8 hex>": hidden (never listed as a video or an index part)
 _TMP_RE = re.compile(r"^\..+\.tmp-(?P<host>[A-Za-z0-9._-]+)-(?P<pid>\d+)-[0-9a-f]{8}$")

@@ -183,7 +183,7 @@ def clean_stale(root: str) -> List[str]:
     """Remove what runs that are no longer alive left behind; returns what was removed.
 
     - their staging areas OUT/.flowprep/tmp/<token>/ (videos being written);
-    - HDF5 shards no index part names (a run killed between sealing a shard and
+    - shards (HDF5, wds) no index part names (a run killed between sealing a shard and
       writing its index part: the shard's videos were never published);
     - hidden temporary files of atomic writes (``fsutil.stale_temp_files``) in
       OUT, OUT/index and OUT/.flowprep/failures.
@@ -220,7 +220,7 @@ def clean_stale(root: str) -> List[str]:
 #: an unindexed shard this old, of a run no longer alive, is left over whoever wrote it
 ORPHAN_SHARD_SECONDS = 3600.0
 #: a shard written by a local worker: <token>-w<index>-<pid>-<seq>.h5 (token starts with the host)
-_LOCAL_SHARD = re.compile(r"-w\d+-(?P<pid>\d+)-\d+\.h5$")
+_LOCAL_SHARD = re.compile(r"-w\d+-(?P<pid>\d+)-\d+\.(h5|tar)$")
 
 
 def _live_tokens(locks: str) -> List[str]:
@@ -233,7 +233,7 @@ def _live_tokens(locks: str) -> List[str]:
 
 
 def _clean_orphan_shards(root: str, locks: str) -> List[str]:
-    """Delete HDF5 shards (OUT/shards/*.h5) that no index part names and nobody will.
+    """Delete shards (OUT/shards/*.h5, *.tar) that no index part names and nobody will.
 
     A shard is renamed into OUT/shards when sealed and named by its index part
     a moment later; a run killed in between leaves it unnamed (its videos were
@@ -247,14 +247,15 @@ def _clean_orphan_shards(root: str, locks: str) -> List[str]:
     """
     from .fsutil import _HOST, _pid_alive
     shard_dir = os.path.join(root, "shards")
+    from .store import registry, shards
+    exts = tuple(f.shard_ext for f in map(registry.get, registry.names()) if f.sharded)
     try:
-        names = [n for n in os.listdir(shard_dir) if n.endswith(".h5")]
+        names = [n for n in os.listdir(shard_dir) if n.endswith(exts)]
     except OSError:
         return []
     if not names:
         return []
-    from .store import hdf5 as h5
-    live = [h5._safe_tag(t) + "-" for t in _live_tokens(locks)]
+    live = [shards.safe_tag(t) + "-" for t in _live_tokens(locks)]
     now = time.time()
     candidates = []
     for name in names:
@@ -271,7 +272,7 @@ def _clean_orphan_shards(root: str, locks: str) -> List[str]:
             continue
     if not candidates:
         return []
-    parts, errors = h5.read_index_parts(root)
+    parts, errors = shards.read_index_parts(root)
     if errors:
         return []
     named = {str(p["shard"]) for p in parts}

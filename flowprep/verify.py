@@ -20,187 +20,13 @@
 from __future__ import annotations
 
 import os
-import zlib
-from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
-import numpy as np
-
+from .store import open_store, registry
+from .store.base import META_DIR, Store, stored_rgb_frames, stored_streams, task_of
+from .store.checks import (MAX_PER_VIDEO, REQUIRED_META, Collector, Problem,  # noqa: F401
+                           check_homography_meta, check_meta, meta_or_empty)
 from .errors import StoreError
-from .fsutil import read_json
-from .store import open_store
-from .store import codec
-from .store.base import (FLOW_STREAMS, META_DIR, Store, flow_stream, stat_suffix, stored_rgb_frames,
-                         stored_streams, stream_label, task_of)
-
-MAX_PER_VIDEO = 50
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with a store.
-
-    Attributes:
-        video_id: the video it concerns, or None for store-level problems.
-        where: the item inside the video ("frame 12", "flow 3 x", "backward flow 0 y",
-            "metadata") or the store-level thing ("shard X", "index part Y", "lists").
-        message: what is wrong, for a person.
-        path: the file concerned (relative to the store), when there is one.
-    """
-
-    video_id: Optional[str]
-    where: str
-    message: str
-    path: str = ""
-
-    def __str__(self) -> str:
-        head = f"{self.video_id}: " if self.video_id is not None else ""
-        where = f"{self.where}: " if self.where else ""
-        tail = f" [{self.path}]" if self.path else ""
-        return f"{head}{where}{self.message}{tail}"
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
-
-# --------------------------------------------------------------------------------------
-# metadata
-
-
-REQUIRED_META = ("num_frames", "num_flows", "fps", "width", "height", "step", "quant",
-                 "mean_flow", "config_key")
-
-
-def _record_meta(col: "_Collector", meta: Dict[str, Any], vid: str, store_key: Optional[str],
-                 rel: str) -> Optional[tuple]:
-    """Record what is wrong with ``meta``; (num_frames, num_flows, height, width) when the
-    counts are usable for checking the frames, None when they are not."""
-    for m in check_meta(meta, vid, store_key):
-        col.add(vid, "metadata", m, rel)
-    if any(k not in meta for k in REQUIRED_META):
-        return None
-    try:
-        return tuple(int(meta[k]) for k in ("num_frames", "num_flows", "height", "width"))
-    except (TypeError, ValueError):
-        return None
-
-
-def check_meta(meta: Dict[str, Any], video_id: str, store_key: Optional[str]) -> List[str]:
-    """Messages for what is wrong with one video's metadata dict (empty when sane)."""
-    out: List[str] = []
-    missing = [k for k in REQUIRED_META if k not in meta]
-    if missing:
-        return [f"metadata lacks {', '.join(missing)}"]
-    try:
-        n, f, step = int(meta["num_frames"]), int(meta["num_flows"]), int(meta["step"])
-        w, h = int(meta["width"]), int(meta["height"])
-    except (TypeError, ValueError) as exc:
-        return [f"metadata counts are not integers ({exc})"]
-    if meta.get("video_id", video_id) != video_id:
-        out.append(f"metadata names video {meta.get('video_id')!r}")
-    if n < 1 or w < 1 or h < 1 or step < 1:
-        out.append(f"metadata has num_frames={n}, {w}x{h}, step={step}")
-    task = task_of(meta)
-    if task == "rgb":
-        if f != 0:
-            out.append(f"num_flows is {f}; a --task rgb video stores no flow")
-    elif f != max(0, n - step):
-        out.append(f"num_flows is {f}; {n} frames with step {step} give {max(0, n - step)}")
-    dirs = [stat_suffix(b, w) for b, w in stored_streams(meta)]  # none for --task rgb
-    if "timestamps" in meta:
-        ts = meta["timestamps"]
-        if not isinstance(ts, list) or len(ts) != n:
-            out.append(f"timestamps has {len(ts) if isinstance(ts, list) else ts!r} entries "
-                       f"for {n} frames")
-        elif any(not b > a for a, b in zip(ts, ts[1:])):
-            out.append("timestamps do not increase")
-    for sfx in dirs:
-        for key in ("mean_flow", "clipped_fraction"):
-            vals = meta.get(key + sfx)
-            if vals is None:
-                if key == "mean_flow" or sfx in ("", "_warped"):
-                    out.append(f"metadata lacks {key + sfx}")
-                continue
-            if len(vals) != f:
-                out.append(f"{key + sfx} has {len(vals)} entries for {f} flows")
-        if meta["quant"].get("scheme") == "adaptive":
-            r = meta.get("ranges" + sfx)
-            if r is None or len(r) != f:
-                out.append(f"adaptive quantization needs ranges{sfx} for each of {f} flows, "
-                           f"found {0 if r is None else len(r)}")
-    if meta.get("warped"):
-        out.extend(check_homography_meta(meta, f))
-    q = meta["quant"]
-    if q.get("scheme") not in ("fixed", "adaptive") or (q.get("scheme") == "fixed"
-                                                        and not float(q.get("bound", 0)) > 0):
-        out.append(f"unknown quantization record {q!r}")
-    if store_key is not None and meta.get("config_key") != store_key:
-        out.append(f"made with configuration {meta.get('config_key')}, the store's is {store_key} "
-                   f"(rerun the extract to redo it)")
-    return out
-
-
-def _meta_or_empty(store: Store, vid: str) -> Dict[str, Any]:
-    try:
-        return store.meta(vid)
-    except (StoreError, OSError, ValueError):
-        return {}
-
-
-def check_homography_meta(meta: Dict[str, Any], f: int) -> List[str]:
-    """Messages for what is wrong with a --warped video's homography records (f flows)."""
-    out: List[str] = []
-    for key in ("homographies", "homography_inliers", "homography_fallback"):
-        vals = meta.get(key)
-        if vals is None:
-            out.append(f"metadata lacks {key} (extracted with --warped)")
-        elif len(vals) != f:
-            out.append(f"{key} has {len(vals)} entries for {f} flows")
-    for i, H in enumerate(meta.get("homographies") or []):
-        try:
-            a = np.asarray(H, dtype=np.float64)
-        except (TypeError, ValueError):
-            a = None
-        if a is None or a.shape != (3, 3) or not np.all(np.isfinite(a)):
-            out.append(f"homography {i} is not a finite 3x3 matrix")
-        elif abs(np.linalg.det(a)) < 1e-12:
-            out.append(f"homography {i} is singular")
-    return out
-
-
-def _flow_items(meta: Dict[str, Any]):
-    """((backward, warped), label, JPEG file prefix) for each stored flow stream (none for
-    a --task rgb video)."""
-    for b, w in stored_streams(meta):
-        yield (b, w), stream_label(b, w), flow_stream(b, w)
-
-
-class _Collector:
-    def __init__(self) -> None:
-        self.problems: List[Problem] = []
-        self._per_video: Dict[Optional[str], int] = {}
-
-    def add(self, video_id: Optional[str], where: str, message: str, path: str = "") -> None:
-        n = self._per_video.get(video_id, 0) + 1
-        self._per_video[video_id] = n
-        if video_id is not None and n > MAX_PER_VIDEO:
-            if n == MAX_PER_VIDEO + 1:
-                self.problems.append(Problem(video_id, "", f"more problems not listed (over "
-                                                            f"{MAX_PER_VIDEO})", path))
-            return
-        self.problems.append(Problem(video_id, where, message, path))
-
-
-def _decode_ok(data: bytes, colour: bool, h: int, w: int) -> Optional[str]:
-    try:
-        img = codec.decode_rgb(data) if colour else codec.decode_grey(data)
-    except StoreError:
-        return "not a decodable JPEG"
-    want = (h, w, 3) if colour else (h, w)
-    if img.shape != want:
-        return f"decodes to {img.shape}, metadata says {want}"
-    return None
-
 
 # --------------------------------------------------------------------------------------
 # verify
@@ -219,231 +45,16 @@ def verify_store(path: str, decode: bool = True,
     """
     root = os.path.abspath(os.fspath(path))
     store = open_store(root)
-    col = _Collector()
-    if store.format == "jpeg":
-        _verify_jpeg(store, col, decode, progress)
-    elif store.format == "hdf5":
-        _verify_hdf5(store, col, decode, progress)
+    col = Collector()
+    registry.get(store.format).verify(store, col, decode, progress)
     _verify_lists(store, col)
     return col.problems
 
 
-def _verify_jpeg(store: Store, col: _Collector, decode: bool, progress) -> None:
-    from .store.jpeg import META_FILE, frame_name
-    key = store.info.get("config_key")
-    for vid in store.video_ids:
-        if progress:
-            progress(vid)
-        d = os.path.join(store.root, vid)
-        rel = vid + "/" + META_FILE
-        try:
-            meta = read_json(os.path.join(d, META_FILE))
-        except (OSError, ValueError) as exc:
-            col.add(vid, "metadata", f"unreadable ({exc})", rel)
-            continue
-        counts = _record_meta(col, meta, vid, key, rel)
-        if counts is None:
-            continue
-        n, f, h, w = counts
-        expected = {frame_name("img", i): ("frame", i, None, True)
-                    for i in range(stored_rgb_frames(meta))}
-        for _, label, p in _flow_items(meta):
-            for i in range(f):
-                for axis in "xy":
-                    expected[frame_name(f"{p}_{axis}", i)] = (label, i, axis, False)
-        try:
-            present = set(os.listdir(d))
-        except OSError as exc:
-            col.add(vid, "", f"cannot list the video directory ({exc.strerror})", vid)
-            continue
-        for name in sorted(present - set(expected) - {META_FILE}):
-            col.add(vid, name, "unexpected file (not part of the video by its metadata)",
-                    f"{vid}/{name}")
-        for name, (label, i, axis, colour) in expected.items():
-            where = f"{label} {i}" + (f" {axis}" if axis else "")
-            if name not in present:
-                col.add(vid, where, "file missing", f"{vid}/{name}")
-                continue
-            if not decode:
-                continue
-            try:
-                with open(os.path.join(d, name), "rb") as fh:
-                    data = fh.read()
-            except OSError as exc:
-                col.add(vid, where, f"unreadable ({exc.strerror})", f"{vid}/{name}")
-                continue
-            err = _decode_ok(data, colour, h, w)
-            if err:
-                col.add(vid, where, err, f"{vid}/{name}")
-
-
-def _verify_hdf5(store, col: _Collector, decode: bool, progress) -> None:
-    from .store import hdf5 as h5
-    root = store.root
-    key = store.info.get("config_key")
-    parts, errors = h5.read_index_parts(root)
-    for name, reason in errors:
-        col.add(None, f"index part {name}", reason, f"{h5.INDEX_DIR}/{name}")
-    try:
-        shard_files = set(n for n in os.listdir(h5.shard_dir(root)) if n.endswith(h5.SHARD_EXT))
-    except FileNotFoundError:
-        shard_files = set()
-    named = {p["shard"] for p in parts}
-    for name in sorted(shard_files - named):
-        col.add(None, f"shard {name}", "no index part names this shard (left by an interrupted "
-                                       "run; its videos are not published; delete it)",
-                f"{h5.SHARD_DIR}/{name}")
-    winners = h5.merge_index(parts)
-    bad_shards: Dict[str, str] = {}
-    for part in parts:
-        name = part["shard"]
-        rel = f"{h5.SHARD_DIR}/{name}"
-        path = os.path.join(h5.shard_dir(root), name)
-        if name not in shard_files:
-            bad_shards[name] = "missing"
-            col.add(None, f"shard {name}", f"missing; index part {part['_part']} names it with "
-                                           f"{len(part['videos'])} videos", rel)
-            continue
-        size = os.path.getsize(path)
-        want = part.get("shard_bytes")
-        if want is not None and size != int(want):
-            bad_shards[name] = "truncated" if size < int(want) else "changed"
-            col.add(None, f"shard {name}", f"{size} bytes, sealed with {want} "
-                                           f"({'truncated' if size < int(want) else 'changed since'})",
-                    rel)
-            continue
-        try:
-            f = store._file(name)
-        except StoreError as exc:
-            bad_shards[name] = "unreadable"
-            col.add(None, f"shard {name}", f"cannot be opened ({exc})", rel)
-            continue
-        listed = {e["group"] for e in part["videos"].values()}
-        try:
-            groups = {f"videos/{g}" for g in f["videos"].keys()}
-        except (KeyError, OSError) as exc:
-            bad_shards[name] = "unreadable"
-            col.add(None, f"shard {name}", f"has no readable /videos group ({exc})", rel)
-            continue
-        for g in sorted(groups - listed):
-            col.add(None, f"shard {name}", f"group {g} is not in the index (dead data)", rel)
-    for vid in sorted(winners):
-        e = winners[vid]
-        rel = f"{h5.SHARD_DIR}/{e['shard']}"
-        if e["shard"] in bad_shards:
-            col.add(vid, "", f"its shard is {bad_shards[e['shard']]}; the video is unreadable", rel)
-            continue
-        if progress:
-            progress(vid)
-        _verify_hdf5_video(store, vid, e, key, col, decode, rel)
-
-
-def _verify_hdf5_video(store, vid: str, e: Dict[str, Any], key, col: _Collector, decode: bool,
-                       rel: str) -> None:
-    from .store import hdf5 as h5
-    f = store._file(e["shard"])
-    try:
-        g = f[e["group"]]
-    except KeyError:
-        col.add(vid, "", f"group {e['group']} named by the index is missing", rel)
-        return
-    if g.attrs.get("video_id") != vid:
-        col.add(vid, "", f"group {e['group']} holds video {g.attrs.get('video_id')!r}", rel)
-        return
-    try:
-        meta = store.meta(vid)
-    except StoreError as exc:
-        col.add(vid, "metadata", str(exc), rel)
-        return
-    counts = _record_meta(col, meta, vid, key, rel)
-    if counts is None:
-        return
-    n, nf, h, w = counts
-    for k, v in (("num_frames", n), ("num_flows", nf), ("config_key", meta.get("config_key"))):
-        if e.get(k) != v:
-            col.add(vid, "index", f"index says {k}={e.get(k)!r}, metadata {v!r}", rel)
-    video = store[vid]
-    try:
-        blob = g["blob"]
-        blob_len = int(blob.shape[0])
-    except (KeyError, OSError) as exc:
-        col.add(vid, "", f"no readable blob ({exc})", rel)
-        return
-
-    def check_stream(stream: str, count: int, label: str, axis: Optional[str], colour: bool) -> None:
-        try:
-            t = video.table(stream)
-        except (StoreError, OSError, KeyError) as exc:
-            col.add(vid, f"{label}s" + (f" {axis}" if axis else ""), f"table {stream} unreadable "
-                                                                    f"({exc})", rel)
-            return
-        if t.shape[0] != count:
-            col.add(vid, f"{label}s" + (f" {axis}" if axis else ""),
-                    f"{t.shape[0]} stored, metadata says {count}", rel)
-        for i in range(min(count, t.shape[0])):
-            where = f"{label} {i}" + (f" {axis}" if axis else "")
-            off, length, crc = (int(x) for x in t[i])
-            if off < 0 or length <= 0 or off + length > blob_len:
-                col.add(vid, where, f"bytes [{off}, {off + length}) outside the blob of {blob_len}",
-                        rel)
-                continue
-            try:
-                data = blob[off:off + length].tobytes()
-            except OSError as exc:
-                col.add(vid, where, f"unreadable ({exc})", rel)
-                continue
-            got = zlib.crc32(data)
-            if got != crc:
-                col.add(vid, where, f"checksum mismatch (stored crc32 {crc:08x}, data {got:08x})",
-                        rel)
-                continue
-            if decode:
-                err = _decode_ok(data, colour, h, w)
-                if err:
-                    col.add(vid, where, err, rel)
-
-    check_stream("rgb", stored_rgb_frames(meta), "frame", None, True)
-    for key, label, _ in _flow_items(meta):
-        raw = h5.RAW_FLOW_STREAMS[key]
-        if raw in g:
-            _check_raw(g, raw, nf, h, w, vid, label, col, rel)
-        else:
-            for stream, axis in zip(h5.JPEG_FLOW_STREAMS[key], "xy"):
-                if stream not in g:
-                    col.add(vid, f"{label}s {axis}", f"no {stream} table in the shard", rel)
-                    continue
-                check_stream(stream, nf, label, axis, False)
-
-
-def _check_raw(g, name: str, count: int, h: int, w: int, vid: str, label: str, col: _Collector,
-               rel: str) -> None:
-    ds = g[name]
-    if tuple(ds.shape[1:]) != (2, h, w) or ds.dtype != np.uint8:
-        col.add(vid, f"{label}s", f"raw flow is {ds.dtype} {ds.shape}, metadata says "
-                                  f"uint8 (N, 2, {h}, {w})", rel)
-        return
-    if ds.shape[0] != count:
-        col.add(vid, f"{label}s", f"{ds.shape[0]} stored, metadata says {count}", rel)
-    try:
-        crcs = np.asarray(g[name + "_crc32"][()], dtype=np.int64)
-    except KeyError:
-        col.add(vid, f"{label}s", f"no {name}_crc32 checksums", rel)
-        crcs = None
-    for i in range(min(count, ds.shape[0])):
-        try:
-            q = np.ascontiguousarray(ds[i])
-        except OSError as exc:
-            col.add(vid, f"{label} {i}", f"unreadable ({exc})", rel)
-            continue
-        if crcs is not None and i < crcs.size and zlib.crc32(q.tobytes()) != int(crcs[i]):
-            col.add(vid, f"{label} {i}", f"checksum mismatch (stored crc32 {int(crcs[i]):08x}, "
-                                         f"data {zlib.crc32(q.tobytes()):08x})", rel)
-
-
-def _verify_lists(store: Store, col: _Collector) -> None:
+def _verify_lists(store: Store, col: Collector) -> None:
     root = store.root
     store_task = task_of(store.config)
-    metas = {vid: _meta_or_empty(store, vid) for vid in store.video_ids}
+    metas = {vid: meta_or_empty(store, vid) for vid in store.video_ids}
 
     def listed_in(skip: str):  # videos of another --task (an older run) are not in this list
         if store_task == "both":
@@ -530,6 +141,7 @@ def describe_store(path: str) -> Dict[str, Any]:
     index_parts, superseded (older copies of republished videos).
     """
     store = open_store(path)
+    fmt = registry.get(store.format)
     root = store.root
     out: Dict[str, Any] = {"path": root, "format": store.format,
                            "payload": store.config.get("payload", "jpeg"),
@@ -557,7 +169,7 @@ def describe_store(path: str) -> Dict[str, Any]:
         float_bytes += f * len(streams) * int(meta["height"]) * int(meta["width"]) * 8
         if meta.get("config_key") != out["config_key"]:
             stale += 1
-        for k, v in _video_bytes(store, vid).items():
+        for k, v in fmt.video_bytes(store, vid).items():
             pb[k] += v
     out.update(videos=len(ids), frames=frames, flows=flows, backward_flows=bflows,
                warped_flows=wflows, homography_fallbacks=fallbacks,
@@ -568,48 +180,7 @@ def describe_store(path: str) -> Dict[str, Any]:
     out["bytes_per_flow"] = pb["flow"] / total_flows if total_flows else None
     out["float32_bytes_per_flow"] = float_bytes / total_flows if total_flows else None
     out["ratio_vs_float32"] = (float_bytes / pb["flow"]) if pb["flow"] else None
-    if store.format == "hdf5":
-        from .store import hdf5 as h5
-        parts, errors = h5.read_index_parts(root)
-        copies = sum(len(p["videos"]) for p in parts)
-        out.update(shards=len({p["shard"] for p in parts}), index_parts=len(parts),
-                   unreadable_index_parts=len(errors), superseded=copies - len(h5.merge_index(parts)))
-    return out
-
-
-def _video_bytes(store: Store, vid: str) -> Dict[str, int]:
-    """Stored payload bytes of one video: rgb, flow (all directions, x + y), meta."""
-    out = {"rgb": 0, "flow": 0, "meta": 0}
-    if store.format == "jpeg":
-        d = os.path.join(store.root, vid)
-        try:
-            entries = list(os.scandir(d))
-        except OSError:
-            return out
-        for e in entries:
-            try:
-                size = e.stat().st_size
-            except OSError:
-                continue
-            if e.name.startswith("img_"):
-                out["rgb"] += size
-            elif e.name.startswith(("flow_", "bflow_", "wflow_", "bwflow_")):
-                out["flow"] += size
-            else:
-                out["meta"] += size
-        return out
-    from .store import hdf5 as h5
-    video = store[vid]
-    g = video._group()
-    out["rgb"] = int(video.table("rgb")[:, 1].sum())
-    out["meta"] = int(g["meta"].shape[0])
-    for key in FLOW_STREAMS:  # (backward, warped)
-        raw = h5.RAW_FLOW_STREAMS[key]
-        if raw in g:
-            out["flow"] += int(g[raw].id.get_storage_size())
-        for s in h5.JPEG_FLOW_STREAMS[key]:
-            if s in g:
-                out["flow"] += int(video.table(s)[:, 1].sum())
+    out.update(fmt.describe(store))
     return out
 
 
@@ -648,12 +219,7 @@ def format_description(d: Dict[str, Any]) -> str:
     rs = c.get("resize", {})
     rtxt = (f"size {rs['size'][0]}x{rs['size'][1]}" if rs.get("size")
             else ("original size" if not rs.get("short_side") else f"short side {rs['short_side']}"))
-    fmt = d["format"]
-    if fmt == "hdf5":
-        fmt += (f" (payload {d['payload']}), {n(d.get('shards', 0), 'shard')}, "
-                f"{n(d.get('index_parts', 0), 'index part')}")
-        if d.get("superseded"):
-            fmt += f", {d['superseded']} superseded copies (dead bytes; convert to drop them)"
+    fmt = registry.get(d["format"]).describe_line(d)
     lines = [
         f"store      {d['path']}",
         f"format     {fmt}",

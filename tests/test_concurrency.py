@@ -19,7 +19,7 @@ from synth import translated_video
 from test_bad_inputs import FLOWPREP, format_param
 from test_crash import group_alive
 
-FORMATS = [format_param("jpeg"), format_param("hdf5")]
+FORMATS = [format_param("jpeg"), format_param("hdf5"), format_param("wds")]
 N = 12
 
 

@@ -21,7 +21,7 @@ import flowprep
 from synth import translated_video
 from test_bad_inputs import FLOWPREP, format_param
 
-FORMATS = [format_param("jpeg"), format_param("hdf5")]
+FORMATS = [format_param("jpeg"), format_param("hdf5"), format_param("wds")]
 N_VIDEOS = 12
 KILLS = 8
 #: meta fields that may differ between two runs of the same input (none today: no timings
@@ -41,7 +41,7 @@ def inputs(tmp_path_factory):
 
 
 def cmd(inputs, out, fmt):
-    # a small shard size so HDF5 seals several shards per worker during the run
+    # a small shard size so HDF5 and wds seal several shards per worker during the run
     return [FLOWPREP, "extract", inputs, "-o", str(out), "--algo", "farneback",
             "--short-side", "0", "--jobs", "2", "--format", fmt, "--shard-size", "200KiB",
             "--no-progress"]
@@ -176,11 +176,11 @@ def test_repeated_kill_9_then_resume_equals_an_uninterrupted_run(inputs, tmp_pat
                    "shards", "index"}
     assert top <= allowed, top - allowed
     assert not os.listdir(os.path.join(out, ".flowprep", "tmp"))
-    if fmt == "hdf5":
+    if fmt in ("hdf5", "wds"):
         # every shard on disk is named by an index part (no orphan from a killed seal)
         shards = set(os.listdir(os.path.join(out, "shards")))
         named = {json.load(open(os.path.join(out, "index", f)))["shard"]
-                 for f in os.listdir(os.path.join(out, "index"))}
+                 for f in os.listdir(os.path.join(out, "index")) if f.endswith(".json")}
         assert shards <= named | {s for s in shards if s.endswith(".tmp")}, shards - named
 
 

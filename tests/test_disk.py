@@ -22,7 +22,7 @@ from synth import translated_video
 from test_bad_inputs import FLOWPREP, format_param
 from test_crash import read_every_frame, snapshot
 
-FORMATS = [format_param("jpeg"), format_param("hdf5")]
+FORMATS = [format_param("jpeg"), format_param("hdf5"), format_param("wds")]
 N = 10
 
 
@@ -154,7 +154,7 @@ def test_an_io_error_fails_one_video_cleanly_and_a_rerun_completes(inputs, tmp_p
         pytest.skip("no C compiler for the LD_PRELOAD fault shim")
     out = tmp_path / "o"
     # one EIO, in the middle of the run, on a frame or shard write (not the store's own files)
-    pattern = ".jpg" if fmt == "jpeg" else ".h5"
+    pattern = {"jpeg": ".jpg", "hdf5": ".h5", "wds": ".tar"}[fmt]
     env = fault_env(shim, errno.EIO, pattern, skip=skip, count=1, once=str(tmp_path / "fired"))
     p = run(cmd(inputs, out, fmt), env)
     assert os.path.exists(tmp_path / "fired"), "the fault was not injected"

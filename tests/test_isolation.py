@@ -17,7 +17,7 @@ import flowprep
 from synth import translated_video
 from test_bad_inputs import FLOWPREP, format_param
 
-FORMATS = [format_param("jpeg"), format_param("hdf5")]
+FORMATS = [format_param("jpeg"), format_param("hdf5"), format_param("wds")]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from flowprep.visualize import (CAPTION, GAP, evenly_spaced, flow_to_color, make
                                 panel_size, sheet_size, wheel_legend)
 from test_store_contract import BOUND, H, W, copy_store, make_dataset, make_store
 
-FORMATS = ["jpeg", "hdf5"]
+FORMATS = ["jpeg", "hdf5", "wds"]
 
 
 def run(*args):
@@ -57,7 +57,7 @@ def test_inspect_json(fmt):
     assert d["float32_bytes_per_flow"] == H * W * 2 * 4
     assert 0 < d["bytes_per_flow"] < d["float32_bytes_per_flow"]
     assert d["disk"]["bytes"] > d["payload_bytes"]["rgb"] + d["payload_bytes"]["flow"]
-    if fmt == "hdf5":
+    if fmt in ("hdf5", "wds"):
         assert d["shards"] >= 1 and d["superseded"] == 0
 
 

@@ -8,7 +8,10 @@ import click
 
 from flowprep.decode import parse_size
 from flowprep.errors import ConfigError
+from flowprep.store.registry import names as _format_names
 from flowprep.flow import ALGOS, parse_param_items
+
+FORMAT_NAMES = list(_format_names())  # the registered store formats: jpeg, hdf5, wds
 
 
 def _size(ctx, param, value):
@@ -68,8 +71,10 @@ storage_option = click.option(
                    "CPU; opencv: OpenCV's; torch: TV-L1 on any PyTorch device).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Algorithm parameter, repeatable (e.g. --param warps=3).")
-@click.option("--format", "fmt", type=click.Choice(["jpeg", "hdf5"]), default="jpeg",
-              show_default=True, help="Store format.")
+@click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), default="jpeg",
+              show_default=True,
+              help="Store format: jpeg (a folder per video), hdf5 (shards), wds (webdataset tar "
+                   "shards, one sample per video).")
 @click.option("--short-side", type=click.IntRange(min=0), default=256, show_default=True,
               help="Resize so the short side has N pixels; 0 keeps the size.")
 @click.option("--size", callback=_size, metavar="WxH", help="Resize to exactly W x H pixels.")
@@ -96,7 +101,7 @@ storage_option = click.option(
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Frame pairs per flow call (torch backend).")
 @click.option("--shard-size", type=str, default="1GiB", show_default=True,
-              help="HDF5 shard size limit (bytes, or with KiB/MiB/GiB).")
+              help="Shard size limit of hdf5 and wds (bytes, or with KiB/MiB/GiB).")
 @click.option("--payload", type=click.Choice(["jpeg", "raw"]), default="jpeg", show_default=True,
               help="HDF5 frame payload: the JPEG store's bytes, or lossless uint8 flow.")
 @click.option("--progress/--no-progress", default=None,

@@ -7,6 +7,9 @@ import sys
 import click
 
 from flowprep.errors import ConfigError
+from flowprep.store.registry import names as _format_names
+
+FORMAT_NAMES = list(_format_names())  # the registered store formats: jpeg, hdf5, wds
 
 
 def _bytes_option(ctx, param, value):
@@ -62,10 +65,10 @@ def verify(out, quick, as_json):
 @click.command()
 @click.argument("src", type=click.Path(exists=True, file_okay=False))
 @click.argument("dst", type=click.Path(file_okay=False))
-@click.option("--format", "fmt", type=click.Choice(["jpeg", "hdf5"]), required=True,
+@click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), required=True,
               help="Format of the new store DST.")
 @click.option("--shard-size", default="1GiB", show_default=True, callback=_bytes_option,
-              help="HDF5 shard size limit (bytes, or with KiB/MiB/GiB).")
+              help="Shard size limit of hdf5 and wds (bytes, or with KiB/MiB/GiB).")
 @click.option("--progress/--no-progress", default=None,
               help="Print each video as it is copied (default: when stderr is a terminal).")
 def convert(src, dst, fmt, shard_size, progress):

@@ -160,12 +160,13 @@ from .dataset import (CLIP_LENGTH, CROPS, DEFAULT_LENGTH, DTYPES, FLOW_SCALES, L
 from .sampling import (flow_window, frame_window, pad_indices, segment_offsets, snippet_starts,
                        valid_starts)
 from .source import FlowSource
+from .streaming import StreamingTwoStreamDataset
 from .stacking import (clip_to_stack, decode_grey, plain_flow_stack, stack_to_clip,
                        trajectory_flow_stack)
 from .views import (TSN_SCALES, fixed_offsets, multiscale_boxes, multiscale_candidates,
                     sample_views, ten_crop_boxes, union_box)
 
-__all__ = ["TwoStreamDataset", "segment_offsets", "flow_window", "pad_indices",
+__all__ = ["TwoStreamDataset", "StreamingTwoStreamDataset", "segment_offsets", "flow_window", "pad_indices",
            "multiscale_boxes", "fixed_offsets", "union_box", "decode_grey",
            "snippet_starts", "valid_starts", "frame_window", "multiscale_candidates",
            "sample_views", "ten_crop_boxes", "stack_to_clip", "clip_to_stack",

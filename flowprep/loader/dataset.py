@@ -391,13 +391,24 @@ class TwoStreamDataset:
         if not -n <= index < n:
             raise IndexError(f"index {index} out of range for {n} videos")
         index %= n
+        video, cache = self._entry(self.video_ids[index])
+        return self.sample(index, epoch, video, cache)
+
+    def sample(self, index: int, epoch: int, video: Video,
+               cache: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+        """The sample of video ``index`` (0 <= index < len) in ``epoch``, read from ``video``
+        (that video, opened from any store or read from a stream): what ``self[index]``
+        returns in that epoch. ``cache``: a per-video dict of parsed arrays, kept by the
+        caller between samples of the same video (a fresh one when None)."""
+        cache = {} if cache is None else cache
+        vid = self.video_ids[index]
         # every draw of this sample, in a fixed order: segment offsets, crop, flip
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index]))
-        vid = self.video_ids[index]
-        video, cache = self._entry(vid)
         taus = self._taus(video, rng)
         views = self._views(video, rng)
-        out: Dict[str, Any] = {"video_id": vid, "label": self.label(index), "index": index,
+        label = self._labels[index] if self._labels is not None else \
+            (-1 if video.label is None else int(video.label))
+        out: Dict[str, Any] = {"video_id": vid, "label": label, "index": index,
                                "epoch": epoch, "tau": taus}
         out["crop_box"] = np.array([v[:4] for v in views], dtype=np.int64).reshape(-1, 4)
         out["flip"] = np.array([v[4] for v in views], dtype=bool)

@@ -31,7 +31,7 @@ from .local import run_local  # the runners sit above pipeline.py, extract.py ab
 from .pipeline import (TASKS, Job, failed_result, not_processed, process_video,  # noqa: F401
                        rgb_only_choice, timed_out_reason)
 from ..remote import is_url
-from ..store import FORMATS, published_keys
+from ..store import FORMATS, published_keys, registry
 from ..store.base import (STORE_FILE, config_key, read_store_file, record_failure,
                          write_store_file, STORE_VERSION)
 
@@ -166,7 +166,7 @@ def build_config(opts: ExtractOptions, choice: FlowChoice, params: Dict[str, Any
     # JPEG payload hold the same bytes; flowprep convert moves between them), so it is
     # recorded in flowprep.json, not hashed. The raw HDF5 payload stores different flow
     # data (no JPEG loss), so it is.
-    if opts.format == "hdf5" and opts.payload == "raw":
+    if opts.payload == "raw" and "raw" in registry.get(opts.format).payloads:
         cfg["payload"] = "raw"
     if opts.warped:  # only when asked: stores made without --warped keep their config key
         cfg["warped"] = settings_from(opts.warped).describe()

@@ -100,8 +100,8 @@ def extract_to_url(url: str, opts: Any, storage_options: Optional[Dict[str, Any]
                 info = {"format": opts.format, "store_version": STORE_VERSION, "config": config,
                         "config_key": key, "classes": class_names(videos), "versions": versions}
                 rs.write_store_info(remote, info, rlock.others_alive)
-                rs.clean_orphans(remote, rlock.live_tokens())
-                done = {} if opts.force else rs.published_keys(remote)
+                rs.clean_orphans(remote, rlock.live_tokens(), opts.format)
+                done = {} if opts.force else rs.published_keys(remote, opts.format)
                 todo: List[VideoInput] = []
                 for v in mine:
                     if done.get(v.video_id) == key:

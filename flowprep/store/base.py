@@ -283,23 +283,44 @@ class Video:
             return None
         return np.asarray(self.meta[key][i], dtype=np.float32)
 
-    # --- payloads (subclasses) ------------------------------------------
+    # --- payloads: the checks here, the reads in the subclasses ----------------
     def rgb_bytes(self, i: int) -> bytes:
-        """The stored JPEG bytes of frame i (0-based)."""
-        raise NotImplementedError
+        """The stored JPEG bytes of frame i (0-based; negative counts from the end)."""
+        self._need("rgb")
+        return self._rgb_bytes(self._check(i, self.num_frames, "frame"))
 
     def flow_payload(self, i: int, backward: bool = False, warped: bool = False):
         """(x, y) as stored: two JPEG byte strings, or two uint8 (H, W) arrays."""
-        raise NotImplementedError
+        self._need("flow")
+        i = self._check(i, self.num_flows, "flow")
+        self._need_stream(backward, warped)
+        return self._flow_payload(i, bool(backward), bool(warped))
 
     def flow_payloads(self, items: Sequence[Tuple[Any, ...]]) -> List[Tuple[Any, Any]]:
         """flow_payload(i, backward[, warped]) for each (i, backward) or (i, backward,
         warped) of ``items``, in order.
 
         JPEG payloads may come as bytes or as memoryviews (bytes-like, read-only);
-        stores that can fetch many payloads in fewer reads override this.
+        stores that can fetch many payloads in fewer reads override ``_flow_payloads``.
         """
-        return [self.flow_payload(*item) for item in items]
+        self._need("flow")
+        norm = [(self._check(int(it[0]), self.num_flows, "flow"), bool(it[1]),
+                 bool(it[2]) if len(it) > 2 else False) for it in items]
+        for key in set((b, w) for _, b, w in norm):
+            self._need_stream(*key)
+        return self._flow_payloads(norm)
+
+    def _rgb_bytes(self, i: int) -> bytes:
+        """Frame i's stored bytes; i already checked (0 <= i < num_frames)."""
+        raise NotImplementedError
+
+    def _flow_payload(self, i: int, backward: bool, warped: bool):
+        """Flow i's stored (x, y); i and the stream already checked."""
+        raise NotImplementedError
+
+    def _flow_payloads(self, items: List[Tuple[int, bool, bool]]) -> List[Tuple[Any, Any]]:
+        """Checked (i, backward, warped) items -> their (x, y) payloads, in order."""
+        return [self._flow_payload(i, b, w) for i, b, w in items]
 
     # --- decoded access ---------------------------------------------------
     def _check(self, i: int, n: int, what: str) -> int:
@@ -415,20 +436,65 @@ class Store:
         for vid in self.video_ids:
             yield self[vid]
 
+    # --- streaming: the store in units read in sequence ------------------------
+    #: videos per unit of the default stream_units (formats without shards)
+    stream_unit_videos = 64
+
+    def stream_units(self) -> List[Tuple[str, List[str]]]:
+        """The store cut into units a streaming reader reads in sequence, one reader per
+        unit: [(unit name, its video ids in reading order)], every published video in
+        exactly one unit. Sharded formats: one unit per shard; otherwise runs of
+        ``stream_unit_videos`` videos in video_ids order."""
+        ids, n = self.video_ids, self.stream_unit_videos
+        return [(f"videos {i}..{min(i + n, len(ids)) - 1}", ids[i:i + n])
+                for i in range(0, len(ids), n)]
+
+    def iter_unit(self, unit: str, video_ids: Sequence[str]) -> Iterator[Video]:
+        """The videos ``video_ids`` of ``unit`` (a subset of what stream_units names for
+        it), in reading order. Formats with sequential shards read them front to back."""
+        for vid in video_ids:
+            yield self[vid]
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.root!r} videos={len(self)}>"
 
 
 class VideoWriter:
-    """Receives one video's frames in order; publishes on ``commit``, leaves nothing on ``abort``."""
+    """Receives one video's frames in order; publishes on ``commit``, leaves nothing on ``abort``.
+
+    Formats implement the payload-level appends (``add_rgb_bytes``, ``add_flow_bytes``
+    and, where raw flow is stored, ``add_flow_raw``); ``add_rgb`` / ``add_flow`` encode
+    arrays with the store's JPEG codec at ``quality`` and append the bytes, so every
+    format stores the same bytes for the same frames, and ``flowprep convert`` copies
+    stored bytes between formats without decoding them.
+    """
+
+    quality: int = codec.DEFAULT_JPEG_QUALITY
+    #: "jpeg" (flow as two grey JPEGs) or "raw" (HDF5's lossless uint8 flow)
+    payload: str = "jpeg"
 
     def add_rgb(self, rgb: np.ndarray) -> None:
         """Append frame: uint8 (H, W, 3) RGB."""
-        raise NotImplementedError
+        self.add_rgb_bytes(codec.encode_rgb(rgb, self.quality))
 
     def add_flow(self, q: np.ndarray, backward: bool = False, warped: bool = False) -> None:
         """Append quantized flow: uint8 (H, W, 2), to the stream flow_stream(backward, warped)."""
+        self.add_flow_bytes(codec.encode_grey(np.ascontiguousarray(q[..., 0]), self.quality),
+                            codec.encode_grey(np.ascontiguousarray(q[..., 1]), self.quality),
+                            backward, warped)
+
+    def add_rgb_bytes(self, data: bytes) -> None:
+        """Append frame: its JPEG bytes as stored."""
         raise NotImplementedError
+
+    def add_flow_bytes(self, x: bytes, y: bytes, backward: bool = False,
+                       warped: bool = False) -> None:
+        """Append flow: the grey JPEG bytes of dx and dy as stored."""
+        raise NotImplementedError
+
+    def add_flow_raw(self, q: np.ndarray, backward: bool = False, warped: bool = False) -> None:
+        """Append flow: uint8 (H, W, 2) stored losslessly (formats with the raw payload)."""
+        raise StoreError(f"{type(self).__name__} stores no raw flow payload")
 
     def commit(self, meta: Dict[str, Any]) -> None:
         raise NotImplementedError
@@ -447,6 +513,8 @@ class StoreWriter:
     """
 
     _published: List[str]
+    #: the flow payload its videos store: "jpeg", or "raw" (HDF5 --payload raw)
+    payload: str = "jpeg"
 
     def begin(self, video_id: str) -> VideoWriter:
         raise NotImplementedError

@@ -50,15 +50,15 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import ConfigError, LockedError, StoreError, WriteError
 from ..remote import Remote
-from . import hdf5 as h5
 from .base import META_DIR, STORE_FILE
+from .shards import INDEX_DIR, INDEX_VERSION, SHARD_DIR, merge_index, safe_tag
 
 LOCK_DIR = META_DIR + "/locks"
 FAILURE_DIR = META_DIR + "/failures"
 LOCK_TTL = float(os.environ.get("FLOWPREP_REMOTE_LOCK_TTL", "120"))
 #: formats a store on object storage can have (JPEG: one object per frame and no atomic
 #: folder rename, see ``check_format``)
-REMOTE_FORMATS = ("hdf5",)
+REMOTE_FORMATS = ("hdf5", "wds")
 
 
 def check_format(fmt: str, url: str) -> None:
@@ -79,7 +79,7 @@ def _parse_part(name: str, data: Any) -> Dict[str, Any]:
     if isinstance(data, BaseException):
         raise ValueError(f"{type(data).__name__}: {data}")
     part = json.loads(bytes(data).decode("utf-8"))
-    if part.get("flowprep_index") != h5.INDEX_VERSION:
+    if part.get("flowprep_index") != INDEX_VERSION:
         raise ValueError(f"unknown index version {part.get('flowprep_index')!r}")
     int(part["sealed_ns"])
     str(part["shard"])
@@ -88,35 +88,43 @@ def _parse_part(name: str, data: Any) -> Dict[str, Any]:
     return part
 
 
-def read_index(remote: Remote) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]], Dict[str, int]]:
-    """(parts oldest first, unreadable parts [(name, reason)], shard name -> bytes).
+def shard_ext(fmt: str) -> str:
+    """".h5" (hdf5) or ".tar" (wds): the shard files' extension of a sharded format."""
+    from . import registry
+    return registry.get(fmt).shard_ext
+
+
+def read_index(remote: Remote, ext: str = ".h5"
+               ) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]], Dict[str, int]]:
+    """(parts oldest first, unreadable parts [(name, reason)], shard name -> bytes) of the
+    store at ``remote`` whose shards end in ``ext``.
 
     The shard listing is taken before the index parts are read: a part whose shard
     is not listed was uploaded after it (or lost it), and is left to the caller.
     """
-    shards = {n: s for n, s in remote.listdir(h5.SHARD_DIR).items() if n.endswith(h5.SHARD_EXT)}
-    names = sorted(n for n in remote.listdir(h5.INDEX_DIR)
+    shards = {n: s for n, s in remote.listdir(SHARD_DIR).items() if n.endswith(ext)}
+    names = sorted(n for n in remote.listdir(INDEX_DIR)
                    if n.endswith(".json") and not n.startswith("."))
-    got = remote.read_many([f"{h5.INDEX_DIR}/{n}" for n in names])
+    got = remote.read_many([f"{INDEX_DIR}/{n}" for n in names])
     parts, errors = [], []
     for n in names:
         try:
-            parts.append(_parse_part(n, got[f"{h5.INDEX_DIR}/{n}"]))
+            parts.append(_parse_part(n, got[f"{INDEX_DIR}/{n}"]))
         except (ValueError, KeyError, TypeError) as exc:
             errors.append((n, f"unreadable index part ({remote.error('', exc).strip(' ()')})"))
     parts.sort(key=lambda p: (int(p["sealed_ns"]), str(p["shard"])))
     return parts, errors, shards
 
 
-def load_index(remote: Remote) -> Dict[str, Dict[str, Any]]:
+def load_index(remote: Remote, ext: str = ".h5") -> Dict[str, Dict[str, Any]]:
     """The merged index (newest entry wins) of the parts whose shard is present."""
-    parts, _, shards = read_index(remote)
-    return h5.merge_index([p for p in parts if p["shard"] in shards])
+    parts, _, shards = read_index(remote, ext)
+    return merge_index([p for p in parts if p["shard"] in shards])
 
 
-def published_keys(remote: Remote) -> Dict[str, str]:
+def published_keys(remote: Remote, fmt: str = "hdf5") -> Dict[str, str]:
     """video_id -> config_key of every video a remote index part names (for resume)."""
-    return {vid: e.get("config_key") for vid, e in load_index(remote).items()}
+    return {vid: e.get("config_key") for vid, e in load_index(remote, shard_ext(fmt)).items()}
 
 
 def read_json(remote: Remote, rel: str) -> Optional[Dict[str, Any]]:
@@ -188,7 +196,7 @@ def write_store_info(remote: Remote, info: Dict[str, Any], others_alive: Callabl
     remote.write_bytes(STORE_FILE, json.dumps(info, indent=1, sort_keys=True).encode())
 
 
-def write_lists(remote: Remote) -> int:
+def write_lists(remote: Remote, storage_options: Any = None) -> int:
     """Rewrite the annotation lists from the published videos; returns how many they list.
 
     Parts of one split end at different times: a writer re-reads the index after
@@ -197,7 +205,7 @@ def write_lists(remote: Remote) -> int:
     """
     from .listing import list_texts
     for _ in range(10):
-        store = RemoteHdf5Store(remote.url, remote.storage_options)
+        store = open_remote_store(remote.url, remote.storage_options)
         before = sorted(store.index_part_names())
         texts = list_texts(store, store.info)
         for name, text in texts.items():
@@ -213,24 +221,24 @@ def write_lists(remote: Remote) -> int:
     return len(store.video_ids)
 
 
-def clean_orphans(remote: Remote, live_tokens: List[str]) -> List[str]:
+def clean_orphans(remote: Remote, live_tokens: List[str], fmt: str = "hdf5") -> List[str]:
     """Delete shards no index part names whose run holds no live lock; returns them.
 
     (A run killed between a shard's upload and its index part's; the shard's videos
     were never published.) Nothing is deleted while an index part is unreadable.
     """
-    parts, errors, shards = read_index(remote)
+    parts, errors, shards = read_index(remote, shard_ext(fmt))
     if errors:
         return []
     named = {p["shard"] for p in parts}
-    live = [h5._safe_tag(t) + "-" for t in live_tokens]
+    live = [safe_tag(t) + "-" for t in live_tokens]
     removed = []
     for name in sorted(shards):
         if name in named or any(name.startswith(p) for p in live):
             continue
         try:
-            if remote.remove(f"{h5.SHARD_DIR}/{name}"):
-                removed.append(f"{h5.SHARD_DIR}/{name}")
+            if remote.remove(f"{SHARD_DIR}/{name}"):
+                removed.append(f"{SHARD_DIR}/{name}")
         except WriteError:
             pass
     return removed
@@ -250,18 +258,22 @@ class RemotePublisher:
     def __init__(self, remote: Remote) -> None:
         self.remote = remote
 
-    def publish(self, local_path: str, name: str, part: Dict[str, Any]) -> None:
-        """Upload the sealed shard ``local_path`` as shards/``name``, then its index part.
+    def publish(self, local_path: str, name: str, part: Dict[str, Any],
+                extra: Optional[Dict[str, bytes]] = None) -> None:
+        """Upload the sealed shard ``local_path`` as shards/``name``, then the ``extra``
+        objects (rel -> bytes: a wds shard's member table), then its index part.
 
         Raises WriteError when an upload fails after its retries (the index part is
         then not written: the shard, if its upload went through, is an orphan the next
         run deletes; its videos are not published).
         """
         _test_pause("FLOWPREP_TEST_PAUSE_BEFORE_SHARD", name)
-        self.remote.put_file(local_path, f"{h5.SHARD_DIR}/{name}")
+        self.remote.put_file(local_path, f"{SHARD_DIR}/{name}")
+        for rel, data in (extra or {}).items():
+            self.remote.write_bytes(rel, data)
         _test_pause("FLOWPREP_TEST_PAUSE_BEFORE_INDEX", name)
-        stem = name[: -len(h5.SHARD_EXT)]
-        self.remote.write_bytes(f"{h5.INDEX_DIR}/{stem}.json",
+        stem = os.path.splitext(name)[0]
+        self.remote.write_bytes(f"{INDEX_DIR}/{stem}.json",
                                 json.dumps(part, sort_keys=True).encode())
 
     def clear_failures(self, video_ids: List[str]) -> None:
@@ -273,7 +285,7 @@ class RemotePublisher:
                 pass
 
     def where(self, name: str) -> str:
-        return self.remote.where(f"{h5.SHARD_DIR}/{name}")
+        return self.remote.where(f"{SHARD_DIR}/{name}")
 
 
 def _test_pause(var: str, name: str) -> None:
@@ -317,7 +329,7 @@ class RemoteRunLock:
         self.token = token
         self.part = (int(index), int(count))
         self.ttl = float(ttl or LOCK_TTL)
-        self.rel = f"{LOCK_DIR}/{h5._safe_tag(token)}.json"
+        self.rel = f"{LOCK_DIR}/{safe_tag(token)}.json"
         self.created_ns = time.time_ns()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -411,41 +423,46 @@ class RemoteRunLock:
 # reading
 
 
-class RemoteHdf5Store(h5.Hdf5Store):
-    """An HDF5 store at an fsspec URL, read by byte ranges (see the module docstring).
+def open_remote_store(url: str, storage_options: Optional[Mapping[str, Any]] = None):
+    """The reader of the store at ``url``: its format read from its flowprep.json."""
+    remote = Remote(url, storage_options)
+    info = read_store_info(remote)
+    fmt = info.get("format")
+    if fmt == "hdf5":
+        return RemoteHdf5Store(url, storage_options, info)
+    if fmt == "wds":
+        return RemoteWdsStore(url, storage_options, info)
+    raise StoreError(f"{remote.display}: a {fmt!r} store cannot be read from object storage "
+                     f"(hdf5 and wds stores can)")
 
-    Args:
-        url: the store's URL.
-        storage_options: passed to fsspec; kept in memory (and in pickles sent to
-            DataLoader workers), never written.
-    """
+
+class _RemoteShards:
+    """What the readers of sharded stores on object storage share (a mixin before the
+    local reader class): the index and shard listing from the URL, failures, disk use."""
 
     max_open_files = 16
+    shard_ext = ".h5"
 
-    def __init__(self, url: str, storage_options: Optional[Mapping[str, Any]] = None) -> None:
+    def _init_remote(self, url: str, storage_options: Optional[Mapping[str, Any]],
+                     info: Optional[Dict[str, Any]]) -> None:
+        from collections import OrderedDict
         self.remote = Remote(url, storage_options)
         self.root = self.remote.display
-        self.info = read_store_info(self.remote)
-        self._parts: Optional[Tuple[List[Dict[str, Any]], List[Tuple[str, str]], Dict[str, int]]] = None
+        self.info = info if info is not None else read_store_info(self.remote)
+        self._parts: Optional[Tuple[List[Dict[str, Any]], List[Tuple[str, str]],
+                                    Dict[str, int]]] = None
         self._entries = None
         self._ids = None
         self._pid = os.getpid()
-        from collections import OrderedDict
-        self._files = OrderedDict()
         self._metas = OrderedDict()
 
     @property
     def url(self) -> str:
         return self.remote.display
 
-    def refresh(self) -> None:
-        super().refresh()
-        self._parts = None
-        self.remote.invalidate()
-
     def _index(self):
         if self._parts is None:
-            self._parts = read_index(self.remote)
+            self._parts = read_index(self.remote, self.shard_ext)
         return self._parts
 
     def index_part_names(self) -> List[str]:
@@ -456,7 +473,7 @@ class RemoteHdf5Store(h5.Hdf5Store):
     def entries(self) -> Dict[str, Dict[str, Any]]:
         if self._entries is None:
             parts, _, shards = self._index()
-            self._entries = h5.merge_index([p for p in parts if p["shard"] in shards])
+            self._entries = merge_index([p for p in parts if p["shard"] in shards])
         return self._entries
 
     def index_parts(self):
@@ -466,21 +483,19 @@ class RemoteHdf5Store(h5.Hdf5Store):
     def shard_sizes(self) -> Dict[str, int]:
         return dict(self._index()[2])
 
-    def _open_shard_file(self, shard: str):
+    def shard_path(self, shard: str) -> str:
+        """The shard's URL (what messages name)."""
+        return self.remote.where(f"{SHARD_DIR}/{shard}")
+
+    def _open_remote(self, shard: str, **kw):
         try:
-            fobj = self.remote.open_read(f"{h5.SHARD_DIR}/{shard}")
+            return self.remote.open_read(f"{SHARD_DIR}/{shard}", **kw)
         except FileNotFoundError:
-            raise StoreError(f"{self.remote.where(h5.SHARD_DIR + '/' + shard)}: shard missing "
-                             f"(named by the index); run flowprep verify") from None
+            raise StoreError(f"{self.shard_path(shard)}: shard missing (named by the index); "
+                             f"run flowprep verify") from None
         except Exception as exc:  # noqa: BLE001 - network errors
-            raise StoreError(self.remote.error(
-                f"{self.remote.where(h5.SHARD_DIR + '/' + shard)}: cannot open shard", exc)) from None
-        try:
-            return h5.open_h5(fobj, "r")
-        except Exception as exc:  # noqa: BLE001 - h5py's OSError and the network's
-            raise StoreError(self.remote.error(
-                f"{self.remote.where(h5.SHARD_DIR + '/' + shard)}: cannot open shard "
-                f"(run flowprep verify)", exc)) from None
+            raise StoreError(self.remote.error(f"{self.shard_path(shard)}: cannot open shard",
+                                               exc)) from None
 
     @property
     def failures(self) -> Dict[str, str]:
@@ -489,17 +504,143 @@ class RemoteHdf5Store(h5.Hdf5Store):
                 if rec["video_id"] not in published}
 
     def top_file(self, name: str) -> Optional[bytes]:
+        """A store-level file (an annotation list), or None when there is none."""
         try:
             return self.remote.read_bytes(name)
         except FileNotFoundError:
             return None
 
     def disk_usage(self) -> Dict[str, int]:
-        """bytes and objects under the URL (staging and locks excluded)."""
-        found = self.remote.find("")
-        found = {k: v for k, v in found.items() if not k.startswith(LOCK_DIR + "/")}
+        """bytes and objects under the URL (lock objects left out)."""
+        found = {k: v for k, v in self.remote.find("").items()
+                 if not k.startswith(LOCK_DIR + "/")}
         return {"bytes": sum(found.values()), "allocated": sum(found.values()),
                 "files": len(found)}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.remote.display!r} videos={len(self)}>"
+
+
+def _hdf5_store_class():
+    from .hdf5 import Hdf5Store
+    return Hdf5Store
+
+
+def _wds_store_class():
+    from .wds.store import WdsStore
+    return WdsStore
+
+
+class RemoteHdf5Store(_RemoteShards, _hdf5_store_class()):
+    """An HDF5 store at an fsspec URL, read by byte ranges (see the module docstring).
+
+    Args:
+        url: the store's URL.
+        storage_options: passed to fsspec; kept in memory (and in pickles sent to
+            DataLoader workers), never written.
+    """
+
+    shard_ext = ".h5"
+
+    def __init__(self, url: str, storage_options: Optional[Mapping[str, Any]] = None,
+                 info: Optional[Dict[str, Any]] = None) -> None:
+        from collections import OrderedDict
+        self._init_remote(url, storage_options, info)
+        self._files = OrderedDict()
+
+    def refresh(self) -> None:
+        super().refresh()
+        self._parts = None
+        self.remote.invalidate()
+
+    def _open_shard_file(self, shard: str):
+        from .hdf5 import open_h5
+        fobj = self._open_remote(shard)
+        try:
+            return open_h5(fobj, "r")
+        except Exception as exc:  # noqa: BLE001 - h5py's OSError and the network's
+            raise StoreError(self.remote.error(
+                f"{self.shard_path(shard)}: cannot open shard (run flowprep verify)", exc)) \
+                from None
+
+
+class RemoteWdsStore(_RemoteShards, _wds_store_class()):
+    """A wds store at an fsspec URL: members read by byte range through a bounded block
+    cache (map-style), or each shard front to back (streaming, :meth:`iter_unit`)."""
+
+    shard_ext = ".tar"
+    #: sequential reads (streaming loader, verify): large blocks, two of them
+    STREAM_BLOCK = 8 << 20
+
+    def __init__(self, url: str, storage_options: Optional[Mapping[str, Any]] = None,
+                 info: Optional[Dict[str, Any]] = None) -> None:
+        from collections import OrderedDict
+        self._init_remote(url, storage_options, info)
+        self._fds = OrderedDict()  # shard -> open fsspec file object (range reads)
+        self._tables = OrderedDict()
+
+    def refresh(self) -> None:
+        super().refresh()
+        self._parts = None
+        self.remote.invalidate()
+
+    def read_members(self, shard: str) -> Dict[str, Any]:
+        from .wds.store import MEMBERS_DIR, MEMBERS_VERSION
+        rel = f"{INDEX_DIR}/{MEMBERS_DIR}/{os.path.splitext(shard)[0]}.json"
+        table = read_json(self.remote, rel)
+        if table is None:
+            raise StoreError(f"{self.remote.where(rel)}: member table of shard {shard} missing; "
+                             f"run flowprep verify")
+        if table.get("flowprep_members") != MEMBERS_VERSION or not isinstance(
+                table.get("videos"), dict):
+            raise StoreError(f"{self.remote.where(rel)}: unreadable member table of shard "
+                             f"{shard}")
+        return table
+
+    def _fd(self, shard: str):
+        pid = os.getpid()
+        if self._pid != pid:
+            from collections import OrderedDict
+            self._fds = OrderedDict()
+            self._pid = pid
+        f = self._fds.get(shard)
+        if f is not None:
+            self._fds.move_to_end(shard)
+            return f
+        f = self._fds[shard] = self._open_remote(shard)
+        while len(self._fds) > self.max_open_files:
+            _, old = self._fds.popitem(last=False)
+            try:
+                old.close()
+            except Exception:  # noqa: BLE001
+                pass
+        return f
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            for f in self._fds.values():
+                try:
+                    f.close()
+                except Exception:  # noqa: BLE001
+                    pass
+        from collections import OrderedDict
+        self._fds = OrderedDict()
+
+    def read_range(self, shard: str, offset: int, size: int, member: str) -> bytes:
+        try:
+            f = self._fd(shard)
+            f.seek(offset)
+            data = f.read(size)
+        except StoreError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - network errors
+            raise StoreError(self.remote.error(f"{self.shard_path(shard)}: member {member}: "
+                                               f"cannot read", exc)) from None
+        if len(data) != size:
+            raise StoreError(f"{self.shard_path(shard)}: member {member}: truncated (the shard "
+                             f"ends {size - len(data)} bytes short); run flowprep verify")
+        return data
+
+    def open_shard_stream(self, shard: str):
+        """The shard read front to back: large sequential range requests."""
+        return self._open_remote(shard, block=self.STREAM_BLOCK, blocks=2)

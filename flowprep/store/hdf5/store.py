@@ -90,24 +90,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import zlib
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..errors import StoreError, WriteError
-from ..fsutil import atomic_write_json, fsync_dir, one_line, read_json, storage_error
-from . import codec
-from .base import (FLOW_STREAMS, Store, StoreWriter, Video, VideoWriter, clear_failure,
+from ...errors import StoreError, WriteError
+from ...fsutil import atomic_write_json, fsync_dir, one_line, storage_error
+from .. import codec
+from ..shards import (INDEX_DIR, INDEX_VERSION, SHARD_DIR, index_dir, load_index,  # noqa: F401
+                      merge_index, published_keys, read_index_parts, safe_tag, shard_dir)
+from ..base import (FLOW_STREAMS, Store, StoreWriter, Video, VideoWriter, clear_failure,
                    stored_rgb_frames, stored_streams)
 
-SHARD_DIR = "shards"
-INDEX_DIR = "index"
 SHARD_EXT = ".h5"
-INDEX_VERSION = 1
 SHARD_VERSION = 1
 BLOB_CHUNK = 64 * 1024
 FLUSH_BYTES = 1 << 20
@@ -162,87 +160,7 @@ def _io_error(path: str, exc: BaseException) -> WriteError:
     return type(err)(f"{path}: {err}")
 
 
-def _safe_tag(tag: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", tag) or "w"
-
-
-# --------------------------------------------------------------------------------------
-# index
-
-
-def index_dir(root: str) -> str:
-    return os.path.join(root, INDEX_DIR)
-
-
-def shard_dir(root: str) -> str:
-    return os.path.join(root, SHARD_DIR)
-
-
-def read_index_parts(root: str) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
-    """Every index part of ``root``, oldest first, and the parts that could not be read.
-
-    Returns:
-        (parts, errors): parts are the parsed JSON dicts with "_part" (file name) added,
-        sorted by (sealed_ns, shard); errors are (part file, reason).
-    """
-    d = index_dir(root)
-    parts: List[Dict[str, Any]] = []
-    errors: List[Tuple[str, str]] = []
-    try:
-        names = sorted(os.listdir(d))
-    except FileNotFoundError:
-        return parts, errors
-    for name in names:
-        if not name.endswith(".json") or name.startswith("."):
-            continue
-        path = os.path.join(d, name)
-        try:
-            part = read_json(path)
-            if part.get("flowprep_index") != INDEX_VERSION:
-                raise ValueError(f"unknown index version {part.get('flowprep_index')!r}")
-            int(part["sealed_ns"])
-            str(part["shard"])
-            dict(part["videos"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            errors.append((name, f"unreadable index part ({exc})"))
-            continue
-        part["_part"] = name
-        parts.append(part)
-    parts.sort(key=lambda p: (int(p["sealed_ns"]), str(p["shard"])))
-    return parts, errors
-
-
-def merge_index(parts: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
-    """video_id -> winning entry (newest part wins), each with "shard", "sealed_ns" added.
-
-    ``parts`` must be sorted oldest first (as :func:`read_index_parts` returns them).
-    """
-    out: Dict[str, Dict[str, Any]] = {}
-    for part in parts:
-        for vid, entry in part["videos"].items():
-            e = dict(entry)
-            e["shard"] = part["shard"]
-            e["sealed_ns"] = int(part["sealed_ns"])
-            out[vid] = e
-    return out
-
-
-def load_index(root: str, check_shards: bool = True) -> Dict[str, Dict[str, Any]]:
-    """The merged index of ``root``; with check_shards, entries whose shard is missing are dropped."""
-    parts, _ = read_index_parts(root)
-    if check_shards:
-        present = set()
-        try:
-            present = set(os.listdir(shard_dir(root)))
-        except FileNotFoundError:
-            pass
-        parts = [p for p in parts if p["shard"] in present]
-    return merge_index(parts)
-
-
-def published_keys(root: str) -> Dict[str, str]:
-    """video_id -> config_key of every video an index part names (for resume)."""
-    return {vid: e.get("config_key") for vid, e in load_index(root).items()}
+_safe_tag = safe_tag  # the name the runners and tests know
 
 
 # --------------------------------------------------------------------------------------
@@ -315,24 +233,19 @@ class Hdf5Video(Video):
         off, length = int(t[i, 0]), int(t[i, 1])
         return self._dataset("blob")[off:off + length].tobytes()
 
-    def rgb_bytes(self, i: int) -> bytes:
-        self._need("rgb")
-        i = self._check(i, self.num_frames, "frame")
+    def _rgb_bytes(self, i: int) -> bytes:
         return self._bytes("rgb", i)
 
-    def flow_payload(self, i: int, backward: bool = False, warped: bool = False):
+    def _flow_payload(self, i: int, backward: bool, warped: bool):
         """(x, y): two JPEG byte strings (payload "jpeg") or two uint8 (H, W) arrays ("raw")."""
-        self._need("flow")
-        i = self._check(i, self.num_flows, "flow")
-        self._need_stream(backward, warped)
-        key = (bool(backward), bool(warped))
+        key = (backward, warped)
         if self._is_raw(*key):
             q = self._dataset(RAW_FLOW_STREAMS[key])[i]
             return q[0], q[1]
         sx, sy = JPEG_FLOW_STREAMS[key]
         return self._bytes(sx, i), self._bytes(sy, i)
 
-    def flow_payloads(self, items: Sequence[Tuple[Any, ...]]) -> List[Tuple[Any, Any]]:
+    def _flow_payloads(self, items: List[Tuple[int, bool, bool]]) -> List[Tuple[Any, Any]]:
         """Many flows' (x, y) payloads in few reads: JPEG payloads as memoryviews.
 
         The payloads' byte ranges in the video's blob are merged into spans
@@ -342,13 +255,8 @@ class Hdf5Video(Video):
         (About 10 µs of h5py overhead per read, against a span's copy at memory
         speed: 20 planes of a 10-flow stack in one read instead of 20.)
         """
-        self._need("flow")
-        items = [(self._check(int(it[0]), self.num_flows, "flow"), bool(it[1]),
-                  bool(it[2]) if len(it) > 2 else False) for it in items]
-        for key in set((b, w) for _, b, w in items):
-            self._need_stream(*key)
         if not items or any(self._is_raw(b, w) for _, b, w in items):
-            return [self.flow_payload(i, b, w) for i, b, w in items]
+            return [self._flow_payload(i, b, w) for i, b, w in items]
         wanted = []  # (offset, length, item, component)
         for n, (i, b, w) in enumerate(items):
             for c, stream in enumerate(JPEG_FLOW_STREAMS[(b, w)]):
@@ -470,19 +378,9 @@ class Hdf5Store(Store):
         return read_index_parts(self.root)
 
     def shard_sizes(self) -> Dict[str, int]:
-        """shard file name -> bytes, of every file in OUT/shards."""
-        d = shard_dir(self.root)
-        try:
-            names = [n for n in os.listdir(d) if n.endswith(SHARD_EXT)]
-        except FileNotFoundError:
-            return {}
-        out = {}
-        for n in names:
-            try:
-                out[n] = os.path.getsize(os.path.join(d, n))
-            except OSError:
-                continue
-        return out
+        """shard file name -> bytes, of every shard file in OUT/shards."""
+        from ..shards import shard_sizes
+        return shard_sizes(self.root, SHARD_EXT)
 
     def close(self) -> None:
         """Close this process's shard handles (they reopen on the next read)."""
@@ -522,6 +420,15 @@ class Hdf5Store(Store):
     def __getitem__(self, video_id: str) -> Hdf5Video:
         e = self._entry(video_id)
         return Hdf5Video(video_id, self.meta(video_id), self, e["shard"], e["group"])
+
+    def stream_units(self) -> List[Tuple[str, List[str]]]:
+        """One unit per shard (its published videos in group order), shards by name."""
+        by_shard: Dict[str, List[Tuple[int, str]]] = {}
+        for vid in self.video_ids:
+            e = self.entries[vid]
+            k = e["group"].rpartition("/")[2]
+            by_shard.setdefault(e["shard"], []).append((int(k) if k.isdigit() else 0, vid))
+        return [(s, [v for _, v in sorted(by_shard[s])]) for s in sorted(by_shard)]
 
 
 # --------------------------------------------------------------------------------------
@@ -618,17 +525,20 @@ class Hdf5VideoWriter(VideoWriter):
             raise self.owner._broke(exc, *self._objects()) from None
         self.raw_crc[key].append(zlib.crc32(q.tobytes()))
 
-    # --- the VideoWriter API ---------------------------------------------
-    def add_rgb(self, rgb: np.ndarray) -> None:
-        self.add_rgb_bytes(codec.encode_rgb(rgb, self.owner.quality))
+    # --- the VideoWriter API (add_rgb encodes with the store's codec) ------
+    @property
+    def quality(self) -> int:  # type: ignore[override]
+        return self.owner.quality
+
+    @property
+    def payload(self) -> str:  # type: ignore[override]
+        return self.owner.payload
 
     def add_flow(self, q: np.ndarray, backward: bool = False, warped: bool = False) -> None:
         if self.owner.payload == "raw":
             self.add_flow_raw(q, backward, warped)
             return
-        self.add_flow_bytes(codec.encode_grey(np.ascontiguousarray(q[..., 0]), self.owner.quality),
-                            codec.encode_grey(np.ascontiguousarray(q[..., 1]), self.owner.quality),
-                            backward, warped)
+        super().add_flow(q, backward, warped)
 
     def _counts_match(self, meta: Dict[str, Any]) -> None:
         nf, nfl = int(meta["num_frames"]), int(meta["num_flows"])

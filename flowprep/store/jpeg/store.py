@@ -18,13 +18,12 @@ import shutil
 import uuid
 from typing import Any, Dict, List, Optional
 
-import numpy as np
 
-from ..errors import StoreError
-from ..fsutil import (atomic_write_json, exchange, fsync_dir, open_dir, read_json, safe_join,
+from ...errors import StoreError
+from ...fsutil import (atomic_write_json, exchange, fsync_dir, open_dir, read_json, safe_join,
                       sync_filesystem, write_bytes)
-from . import codec
-from .base import (FLOW_STREAMS, Store, StoreWriter, Video, VideoWriter, clear_failure,
+from .. import codec
+from ..base import (FLOW_STREAMS, Store, StoreWriter, Video, VideoWriter, clear_failure,
                    flow_stream, stored_rgb_frames, stored_streams)
 
 META_FILE = "meta.json"
@@ -92,14 +91,10 @@ class JpegVideo(Video):
             raise StoreError(f"{path}: cannot read ({exc.strerror})") from None
         return data
 
-    def rgb_bytes(self, i: int) -> bytes:
-        self._need("rgb")
-        return self._read(frame_name("img", self._check(i, self.num_frames, "frame")))
+    def _rgb_bytes(self, i: int) -> bytes:
+        return self._read(frame_name("img", i))
 
-    def flow_payload(self, i: int, backward: bool = False, warped: bool = False):
-        self._need("flow")
-        i = self._check(i, self.num_flows, "flow")
-        self._need_stream(backward, warped)
+    def _flow_payload(self, i: int, backward: bool, warped: bool):
         p = flow_stream(backward, warped)
         return self._read(frame_name(p + "_x", i)), self._read(frame_name(p + "_y", i))
 
@@ -147,17 +142,17 @@ class JpegVideoWriter(VideoWriter):
         self._dir_fd: Optional[int] = open_dir(tmpdir)
         self.counts = dict.fromkeys(("img",) + tuple(FLOW_STREAMS.values()), 0)
 
-    def add_rgb(self, rgb: np.ndarray) -> None:
-        name = frame_name("img", self.counts["img"])
-        write_bytes(os.path.join(self.tmpdir, name), codec.encode_rgb(rgb, self.quality))
+    # add_rgb / add_flow (VideoWriter) encode and call these
+    def add_rgb_bytes(self, data: bytes) -> None:
+        write_bytes(os.path.join(self.tmpdir, frame_name("img", self.counts["img"])), data)
         self.counts["img"] += 1
 
-    def add_flow(self, q: np.ndarray, backward: bool = False, warped: bool = False) -> None:
+    def add_flow_bytes(self, x: bytes, y: bytes, backward: bool = False,
+                       warped: bool = False) -> None:
         p = flow_stream(backward, warped)
         i = self.counts[p]
-        for c, axis in enumerate("xy"):
-            write_bytes(os.path.join(self.tmpdir, frame_name(f"{p}_{axis}", i)),
-                        codec.encode_grey(np.ascontiguousarray(q[..., c]), self.quality))
+        write_bytes(os.path.join(self.tmpdir, frame_name(f"{p}_x", i)), x)
+        write_bytes(os.path.join(self.tmpdir, frame_name(f"{p}_y", i)), y)
         self.counts[p] += 1
 
     def __del__(self) -> None:  # a writer dropped after a storage error is never aborted
