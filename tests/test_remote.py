@@ -449,7 +449,9 @@ def test_verify_s3_catches_a_corrupted_and_a_truncated_shard(bucket, env, tmp_pa
     data = bytearray(c.get_object(Bucket=bucket, Key=key)["Body"].read())
     f = store._file(e["shard"])
     blob = f[e["group"]]["blob"]
-    off = blob.id.get_offset() + int(store[vid].table("rgb")[2, 0]) + 10
+    pos = int(store[vid].table("rgb")[2, 0]) + 10  # inside RGB frame 2's bytes, in the blob
+    chunk = blob.chunks[0]
+    off = blob.id.get_chunk_info_by_coord(((pos // chunk) * chunk,)).byte_offset + pos % chunk
     data[off:off + 8] = bytes(255 - x for x in data[off:off + 8])
     c.put_object(Bucket=bucket, Key=key, Body=bytes(data))
     problems = verify_store(url)

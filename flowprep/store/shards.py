@@ -181,7 +181,7 @@ class ShardedFormat(StoreFormat):
         return published_keys(root)
 
     def describe(self, store) -> Dict[str, Any]:
-        parts, errors = read_index_parts(store.root)
+        parts, errors = store.index_parts()
         copies = sum(len(p["videos"]) for p in parts)
         return {"shards": len({p["shard"] for p in parts}), "index_parts": len(parts),
                 "unreadable_index_parts": len(errors),
