@@ -97,10 +97,10 @@ def assert_same_store(a, b, meta_skip=("source",)):
             assert np.array_equal(va.flow_quantized(i), vb.flow_quantized(i)), (vid, i)
 
 
-def objects_visible_invariant(remote):
+def objects_visible_invariant(remote, ext=".h5"):
     """What a reader can see at this moment: every index part names a shard that is
     there whole (its sealed size). Returns the number of parts checked."""
-    parts, errors, shards = rs.read_index(remote)
+    parts, errors, shards = rs.read_index(remote, ext)
     assert not errors, errors
     for p in parts:
         # a part is uploaded after its shard: the shard must be there, complete
@@ -506,3 +506,66 @@ def test_credentials_never_enter_the_store_records_or_output(bucket, env, tmp_pa
         assert secret not in text, secret
         for b in blobs:
             assert secret.encode() not in b, secret
+
+
+# --------------------------------------------------------------------------------------
+# wds on object storage, convert both ways, the store tools and the loaders
+
+
+def test_wds_store_at_a_url_convert_both_ways_tools_and_loaders(bucket, env, tmp_path):
+    """extract --format wds into s3://; convert s3 wds -> local hdf5 -> s3 hdf5 -> local
+    jpeg, byte for byte; inspect/show/verify on URLs; the map-style and the streaming
+    loader over s3:// give the local store's samples."""
+    from click.testing import CliRunner
+    from flowprep.cli.main import cli
+    from flowprep.loader import StreamingTwoStreamDataset, TwoStreamDataset
+    local = make_videos(str(tmp_path / "videos"))
+    wds_url = f"s3://{bucket}/wds"
+    rep = flowprep.extract([local], wds_url, shard_size=1, **dict(OPTS, format="wds"))
+    assert rep.ok and len(rep.published) == 4
+    ref_path = str(tmp_path / "ref_wds")
+    assert flowprep.extract([local], ref_path, shard_size=1, **dict(OPTS, format="wds")).ok
+    remote_wds, ref = flowprep.open_store(wds_url), flowprep.open_store(ref_path)
+    assert remote_wds.format == "wds"
+    assert_same_store(remote_wds, ref)
+    keys = env.keys(bucket)
+    tars = [k for k in keys if k.startswith("wds/shards/") and k.endswith(".tar")]
+    assert len(tars) == 4 and len([k for k in keys if k.startswith("wds/index/members/")]) == 4
+    assert objects_visible_invariant(Remote(wds_url), ".tar") == 4
+
+    from flowprep.convert import convert
+    h5_local = str(tmp_path / "h5")
+    convert(wds_url, h5_local, "hdf5")
+    h5_url = f"s3://{bucket}/h5"
+    convert(h5_local, h5_url, "hdf5")
+    jpeg_local = str(tmp_path / "jpeg")
+    convert(h5_url, jpeg_local, "jpeg")
+    for path in (h5_local, h5_url, jpeg_local):
+        assert_same_store(flowprep.open_store(path), ref, meta_skip=())
+    with pytest.raises(ConfigError, match="--format hdf5"):
+        convert(h5_local, f"s3://{bucket}/j", "jpeg")
+
+    runner = CliRunner()
+    res = runner.invoke(cli, ["inspect", wds_url, "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert d["videos"] == 4 and d["format"] == "wds" and d["shards"] == 4
+    assert d["disk"]["bytes"] > d["payload_bytes"]["rgb"]
+    res = runner.invoke(cli, ["verify", h5_url])
+    assert res.exit_code == 0 and "OK: 4 videos" in res.output, res.output
+    png = str(tmp_path / "s.png")
+    res = runner.invoke(cli, ["show", wds_url, "Left/v_l1", "--frame", "1", "-o", png])
+    assert res.exit_code == 0 and os.path.getsize(png) > 0, res.output
+
+    opts = dict(modality="flow", length=2, crop_size=64, seed=3)
+    a, b = TwoStreamDataset(wds_url, **opts), TwoStreamDataset(ref_path, **opts)
+    a2 = pickle.loads(pickle.dumps(a))  # what DataLoader workers get
+    for i in range(len(b)):
+        sa, sb, s2 = a[i], b[i], a2[i]
+        assert sa["video_id"] == sb["video_id"]
+        assert np.array_equal(sa["flow"], sb["flow"]) and np.array_equal(s2["flow"], sb["flow"])
+    stream = StreamingTwoStreamDataset(wds_url, rank=0, world_size=1, shuffle_buffer=1, **opts)
+    got = {s["video_id"]: s for s in stream}
+    assert sorted(got) == ref.video_ids
+    for i, vid in enumerate(b.video_ids):
+        assert np.array_equal(got[vid]["flow"], b[i]["flow"])

@@ -43,6 +43,16 @@ def storage_options(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
+class StorePath(click.Path):
+    """A store's directory (checked like click.Path) or an fsspec URL (taken as it is)."""
+
+    def convert(self, value, param, ctx):
+        from flowprep.remote import is_url
+        if isinstance(value, str) and is_url(value):
+            return value
+        return super().convert(value, param, ctx)
+
+
 #: the object-storage options, shared by the commands that take URLs
 storage_option = click.option(
     "--storage-option", "storage_opts", multiple=True, metavar="KEY=VALUE",
