@@ -164,8 +164,14 @@ def filesystem(url: str, storage_options: Optional[Mapping[str, Any]] = None):
         import fsspec
     except ImportError:  # pragma: no cover - fsspec is a dependency
         raise ConfigError(f"{redact(url)}: URLs need fsspec: {CLOUD_EXTRA}") from None
+    # listings are never cached: other jobs publish into the same store while we run,
+    # and a cached listing would hide their objects (or ours, from another instance)
+    options = {"use_listings_cache": False, **dict(storage_options or {})}
     try:
-        return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+        try:
+            return fsspec.core.url_to_fs(url, **options)
+        except TypeError:  # a filesystem that takes no such option
+            return fsspec.core.url_to_fs(url, **dict(storage_options or {}))
     except ImportError as exc:
         pkg = _PACKAGES.get(proto, f"the fsspec package for {proto}://")
         raise ConfigError(f"{redact(url)}: {proto}:// URLs need {pkg}, which is not installed: "
