@@ -386,20 +386,24 @@ def test_kill9_during_uploads_then_resume_equals_an_uninterrupted_run(bucket, en
     url = f"s3://{bucket}/store"
     remote = Remote(url)
     monkeypatch.setenv("FLOWPREP_REMOTE_LOCK_TTL", "3")
-    args = [f"s3://{bucket}/in", "-o", url, "--format", "hdf5", "--algo", "farneback",
+    args = ["extract", f"s3://{bucket}/in", "-o", url, "--format", "hdf5", "--algo", "farneback",
             "--short-side", "0", "--jobs", "2", "--shard-size", "1", "--no-progress"]
     violations = []
     stop = threading.Event()
 
-    def watch():  # a reader polling the store while runs are killed
+    def watch():  # a reader polling the store while runs are killed (its own client)
+        mine = Remote(url, {"skip_instance_cache": True})
         while not stop.is_set():
             try:
-                objects_visible_invariant(remote)
+                objects_visible_invariant(mine)
+                checks.append(1)
             except AssertionError as exc:
                 violations.append(str(exc))
             except Exception:  # noqa: BLE001 - a listing racing a delete
                 pass
-            time.sleep(0.05)
+            time.sleep(0.2)
+
+    checks = []
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
@@ -425,6 +429,7 @@ def test_kill9_during_uploads_then_resume_equals_an_uninterrupted_run(bucket, en
         stop.set()
         watcher.join(5)
     assert not violations, violations[:3]
+    assert len(checks) > 10  # the reader did look, many times
     ref = flowprep.extract([local], str(tmp_path / "ref"), **dict(OPTS, jobs=2))
     assert ref.ok
     assert_same_store(flowprep.open_store(url), flowprep.open_store(str(tmp_path / "ref")))
@@ -491,7 +496,7 @@ def test_credentials_never_enter_the_store_records_or_output(bucket, env, tmp_pa
     staging = str(tmp_path / "staging")
     opt_secret = "OPTsecretVALUE-1234abcd"
     url = f"s3://{bucket}/cred"
-    p = _cli([local, f"s3://{bucket}/in/missing_list.txt", "-o", url, "--format", "hdf5",
+    p = _cli(["extract", local, f"s3://{bucket}/in/missing_list.txt", "-o", url, "--format", "hdf5",
               "--algo", "farneback", "--short-side", "0", "--jobs", "1", "--staging", staging,
               "--storage-option", f"key={KEY_ID}", "--storage-option", f"secret={opt_secret}",
               "--storage-option", f"endpoint_url={env.endpoint}"])
