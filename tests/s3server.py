@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import List, Optional
@@ -29,12 +30,13 @@ def free_port() -> int:
     return port
 
 
-def _wait_listening(port: int, proc: Optional[subprocess.Popen], timeout: float = 60.0) -> None:
+def _wait_listening(port: int, proc: Optional[subprocess.Popen], log: str = "",
+                    timeout: float = 60.0) -> None:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"moto server exited with {proc.returncode}: "
-                               f"{proc.stderr.read().decode(errors='replace') if proc.stderr else ''}")
+            text = open(log, errors="replace").read() if log else ""
+            raise RuntimeError(f"moto server exited with {proc.returncode}: {text[-2000:]}")
         try:
             with socket.create_connection((HOST, port), timeout=1):
                 return
@@ -49,11 +51,13 @@ class S3Server:
     def __init__(self) -> None:
         self.port = free_port()
         self.endpoint = f"http://{HOST}:{self.port}"
-        log = open(os.devnull, "wb")
+        # its request log goes to a file: a pipe nobody reads fills up and the server
+        # blocks on its next log line (every request)
+        self.log = tempfile.NamedTemporaryFile(prefix="moto-", suffix=".log", delete=False)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)],
-            stdout=log, stderr=subprocess.PIPE)
-        _wait_listening(self.port, self.proc)
+            stdout=self.log, stderr=subprocess.STDOUT)
+        _wait_listening(self.port, self.proc, self.log.name)
 
     def client(self):
         import boto3
@@ -88,6 +92,11 @@ class S3Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        self.log.close()
+        try:
+            os.unlink(self.log.name)
+        except OSError:
+            pass
 
 
 class FaultyLink:
