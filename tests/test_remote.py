@@ -408,20 +408,28 @@ def test_kill9_during_uploads_then_resume_equals_an_uninterrupted_run(bucket, en
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     rng = random.Random(19)
-    slow = {"FLOWPREP_TEST_PAUSE_BEFORE_INDEX": "0.3", "FLOWPREP_TEST_PAUSE_BEFORE_SHARD": "0.2"}
+    marks = str(tmp_path / "marks")
+    slow = {"FLOWPREP_TEST_PAUSE_BEFORE_INDEX": "0.5", "FLOWPREP_TEST_PAUSE_BEFORE_SHARD": "0.2",
+            "FLOWPREP_TEST_MARK_DIR": marks}
+    orphans = 0
     try:
-        for attempt in range(2):
+        # kill 1: between a shard's upload and its index part's (the shard is there,
+        # unindexed); kill 2: at a random moment once uploads have started
+        for attempt, (window, delay) in enumerate((("before_index-", 0.1),
+                                                   ("before_shard-", rng.uniform(0, 1.5)))):
+            shutil.rmtree(marks, ignore_errors=True)
+            os.makedirs(marks)
             p = _cli(args, slow)
-            t0 = time.monotonic()
-            # kill once some shard is being uploaded or published (or at a random moment)
-            deadline = t0 + rng.uniform(3.0, 8.0)
-            while time.monotonic() < deadline and p.poll() is None:
-                time.sleep(0.05)
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
+            _wait_for(marks, window)
+            time.sleep(delay)
+            assert p.poll() is None, "the run ended before it was killed"
+            os.killpg(p.pid, signal.SIGKILL)
             p.wait(30)
             objects_visible_invariant(remote)
+            parts, _, shards = rs.read_index(remote)
+            orphans += len(set(shards) - {q["shard"] for q in parts})
             time.sleep(3.5)  # the killed run's lock expires
+        assert orphans >= 1  # kill 1 left a shard without its index part
         p = _cli(args)
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0, err.decode()
