@@ -25,10 +25,15 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml setup.py flowprep/_jp
 	touch $@
 
 # strace: tests/test_durability.py reads the order of syncfs/fsync/rename off a real run
+# chromium + chromium-driver: tests/test_report.py opens the report in a real headless browser
 $(VENV)/.installed-test: $(VENV)/.installed
 	@command -v strace >/dev/null || { command -v apt-get >/dev/null && \
 	  { apt-get install -y -q strace || { apt-get update -q && apt-get install -y -q strace; }; }; } || \
 	  echo "note: strace not found; the durability tests will be skipped"
+	@{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || \
+	  { command -v apt-get >/dev/null && { apt-get install -y -q chromium chromium-driver || \
+	    { apt-get update -q && apt-get install -y -q chromium chromium-driver; }; }; } || \
+	  echo "note: chromium/chromedriver not found; the report's browser test will be skipped"
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
@@ -39,16 +44,21 @@ demo: $(VENV)/.installed
 	$(BIN)/flowprep extract data/samples -o $(DEMO_OUT) --algo tvl1 --jobs 2
 	$(BIN)/flowprep inspect $(DEMO_OUT)
 	$(BIN)/flowprep show $(DEMO_OUT) Biking/v_Biking_g01_c01 --frame 10 -o $(DEMO_OUT)/flow.png
+	$(BIN)/flowprep report $(DEMO_OUT) -o $(DEMO_OUT)/report.html
 	@echo
 	@echo "Output: $(DEMO_OUT)/  (a folder per video: img_*.jpg, flow_x_*.jpg, flow_y_*.jpg, meta.json;"
 	@echo "        rgb_list.txt / flow_list.txt for TSN-pytorch and mmaction2)"
 	@echo "Picture: $(DEMO_OUT)/flow.png  (RGB frame, colour-coded flow, dx and dy as stored)"
+	@echo "Report:  $(DEMO_OUT)/report.html  (open it in a browser: plots, outliers, flow pictures)"
 	@echo "Read it: $(BIN)/python -c \"import flowprep; s = flowprep.open_store('$(DEMO_OUT)'); v = s[s.video_ids[0]]; print(v, v.flow(0).shape)\""
 
 # FLOWPREP_REQUIRE_JPEGCROP=1 / FLOWPREP_REQUIRE_TVL1=1: a test fails if the crop-decoding
-# or the TV-L1 extension did not build
+# or the TV-L1 extension did not build; FLOWPREP_REQUIRE_BROWSER=1 (where apt-get could
+# install chromium): the report's browser test fails rather than skips without it
 test: $(VENV)/.installed-test
-	FLOWPREP_REQUIRE_JPEGCROP=1 FLOWPREP_REQUIRE_TVL1=1 $(BIN)/python -m pytest -q tests
+	FLOWPREP_REQUIRE_JPEGCROP=1 FLOWPREP_REQUIRE_TVL1=1 \
+	FLOWPREP_REQUIRE_BROWSER=$$(command -v apt-get >/dev/null && echo 1) \
+	$(BIN)/python -m pytest -q tests
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_extract.py

@@ -12,8 +12,10 @@ searched. A list line with a time range is a segment, its own video, with the
 id ``<id>@<start>-<end>`` (seconds as written by ``format_time``, e.g.
 ``v_abc@12.5-20``), so one untrimmed video gives as many videos as it has
 lines. Ids are made safe (no '..', no leading
-'.', no control characters such as a newline, which would break the
-annotation lists; a first part that is the name of a file flowprep writes at
+'.', no whitespace or control characters: each space, tab, newline, U+3000... becomes
+'_', so the annotation lists "<video dir> <count> <label>" split where mmaction2 and
+TSN-pytorch split them, and the id as the path spells it is kept in the video's meta as
+``original_id``; a first part that is the name of a file flowprep writes at
 the top of a store, e.g. ``flowprep.json``, gets a '_' appended) and unique:
 when two inputs map to one id, the later (in sorted path order) gets its
 extension appended (``x_mp4``), then a counter. Ids are also kept apart when
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import ConfigError
+from .names import has_unsafe, replace_unsafe
 
 from .filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS  # noqa: F401  (VIDEO_EXTENSIONS: importable from here, as before)
 
@@ -47,6 +50,9 @@ class VideoInput:
         class_name: the class folder ('' when none).
         label: integer label, or None until numbered.
         start, end: the segment [start, end) in seconds from its list line, or None.
+        original_id: the id as the input's path spells it, when that holds whitespace or
+            control characters (replaced by '_' in video_id); None otherwise. Recorded
+            in the video's meta.
     """
 
     path: str
@@ -55,10 +61,16 @@ class VideoInput:
     label: Optional[int] = None
     start: Optional[float] = None
     end: Optional[float] = None
+    original_id: Optional[str] = None
 
 
 #: files flowprep writes at the top of a store (compared case-insensitively)
 RESERVED_NAMES = ("flowprep.json", "rgb_list.txt", "flow_list.txt", "wflow_list.txt", "classes.txt")
+
+
+def _raw_id(rel: str, keep_ext: bool = False) -> str:
+    rel = rel.replace(os.sep, "/")
+    return rel if keep_ext else os.path.splitext(rel)[0]
 
 
 def _safe_id(rel: str, keep_ext: bool = False) -> str:
@@ -68,7 +80,7 @@ def _safe_id(rel: str, keep_ext: bool = False) -> str:
     for p in stem.split("/"):
         if p in ("", ".", ".."):
             continue
-        p = "".join("_" if ord(c) < 32 or ord(c) == 127 else c for c in p)
+        p = replace_unsafe(p)  # whitespace, control characters (flowprep/names.py)
         if p.startswith("."):
             p = "_" + p[1:] if len(p) > 1 else "_"
         if not parts and p.casefold() in RESERVED_NAMES:
@@ -275,6 +287,11 @@ def _discover_remote(item: str, storage_options, frame_dirs: set) -> List[Found]
     return out
 
 
+def _pick(found: Found) -> Tuple[str, str, Optional[float], Optional[float]]:
+    path, rel, _label, start, end = found
+    return path, rel, start, end
+
+
 def discover(inputs: Sequence[str], storage_options=None) -> List[VideoInput]:
     """Expand files, folders and .txt lists into VideoInputs with unique ids and labels.
 
@@ -311,12 +328,17 @@ def discover(inputs: Sequence[str], storage_options=None) -> List[VideoInput]:
             seen_paths.add(key)
             unique.append((path, rel, label, start, end))
 
+    def segment(start: Optional[float], end: Optional[float]) -> str:
+        return "" if start is None else f"@{format_time(start)}-{format_time(end)}"
+
     def base_id(path: str, rel: str, start: Optional[float], end: Optional[float]) -> str:
-        vid = _safe_id(rel, keep_ext=path in frame_dirs or (not is_url(path)
-                                                          and os.path.isdir(path)))
-        if start is not None:
-            vid += f"@{format_time(start)}-{format_time(end)}"
-        return vid
+        folder = path in frame_dirs or (not is_url(path) and os.path.isdir(path))
+        return _safe_id(rel, keep_ext=folder) + segment(start, end)
+
+    def original_id(path: str, rel: str, start: Optional[float], end: Optional[float]):
+        folder = path in frame_dirs or (not is_url(path) and os.path.isdir(path))
+        raw = _raw_id(rel, keep_ext=folder)
+        return raw + segment(start, end) if has_unsafe(raw) else None
 
     # folders the ids name (casefolded): no video may take one of these as its own id
     folders = {f.casefold() for p, rel, _, s, e in unique for f in _folders(base_id(p, rel, s, e))}
@@ -325,8 +347,13 @@ def discover(inputs: Sequence[str], storage_options=None) -> List[VideoInput]:
     def free(cand: str) -> bool:
         return cand.casefold() not in used and cand.casefold() not in folders
 
-    videos: List[Tuple[str, str, str, Optional[int], Optional[float], Optional[float]]] = []
-    for path, rel, label, start, end in unique:
+    videos: List[Tuple[str, str, str, Optional[int], Optional[float], Optional[float],
+                       Optional[str]]] = []
+    # names spelled safely take their ids first: a name with whitespace never takes the id
+    # of one without ("a b" -> "a_b" comes after a real "a_b", as "a_b_mkv")
+    order = sorted(range(len(unique)), key=lambda i: original_id(*_pick(unique[i])) is not None)
+    for i in order:
+        path, rel, label, start, end = unique[i]
         vid = base_id(path, rel, start, end)
         if not free(vid):
             ext = os.path.splitext(rel)[1].lstrip(".").lower()
@@ -339,11 +366,12 @@ def discover(inputs: Sequence[str], storage_options=None) -> List[VideoInput]:
             vid = cand
         used[vid.casefold()] = path
         cls = vid.rsplit("/", 1)[0] if "/" in vid else ""
-        videos.append((path, vid, cls, label, start, end))
+        videos.append((path, vid, cls, label, start, end, original_id(path, rel, start, end)))
+    videos = [v for _, v in sorted(zip(order, videos))]  # back in sorted path order
     classes = sorted({v[2] for v in videos})
     index = {c: i for i, c in enumerate(classes)}
-    return [VideoInput(p, v, c, lab if lab is not None else index[c], s, e)
-            for p, v, c, lab, s, e in videos]
+    return [VideoInput(p, v, c, lab if lab is not None else index[c], s, e, o)
+            for p, v, c, lab, s, e, o in videos]
 
 
 def class_names(videos: Sequence[VideoInput]) -> List[str]:

@@ -191,7 +191,8 @@ def clean_stale(root: str) -> List[str]:
     tmp = os.path.join(root, META_DIR, "tmp")
     locks = os.path.join(root, META_DIR, "locks")
     removed = []
-    for d in (root, os.path.join(root, "index"), os.path.join(root, META_DIR, "failures")):
+    for d in (root, os.path.join(root, "index"), os.path.join(root, "index", "members"),
+              os.path.join(root, META_DIR, "failures")):
         for path in stale_temp_files(d):
             try:
                 os.unlink(path)
@@ -283,6 +284,13 @@ def _clean_orphan_shards(root: str, locks: str) -> List[str]:
         try:
             os.unlink(os.path.join(shard_dir, name))
             removed.append(f"shards/{name}")
+        except OSError:
+            continue
+        # a wds shard's member table, written between the shard and its index part
+        table = os.path.join(root, "index", "members", os.path.splitext(name)[0] + ".json")
+        try:
+            os.unlink(table)
+            removed.append(os.path.relpath(table, root))
         except OSError:
             pass
     return removed

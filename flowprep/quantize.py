@@ -157,3 +157,32 @@ def clipped_fraction(flow: np.ndarray, bound: float) -> float:
     if lo >= -bound and hi <= bound:
         return 0.0
     return float(np.count_nonzero(np.abs(f) > bound)) / float(f.size)
+
+
+#: the high percentile of |d| recorded per flow (meta "motion_p95")
+MOTION_PERCENTILE = 95
+
+
+def motion_stats(flow: np.ndarray, percentile: float = MOTION_PERCENTILE) -> Tuple[float, float]:
+    """Mean and high percentile of the per-pixel displacement length |d| of one flow.
+
+    Computed on the float flow before quantization at extraction (meta "motion",
+    "motion_p95"); on dequantized planes for stores made before (approximate).
+
+    Args:
+        flow: float (H, W, 2) pixels, [..., 0] = dx, [..., 1] = dy.
+        percentile: in [0, 100]; the nearest-rank percentile (the smallest |d| that at
+            least ``percentile`` % of the pixels do not exceed).
+    Returns:
+        (mean |d|, percentile of |d|), pixels; (0.0, 0.0) for an empty flow.
+    """
+    f = np.asarray(flow, dtype=np.float32)
+    if f.ndim != 3 or f.shape[2] != 2:
+        raise ValueError(f"flow must be (H, W, 2), got shape {f.shape}")
+    if f.size == 0:
+        return 0.0, 0.0
+    mag = cv2.magnitude(np.ascontiguousarray(f[..., 0]), np.ascontiguousarray(f[..., 1]))
+    mean = float(cv2.mean(mag)[0])
+    flat = mag.reshape(-1)
+    k = min(flat.size - 1, max(0, int(np.ceil(percentile / 100.0 * flat.size)) - 1))
+    return mean, float(np.partition(flat, k)[k])

@@ -3,19 +3,15 @@
 ``verify_store`` checks what a reader relies on and returns a list of
 :class:`Problem` (empty when the store is sound):
 
-- both formats: every published video's metadata is sane (required keys,
+- every format: every published video's metadata is sane (required keys,
   num_flows = num_frames - step, one mean vector / clipped fraction / range
   per flow, the store's config key), every frame and flow is present and
   decodes to the stored size, the annotation lists name exactly the
-  published videos with their counts;
-- JPEG store: exactly the expected files per video directory (no checksums
-  are recorded there; decodability is the check);
-- HDF5 store: every index part parses and names a shard that exists with
-  the size recorded when it was sealed (a truncated or grown shard is
-  caught before anything is read), each indexed group exists and carries
-  its video id, the per-frame tables fit in the blob, the zlib.crc32 of
-  every stored frame matches, raw flow has the shape of the metadata;
-  shards no index part names, and groups no part lists, are reported.
+  published videos with their counts (flowprep/store/checks.py and here);
+- then each format's own checks, dispatched through the registry
+  (flowprep/store/<format>/verify.py): the JPEG store's exact file set; the
+  HDF5 store's index parts, shard sizes, groups, tables and crc32s; the wds
+  store's index parts, member tables, tar headers, crc32s and foreign members.
 """
 from __future__ import annotations
 
@@ -241,6 +237,8 @@ def format_description(d: Dict[str, Any]) -> str:
          + (", flow only (--task flow)" if d.get("task") == "flow" else "")
          + f"  [key {d['config_key']}]"),
         f"input      {_input_text(c)}",
+    ] + ([f"preset     {c['preset'].get('name')} ({c['preset'].get('source', '')})"]
+         if isinstance(c.get("preset"), dict) else []) + [
         f"videos     {d['videos']} published, {len(d['failures'])} failed"
         + (f", {d['stale_videos']} made with another configuration" if d["stale_videos"] else ""),
         f"frames     {n(d['frames'], 'frame')}"

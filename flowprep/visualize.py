@@ -277,10 +277,8 @@ def render_video(video, frame: Optional[int] = None, count: int = 8,
             return _captioned(video.rgb(i), f"frame {i}")
         return rgb_sheet([video.rgb(i) for i in evenly_spaced(n, count)], evenly_spaced(n, count))
 
-    def rgb_or_blank(i: int) -> np.ndarray:  # --task flow: no RGB stored, a blank in its place
-        if task == "flow":
-            return np.full((video.height, video.width, 3), BACKGROUND, np.uint8)
-        return video.rgb(i)
+    def rgb_or_blank(i: int) -> np.ndarray:
+        return frame_or_blank(video, i)
 
     if frame is not None:
         i = frame % video.num_flows if -video.num_flows <= frame < video.num_flows else frame
@@ -294,6 +292,50 @@ def render_video(video, frame: Optional[int] = None, count: int = 8,
     b = display_bound(video, idx, backward, warped)
     return contact_sheet([rgb_or_blank(i) for i in idx], [video.flow(i, backward, warped) for i in idx],
                          idx, b, backward=backward, warped=warped)
+
+
+def frame_or_blank(video, i: int) -> np.ndarray:
+    """uint8 (H, W, 3) RGB frame i, or a blank of its size for a --task flow video."""
+    if getattr(video, "task", "both") == "flow":
+        return np.full((video.height, video.width, 3), BACKGROUND, np.uint8)
+    return video.rgb(i)
+
+
+def thumbnail_size(height: int, width: int, thumb_height: int) -> Tuple[int, int]:
+    """(rows, cols) of a frame of ``height`` x ``width`` shrunk to ``thumb_height`` rows."""
+    th = max(8, min(int(thumb_height), height))
+    return th, max(8, int(round(width * th / height)))
+
+
+def render_strip(video, count: int = 4, height: int = 64, columns: Optional[int] = None,
+                 backward: bool = False) -> np.ndarray:
+    """A small contact sheet (the one ``show`` draws, on shrunk frames): ``count`` evenly
+    spaced flows, each cell [RGB frame i; colour-coded flow i], legend at the right.
+
+    Frames and flows are shrunk to ``height`` rows first (INTER_AREA; flow vectors keep
+    their length in stored pixels, so colours mean what they mean in ``show``).
+
+    Args:
+        video: a store Video.
+        count: flows shown (frames for a --task rgb video).
+        height: rows of each shrunk frame, pixels.
+        columns: cells per row (default: all in one row).
+    Returns:
+        uint8 (rows, cols, 3) RGB.
+    """
+    th, tw = thumbnail_size(video.height, video.width, height)
+
+    def shrink(img: np.ndarray) -> np.ndarray:
+        return cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
+
+    if getattr(video, "task", "both") == "rgb":
+        idx = evenly_spaced(video.num_frames, count)
+        return rgb_sheet([shrink(video.rgb(i)) for i in idx], idx, columns or len(idx))
+    idx = evenly_spaced(video.num_flows, count)
+    b = display_bound(video, idx, backward)
+    return contact_sheet([shrink(frame_or_blank(video, i)) for i in idx],
+                         [shrink(video.flow(i, backward)) for i in idx], idx, b,
+                         columns=columns or len(idx), backward=backward)
 
 
 def rgb_sheet(rgbs: Sequence[np.ndarray], indices: Sequence[int], columns: int = 4) -> np.ndarray:

@@ -19,7 +19,7 @@ import flowprep
 from reliability_corpus import Case, build, ffmpeg_decode, video_id
 
 FLOWPREP = os.path.join(os.path.dirname(sys.executable), "flowprep")
-FORMATS = ["jpeg", "hdf5"]
+FORMATS = ["jpeg", "hdf5", "wds"]
 
 
 def _have_hdf5() -> bool:

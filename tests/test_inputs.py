@@ -20,7 +20,7 @@ from test_decode import (CODECS, H, W, _write_folder, ffmpeg, ffmpeg_fps_indices
                          index_video)
 
 FLOWPREP = os.path.join(os.path.dirname(sys.executable), "flowprep")
-FORMATS = ["jpeg", "hdf5"]
+FORMATS = ["jpeg", "hdf5", "wds"]
 
 
 def cli(*args, env=None, timeout=300):

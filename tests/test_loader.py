@@ -28,6 +28,7 @@ FORMATS = [
     "jpeg",
     pytest.param("hdf5", marks=pytest.mark.skipif(not HAVE_HDF5, reason="flowprep.store.hdf5 missing")),
     pytest.param("hdf5-raw", marks=pytest.mark.skipif(not HAVE_HDF5, reason="flowprep.store.hdf5 missing")),
+    "wds",
 ]
 
 
@@ -94,7 +95,7 @@ def build_store(root, videos, fmt="jpeg", bound=20.0, classes=("A", "B")):
     """Write ``videos`` {video_id: make_video(...)} into a new store at ``root``; open it."""
     root = str(root)
     os.makedirs(root, exist_ok=True)
-    base = "hdf5" if fmt.startswith("hdf5") else "jpeg"
+    base = "hdf5" if fmt.startswith("hdf5") else fmt
     opts = {"payload": "raw"} if fmt == "hdf5-raw" else {}
     adaptive = any("ranges" in s for s in videos.values())
     quant = {"scheme": "adaptive"} if adaptive else {"scheme": "fixed", "bound": float(bound)}

@@ -111,7 +111,7 @@ def test_verify_hdf5_truncated_shard_exits_1(tmp_path):
 # convert
 
 
-@pytest.mark.parametrize("src_fmt,dst_fmt", [("jpeg", "hdf5"), ("hdf5", "jpeg")])
+@pytest.mark.parametrize("src_fmt,dst_fmt", [(a, b) for a in FORMATS for b in FORMATS])
 def test_convert_cli(tmp_path, src_fmt, dst_fmt):
     src, _ = make_store(src_fmt)
     dst = tmp_path / "dst"

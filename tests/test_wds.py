@@ -29,6 +29,9 @@ from test_store_contract import BASE_OPTS, MOTION, copy_store, make_dataset, mak
 os.environ.setdefault("HDF5_USE_FILE_LOCKING", "FALSE")
 
 AWKWARD = ["Café au lait/v 1.2", "dots.in.dir/a.b.c", "x/ünïcödé name", "50%/a%2Eb"]
+#: the ids extract gives them: whitespace becomes "_" (flowprep/names.py; the meta keeps
+#: the original spelling), dots, "%" and non-ASCII letters stay
+STORED = [v.replace(" ", "_") for v in AWKWARD]
 
 
 def shard_paths(root):
@@ -151,21 +154,24 @@ def awkward_store(tmp_path_factory):
         write_video(str(p), translated_frames(5, 32, 48, 1.0, 0.0, seed=k))
     out = str(root / "w")
     rep = flowprep.extract([str(src)], out, format="wds", **BASE_OPTS)
-    assert sorted(rep.published) == sorted(AWKWARD) and not rep.failed
+    assert sorted(rep.published) == sorted(STORED) and not rep.failed
     return out
 
 
 def test_awkward_ids_read_back_and_convert(awkward_store, tmp_path):
     import webdataset
     store = flowprep.open_store(awkward_store)
-    assert store.video_ids == sorted(AWKWARD)
+    assert store.video_ids == sorted(STORED)
     ids = set()
     for sample in webdataset.WebDataset(shard_paths(awkward_store), shardshuffle=False):
         meta = json.loads(sample["meta.json"])
         assert decode_key(sample["__key__"]) == meta["video_id"]
+        assert "." not in sample["__key__"]
         ids.add(meta["video_id"])
         assert sample["img_00005.jpg"] == store[meta["video_id"]].rgb_bytes(4)
-    assert ids == set(AWKWARD)
+    assert ids == set(STORED)
+    for original, stored in zip(AWKWARD, STORED):  # either spelling finds the video
+        assert original in store and store[original].video_id == stored
     assert verify_store(awkward_store) == []
     from flowprep.convert import convert
     jp = str(tmp_path / "j")
@@ -174,7 +180,7 @@ def test_awkward_ids_read_back_and_convert(awkward_store, tmp_path):
     convert(jp, back, "wds")
     assert signature(flowprep.open_store(back)) == signature(store)
     with open(os.path.join(awkward_store, "flow_list.txt"), encoding="utf-8") as fh:
-        assert sorted(line.rsplit(" ", 2)[0] for line in fh) == sorted(AWKWARD)
+        assert sorted(line.rsplit(" ", 2)[0] for line in fh) == sorted(STORED)
 
 
 # --------------------------------------------------------------------------------------
@@ -297,8 +303,11 @@ def test_corrupt_member(tmp_path):
                                          f"{member.replace('/', '.')}: checksum"):
         v.flow(2)
     v.flow(1)  # the others read fine
-    with pytest.raises(StoreError, match="checksum mismatch"):
-        list(StreamingTwoStreamDataset(root, modality="flow", length=2, seed=0))
+    with pytest.raises(StoreError, match=f"{os.path.basename(shard)}: member "
+                                         f"{member}: checksum mismatch"):
+        # a stack of 7 flows holds every flow of MoveRight/a (the streaming reader checks
+        # the members a sample reads)
+        list(StreamingTwoStreamDataset(root, modality="flow", length=7, seed=0))
 
 
 def test_truncated_member(tmp_path):
@@ -337,6 +346,15 @@ def test_shard_without_index_part_and_index_part_without_shard(tmp_path):
     os.unlink(shard)  # its index part stays
     problems = [str(p) for p in verify_store(root2)]
     assert any(os.path.basename(shard) in p and "missing" in p for p in problems), problems
+    from flowprep.loader import StreamingTwoStreamDataset, TwoStreamDataset
+    for loader in (TwoStreamDataset, StreamingTwoStreamDataset):
+        with pytest.raises(StoreError, match=f"names shard shards/{os.path.basename(shard)}, "
+                                             f"which is missing"):
+            loader(root2, modality="flow", seed=0)
+    # the rerun redoes the lost videos; the store is whole again
+    rep = flowprep.extract([make_dataset()], root2, format="wds", **BASE_OPTS)
+    assert sorted(rep.published) == sorted(MOTION)
+    assert len(TwoStreamDataset(root2, modality="flow", seed=0)) == len(MOTION)
 
 
 def test_foreign_members(tmp_path):
@@ -409,3 +427,117 @@ def test_resume_with_the_unsealed_shard_left_behind(tmp_path):
     assert signature(flowprep.open_store(out)) == before
     assert not os.listdir(os.path.join(out, ".flowprep", "tmp"))
     assert verify_store(out) == []
+
+
+def test_the_next_run_removes_an_unindexed_shard_and_its_member_table(tmp_path):
+    """Killed between the member table and the index part: the shard (its writer is gone)
+    and its table are deleted by the next run, which redoes the shard's videos."""
+    path, _ = make_store("wds")
+    out = copy_store(path, tmp_path / "s")
+    before = signature(flowprep.open_store(out))
+    (part,) = glob.glob(os.path.join(out, "index", "*.json"))
+    shard = json.load(open(part))["shard"]
+    os.unlink(part)
+    table = os.path.join(out, "index", "members", shard[:-4] + ".json")
+    assert os.path.exists(table)
+    rep = flowprep.extract([make_dataset()], out, format="wds", **BASE_OPTS)
+    assert sorted(rep.published) == sorted(MOTION)
+    assert not os.path.exists(os.path.join(out, "shards", shard)) and not os.path.exists(table)
+    assert signature(flowprep.open_store(out)) == before
+    assert verify_store(out) == []
+
+
+@pytest.mark.parametrize("fmt", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT, tarfile.USTAR_FORMAT])
+def test_the_streaming_tar_reader_reads_what_tarfile_writes(fmt, tmp_path):
+    """flowprep's sequential tar reader against Python's tarfile: long and non-ASCII names
+    (pax records, GNU long names, ustar prefixes), empty members, a directory."""
+    import io
+    from flowprep.store.wds.tar import iter_members
+    names = ["a" * 90 + "/" + "b" * 60 + ".jpg", "short", "empty", "dir/"]
+    if fmt != tarfile.USTAR_FORMAT:
+        names += ["é/ü name.txt", "c" * 300]
+    path = str(tmp_path / "t.tar")
+    with tarfile.open(path, "w", format=fmt) as tf:
+        for k, name in enumerate(names):
+            info = tarfile.TarInfo(name)
+            if name.endswith("/"):
+                info.type = tarfile.DIRTYPE
+                tf.addfile(info)
+                continue
+            data = bytes(range(256)) * k * 3
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    with tarfile.open(path) as tf:
+        want = [(m.name, tf.extractfile(m).read() if m.isreg() else None) for m in tf]
+        last = [m for m in tf.getmembers() if m.isreg() and m.size][-1]
+    with open(path, "rb") as fh:
+        got = [(n.rstrip("/"), None if d is None else bytes(d))  # tarfile drops a dir's "/"
+               for n, d in iter_members(fh, path)]
+    assert got == want
+    with open(path, "r+b") as fh:  # cut inside the last regular member's data
+        fh.truncate(last.offset_data + last.size // 2)
+    with open(path, "rb") as fh, pytest.raises(StoreError, match=f"t.tar: member {last.name}: "
+                                                                 f"truncated"):
+        list(iter_members(fh, path))
+
+
+def test_a_video_written_twice_by_one_writer_goes_to_a_new_shard(tmp_path):
+    from flowprep.store.copy import copy_video
+    from flowprep.store.wds import WdsStoreWriter
+    src = flowprep.open_store(make_store("jpeg")[0])
+    out = str(tmp_path / "w")
+    shutil.copytree(make_store("wds")[0], out, ignore=shutil.ignore_patterns("shards", "index"))
+    a = src["MoveRight/a"]
+    with WdsStoreWriter(out, str(tmp_path / "tmp"), "t") as w:
+        copy_video(a, a.meta, w, 95)
+        copy_video(a, a.meta, w, 95)
+    assert len(shard_paths(out)) == 2
+    from flowprep.store.lists import write_lists
+    write_lists(out)
+    assert verify_store(out) == []  # no member of the first copy is foreign anywhere
+    from flowprep.loader import StreamingTwoStreamDataset
+    assert [s["video_id"] for s in StreamingTwoStreamDataset(out, modality="flow", seed=0)] \
+        == ["MoveRight/a"]
+
+
+def test_index_parts_merge_newest_wins_and_convert_drops_superseded(tmp_path):
+    from flowprep.convert import convert
+    from flowprep.verify import describe_store
+    path, _ = make_store("wds")
+    out = copy_store(path, tmp_path / "s")
+    before = signature(flowprep.open_store(out))
+    old_shards = set(os.listdir(os.path.join(out, "shards")))
+    flowprep.extract([make_dataset()], out, format="wds", force=True, **BASE_OPTS)
+    store = flowprep.open_store(out)
+    assert all(store.entries[v]["shard"] not in old_shards for v in store.video_ids)
+    assert signature(store) == before
+    d = describe_store(out)
+    assert d["superseded"] == len(MOTION) and d["index_parts"] == 2 * len(old_shards)
+    dst = str(tmp_path / "c")
+    convert(out, dst, "wds")
+    assert describe_store(dst)["superseded"] == 0
+    assert signature(flowprep.open_store(dst)) == before
+
+
+def test_ids_with_spaces_from_older_stores_keep_them(tmp_path):
+    """Stores made before ids lost their whitespace hold such ids; wds keys escape them."""
+    import webdataset
+    from flowprep.store.copy import copy_video
+    from flowprep.store.lists import write_lists
+    from flowprep.store.wds import WdsStoreWriter
+    src = flowprep.open_store(make_store("jpeg")[0])
+    out = str(tmp_path / "w")
+    shutil.copytree(make_store("wds")[0], out, ignore=shutil.ignore_patterns("shards", "index"))
+    v = src["MoveRight/a"]
+    v.video_id = "old style/v 1.avi copy"
+    with WdsStoreWriter(out, str(tmp_path / "tmp"), "t") as w:
+        copy_video(v, dict(v.meta, video_id=v.video_id), w, 95)
+    write_lists(out)
+    store = flowprep.open_store(out)
+    assert store.video_ids == ["old style/v 1.avi copy"]
+    (sample,) = list(webdataset.WebDataset(shard_paths(out), shardshuffle=False))
+    assert sample["__key__"] == "old%20style/v%201%2Eavi%20copy"
+    assert sample["flow_y_00003.jpg"] == store["old style/v 1.avi copy"].flow_payload(2)[1]
+    from flowprep.loader import StreamingTwoStreamDataset
+    assert [s["video_id"] for s in StreamingTwoStreamDataset(out, modality="flow", seed=0)] \
+        == ["old style/v 1.avi copy"]

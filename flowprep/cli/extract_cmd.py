@@ -6,32 +6,56 @@ import sys
 
 import click
 
-from flowprep.decode import parse_size
+from click.core import ParameterSource
+
 from flowprep.errors import ConfigError
-from flowprep.store.registry import names as _format_names
-from flowprep.flow import ALGOS, parse_param_items
-
-FORMAT_NAMES = list(_format_names())  # the registered store formats: jpeg, hdf5, wds
+from flowprep.run.options import OPTIONS, Option, parse_bytes  # noqa: F401  (parse_bytes: importable here, as before)
 
 
-def _size(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        return parse_size(value)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc)) from None
+def _click_option(o: Option):
+    """The click option of ``o`` (flowprep.run.options.OPTIONS): flag, type, default,
+    choices and help from the one source; its text parsed by ``o.parse``, its value
+    checked by ``o.validate`` (a ConfigError becomes click's BadParameter)."""
+    kw = dict(help=o.help, metavar=o.metavar, show_default=False)
+    default = o.cli_default if o.cli_default is not None else o.default
+    if o.type is bool:
+        if "/" in o.cli_flag:  # --progress/--no-progress: None when not given
+            kw.update(default=None)
+        else:
+            kw.update(is_flag=True, default=False)
+    elif o.multiple:
+        kw.update(multiple=True)
+    else:
+        if o.choices is not None:
+            kw["type"] = click.Choice(o.choices)
+        elif o.parse is not None:  # text, parsed (and its range checked) by the callback
+            pass
+        elif o.type in (int, float) and (o.min is not None or o.max is not None):
+            rng = click.IntRange if o.type is int else click.FloatRange
+            kw["type"] = rng(min=o.min, max=o.max)
+        elif o.type in (int, float) and o.parse is None:
+            kw["type"] = o.type
+        kw.update(default=default, show_default=default is not None)
+
+    def callback(ctx, param, value, _o=o):
+        if value is None or (o.multiple and not value):
+            return value
+        try:
+            value = _o.parse(value) if _o.parse is not None else value
+            if not _o.multiple and _o.type is not bool:
+                _o.validate(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from None
+        return value
+    return click.option(o.cli_flag, o.name, callback=callback, **kw)
 
 
-def _shard(ctx, param, value):
-    if value is None:
-        return None
-    from flowprep.inputs import parse_shard
-    try:
-        parse_shard(value)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc)) from None
-    return value
+def extract_options(f):
+    """Every option of OPTIONS as a click option, in their order."""
+    for o in reversed(OPTIONS):
+        if o.cli_flag is not None:
+            f = _click_option(o)(f)
+    return f
 
 
 def storage_options(ctx, param, value):
@@ -66,97 +90,39 @@ storage_option = click.option(
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Store directory to write (created if missing), or an s3://, gs://... "
-                   "URL (--format hdf5).")
+                   "URL (--format wds or hdf5).")
 @storage_option
 @click.option("--staging", type=click.Path(file_okay=False), default=None, metavar="DIR",
               help="With an -o URL: local folder where shards are built before upload "
                    "(default: a temporary folder; needs about --jobs x --shard-size).")
-@click.option("--algo", type=click.Choice(ALGOS), default="tvl1", show_default=True,
-              help="Flow algorithm.")
-@click.option("--device", default="auto", show_default=True,
-              help="auto, cpu, cuda, cuda:N or cuda:N,M (auto: CUDA when available).")
-@click.option("--backend", type=click.Choice(["auto", "native", "opencv", "torch"]), default="auto",
-              show_default=True,
-              help="Who computes the flow (native: flowprep's compiled TV-L1, auto's choice on the "
-                   "CPU; opencv: OpenCV's; torch: TV-L1 on any PyTorch device).")
-@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Algorithm parameter, repeatable (e.g. --param warps=3).")
-@click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), default="jpeg",
-              show_default=True,
-              help="Store format: jpeg (a folder per video), hdf5 (shards), wds (webdataset tar "
-                   "shards, one sample per video).")
-@click.option("--short-side", type=click.IntRange(min=0), default=256, show_default=True,
-              help="Resize so the short side has N pixels; 0 keeps the size.")
-@click.option("--size", callback=_size, metavar="WxH", help="Resize to exactly W x H pixels.")
-@click.option("--bound", type=float, default=20.0, show_default=True,
-              help="Quantization bound B in pixels (fixed scheme).")
-@click.option("--quant", type=click.Choice(["fixed", "adaptive"]), default="fixed",
-              show_default=True, help="Quantization scheme.")
-@click.option("--step", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Flow from frame t to t+K.")
-@click.option("--backward", is_flag=True, help="Also store the backward flow t+K -> t.")
-@click.option("--warped", is_flag=True,
-              help="Also store TSN's warped flow (camera homography removed; docs/warped.md).")
-@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=95, show_default=True)
-@click.option("--jobs", type=click.IntRange(min=1), default=None,
-              help="Parallel videos (default: number of cores).")
-@click.option("--shard", callback=_shard, metavar="I/N",
-              help="Process part I of N (0-based); default from SLURM_ARRAY_TASK_*.")
-@click.option("--scheduler", metavar="ADDRESS",
-              help="Run videos on this dask.distributed scheduler.")
-@click.option("--force", is_flag=True, help="Recompute videos that are already published.")
-@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
-              help="Per-video time limit in seconds, plus --timeout-per-frame per decoded frame.")
-@click.option("--timeout-per-frame", type=click.FloatRange(min=0), default=10.0, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Frame pairs per flow call (torch backend).")
-@click.option("--shard-size", type=str, default="1GiB", show_default=True,
-              help="Shard size limit of hdf5 and wds (bytes, or with KiB/MiB/GiB).")
-@click.option("--payload", type=click.Choice(["jpeg", "raw"]), default="jpeg", show_default=True,
-              help="HDF5 frame payload: the JPEG store's bytes, or lossless uint8 flow.")
-@click.option("--progress/--no-progress", default=None,
-              help="Progress line on stderr (default: when stderr is a terminal).")
-@click.option("--task", type=click.Choice(["both", "rgb", "flow"]), default="both",
-              show_default=True, help="Store RGB frames and flow, or only one of them.")
-@click.option("--decoder", type=click.Choice(["auto", "pyav", "opencv"]), default="auto",
-              show_default=True, help="Video decoder (auto: PyAV, whose FFmpeg reads AV1/HEVC/VP9; "
-                                      "OpenCV when PyAV is not installed).")
-@click.option("--fps", type=float, default=None, metavar="F",
-              help="Resample to F frames/s by presentation time, as FFmpeg's fps filter does.")
-@click.option("--start", type=float, default=None, metavar="S",
-              help="Keep the frames shown at S <= t (seconds).")
-@click.option("--end", type=float, default=None, metavar="E",
-              help="Keep the frames shown at t < E (seconds).")
-@click.option("--input-fps", type=float, default=None, metavar="F",
-              help="Frames/s of frame-folder inputs (default 25).")
-def extract(inputs, out, storage_opts, staging, algo, device, backend, params, fmt, short_side, size, bound, quant, step,
-            backward, warped, jpeg_quality, jobs, shard, scheduler, force, timeout, timeout_per_frame,
-            batch_size, shard_size, payload, progress, task, decoder, fps, start, end, input_fps):
+@extract_options
+@click.pass_context
+def extract(ctx, inputs, out, storage_opts, staging, **values):
     """Extract RGB frames and optical flow of INPUT videos into a store.
 
     INPUT is a video file, a folder (searched recursively; class folders give
     labels), a frame folder (images, no videos: one video) or a .txt list of
     videos (lines "path [label] [start end]"); any of them may be an s3://, gs://
     ... URL. A rerun skips published videos with the same configuration and
-    redoes the rest.
+    redoes the rest. --preset NAME starts from a
+    published setup (tsn, i3d, denseflow: docs/presets.md); the options given
+    here replace its values.
     """
     from flowprep.run.extract import extract as run_extract
-    try:
-        options = dict(
-            algo=algo, device=device, backend=backend, params=parse_param_items(params),
-            format=fmt, short_side=short_side, size=size, bound=bound, quant=quant, step=step,
-            backward=backward, warped=warped, jpeg_quality=jpeg_quality, jobs=jobs, shard=shard,
-            scheduler=scheduler, force=force, timeout=timeout, timeout_per_frame=timeout_per_frame,
-            batch_size=batch_size, shard_size=parse_bytes(shard_size), payload=payload,
-            progress=sys.stderr.isatty() if progress is None else progress,
-            task=task, decoder=decoder, fps=fps, start=start, end=end, input_fps=input_fps,
-            storage_options=storage_opts, staging=staging)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
+    # only what was given: a preset's values replace the defaults, not explicit options
+    options = {name: value for name, value in values.items()
+               if ctx.get_parameter_source(name) != ParameterSource.DEFAULT}
+    options.pop("progress", None)
+    options["progress"] = sys.stderr.isatty() if values["progress"] is None else values["progress"]
+    options.update(storage_options=storage_opts, staging=staging)  # never recorded
+    decoder = options.get("decoder", "auto")
     from flowprep.decode import AUTO_NOTE, have_pyav
     if decoder == "auto" and not have_pyav():
         click.echo(f"note: {AUTO_NOTE}", err=True)
-    report = run_extract(list(inputs), out, **options)
+    try:
+        report = run_extract(list(inputs), out, **options)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     n_pub, n_skip, n_fail = len(report.published), len(report.skipped), len(report.failed)
     click.echo(f"{n_pub} published, {n_skip} already published, {n_fail} failed "
                f"({report.frames} frames in {report.seconds:.1f} s) -> {report.root}")
@@ -172,27 +138,6 @@ def extract(inputs, out, storage_opts, staging, algo, device, backend, params, f
         click.echo("Failed inputs are listed in the store: `flowprep inspect OUT`; "
                    "rerun the same command to retry only them.", err=True)
         sys.exit(1)
-
-
-def parse_bytes(text: str) -> int:
-    """'1GiB', '500MiB', '1000000' -> bytes."""
-    t = text.strip()
-    units = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10 ** 3, "mb": 10 ** 6,
-             "gb": 10 ** 9, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "b": 1}
-    low = t.lower()
-    for u in sorted(units, key=len, reverse=True):
-        if low.endswith(u):
-            num = low[: -len(u)].strip()
-            break
-    else:
-        u, num = "b", low
-    try:
-        value = int(float(num) * units[u])
-    except ValueError:
-        raise ConfigError(f"size must be bytes or a number with KiB/MiB/GiB, got {text!r}") from None
-    if value <= 0:
-        raise ConfigError(f"size must be positive, got {text!r}")
-    return value
 
 
 @click.command("index")

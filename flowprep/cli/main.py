@@ -13,7 +13,7 @@ import click
 from flowprep._version import __version__
 from flowprep.errors import FlowprepError, StoreError
 
-from . import extract_cmd, store_cmds
+from . import extract_cmd, report_cmd, store_cmds
 
 
 class _Group(click.Group):
@@ -38,7 +38,7 @@ def cli() -> None:
 
 # every command is attached here, in one place (the command modules never import this one)
 for _cmd in (extract_cmd.extract, extract_cmd.index_cmd, store_cmds.inspect, store_cmds.verify,
-             store_cmds.convert, store_cmds.show):
+             store_cmds.convert, store_cmds.show, report_cmd.report):
     cli.add_command(_cmd)
 
 

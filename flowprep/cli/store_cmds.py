@@ -15,7 +15,7 @@ FORMAT_NAMES = list(_format_names())  # the registered store formats: jpeg, hdf5
 
 
 def _bytes_option(ctx, param, value):
-    from .extract_cmd import parse_bytes
+    from flowprep.run.options import parse_bytes
     try:
         return parse_bytes(value)
     except ConfigError as exc:
@@ -24,11 +24,33 @@ def _bytes_option(ctx, param, value):
 
 @click.command()
 @click.argument("out", type=StorePath(exists=True, file_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (for machines).")
+@click.option("--videos", is_flag=True,
+              help="One row per video: counts, motion (mean |d| px), motion_p95, clipped "
+                   "fraction, camera motion, warnings; failed inputs with their reason.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for machines).")
+@click.option("--csv", "as_csv", is_flag=True, help="With --videos: print CSV.")
 @storage_option
-def inspect(out, as_json, storage_opts):
+def inspect(out, videos, as_json, as_csv, storage_opts):
     """Show what is in the store OUT (a folder or an s3://, gs://... URL): format, config,
-    counts, bytes, failures."""
+    counts, bytes, failures.
+
+    With --videos, one row per video instead (the motion score to filter by).
+    """
+    if as_csv and not videos:
+        raise click.UsageError("--csv needs --videos")
+    if as_csv and as_json:
+        raise click.UsageError("choose one of --json and --csv")
+    if videos:
+        from flowprep.report.stats import format_rows, json_ready, write_csv
+        from flowprep.store import open_store
+        rows = open_store(out, storage_opts).video_stats()
+        if as_json:
+            click.echo(json.dumps([json_ready(r) for r in rows], indent=1))
+        elif as_csv:
+            write_csv(rows, sys.stdout)
+        else:
+            click.echo(format_rows(rows))
+        return
     from flowprep.verify import describe_store, format_description
     d = describe_store(out, storage_opts)
     if as_json:

@@ -42,6 +42,32 @@ DEFAULT_SHORT_SIDE = 256
 #: consecutive failed reads after which the stream is taken to have ended.
 MAX_BAD_READS = 64
 
+#: the most pixels (width x height) one frame may declare: 100 megapixels (8K UHD is 33,
+#: 12000x8000 is 96). An image or a video stream whose header declares more is refused
+#: before anything of it is decoded: one decoded 20000x20000 RGB frame alone is 1.2 GB,
+#: per worker.
+MAX_PIXELS = 100_000_000
+
+
+def too_large(width: int, height: int) -> bool:
+    """True when a width x height frame (pixels) is over ``MAX_PIXELS``."""
+    return int(width) * int(height) > MAX_PIXELS
+
+
+def megapixels(width: int, height: int) -> str:
+    """"400 megapixels": width x height in millions of pixels, for messages."""
+    return f"{int(width) * int(height) / 1e6:.3g} megapixels"
+
+
+def check_declared_size(path: str, width: int, height: int) -> None:
+    """DecodeError naming ``path`` when its video stream declares frames over ``MAX_PIXELS``."""
+    if too_large(width, height):
+        raise DecodeError(
+            f"{path}: its video stream declares {width}x{height} frames "
+            f"({megapixels(width, height)}), over flowprep's limit of "
+            f"{megapixels(MAX_PIXELS, 1)} a frame; not decoded (a damaged or forged header, "
+            f"or a video far larger than optical flow needs)")
+
 
 def short_of_container(decoded: int, container_frames: Optional[int]) -> bool:
     """True when ``decoded`` frames is well short of the container's claimed count.
@@ -320,6 +346,14 @@ class Decoder:
                        f"{'s' if self.decode_errors != 1 else ''} skipped, so the frames "
                        f"around them are not evenly spaced")
         return out + self._extra_warnings
+
+    def skipped_summary(self) -> str:
+        """What decoding skipped, counted, for failure reasons; "" when nothing was.
+
+        Videos: "3 corrupt packets skipped" (frame folders: the images, by cause).
+        """
+        n = self.decode_errors
+        return f"{n} corrupt packet{'s' if n != 1 else ''} skipped" if n else ""
 
     def describe(self) -> dict:
         """The decoder's name and version (recorded in the store config)."""

@@ -5,24 +5,36 @@ name order (``img_2`` before ``img_10``: runs of digits compare as numbers). Ima
 i (0-based, in that order) is shown at ``i / input_fps`` seconds (``--input-fps``,
 default ``DEFAULT_FPS`` = 25 frames/s, recorded in meta ``fps``).
 
-The first readable image sets the size. An image that does not decode (damaged,
-empty, not an image) or has another size is skipped with a warning naming it, as
-a corrupt packet is in a video; its time slot stays empty (the times of the other
-frames do not move). A folder in which no image decodes fails with a reason.
+The folder's size is the size most of its images share, read from their headers
+before anything is decoded (``image_header.image_size``; ties go to the size of
+the earlier image). Images are skipped, each with a warning naming it, as a
+corrupt packet is in a video, and their time slots stay empty (the times of the
+other frames do not move):
+
+- "too large": its header declares more than ``MAX_PIXELS`` (it is never decoded);
+- "other size": its header, or once decoded its pixels, give another size than
+  the folder's (an image whose header is not read is decoded, then compared);
+- "unreadable": it does not decode (damaged, empty, not an image).
+
+A folder in which no image is used fails with a reason counting them by cause; so
+does a folder of two or more images in which no two share a size (the reason lists
+the sizes).
 """
 from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from fractions import Fraction
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
 
 from ..errors import ConfigError, DecodeError
 from ..filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
-from .base import DEFAULT_FPS, Decoder, Resize, Time
+from .base import DEFAULT_FPS, MAX_PIXELS, Decoder, Resize, Time, megapixels, too_large
+from .image_header import image_size, read_size
 
 
 _DIGITS = re.compile(r"(\d+)")
@@ -74,6 +86,27 @@ def check_input_fps(fps: float) -> float:
     return f
 
 
+#: the causes an image is skipped for, in the order failure reasons list them
+SKIP_CAUSES = ("too large", "other size", "unreadable")
+
+
+def folder_size(sizes: List[Optional[Tuple[int, int]]]) -> Optional[Tuple[int, int]]:
+    """The size most of ``sizes`` share (ties: the earliest); None when there is none.
+
+    Args:
+        sizes: (width, height) in pixels of each image, in frame order; None for an image
+            whose size is unknown (it does not vote).
+    """
+    counts = Counter(s for s in sizes if s is not None)
+    if not counts:
+        return None
+    first = {}
+    for k, s in enumerate(sizes):
+        if s is not None:
+            first.setdefault(s, k)
+    return max(counts, key=lambda s: (counts[s], -first[s]))
+
+
 class FolderReader(Decoder):
     """Streams a frame folder (see the module docstring).
 
@@ -97,8 +130,19 @@ class FolderReader(Decoder):
             raise DecodeError(f"{self.path}: a folder without images ({', '.join(IMAGE_EXTENSIONS)}) "
                               f"or videos")
         self.container_frames = len(self.names)
-        self._skipped: List[str] = []
-        self._size: Optional[Tuple[int, int]] = None
+        self._skipped: List[str] = []  # one message per skipped image, for the warning
+        self._skipped_by: Dict[str, List[str]] = {c: [] for c in SKIP_CAUSES}  # names (+ size)
+        # sizes from the headers: the folder's size is the one most images share
+        self._headers = [self._header(n) for n in self.names]
+        usable = [s if s is not None and not too_large(*s) else None for s in self._headers]
+        self._vote = folder_size(usable)
+        known = [s for s in usable if s is not None]
+        if len(known) >= 2 and len(set(known)) == len(known):
+            listed = ", ".join(f"{n} {s[0]}x{s[1]}" for n, s in zip(self.names, usable)
+                               if s is not None)
+            raise DecodeError(f"{self.path}: no two of its {len(known)} images share a size "
+                              f"({_clip(listed)}); a frame folder's frames have one size")
+        self._size: Optional[Tuple[int, int]] = None  # the decoded size of the used images
         self._start()
 
     def _remote_images(self) -> List[str]:
@@ -109,6 +153,16 @@ class FolderReader(Decoder):
                                                  exc)) from None
         return sorted((n for n in names if n.lower().endswith(IMAGE_EXTENSIONS)
                        and not n.startswith(".")), key=natural_key)
+
+    def _header(self, name: str) -> Optional[Tuple[int, int]]:
+        """(width, height) from the image file's header, None when unknown."""
+        if self._remote is None:
+            return image_size(os.path.join(self.path, name))
+        try:
+            with self._remote.open_read(name, block=1 << 16, blocks=1) as fh:
+                return read_size(fh)
+        except Exception:  # noqa: BLE001 - unknown here; decoding says what is wrong
+            return None
 
     def _read(self, name: str) -> Optional[np.ndarray]:
         """The image file's bytes as uint8 (n,), None when empty."""
@@ -123,29 +177,61 @@ class FolderReader(Decoder):
         return np.fromfile(full, dtype=np.uint8) if os.path.getsize(full) else None
 
     def _no_frames_reason(self) -> str:
-        return (f"{self.path}: none of its {len(self.names)} images decodes "
-                f"({'; '.join(self._skipped[:3])})")
+        n = len(self.names)
+        images = f"{n} image{'s' if n != 1 else ''}"
+        if len(self._skipped_by["unreadable"]) == len(self._skipped):
+            return f"{self.path}: none of its {images} decodes ({'; '.join(self._skipped[:3])})"
+        return f"{self.path}: none of its {images} is used: {self.skipped_summary()}"
 
     def _raw(self) -> Iterator[Tuple[np.ndarray, Optional[Time]]]:
         for i, name in enumerate(self.names):
+            header = self._headers[i]
+            if header is not None and too_large(*header):
+                w, h = header
+                self._skip("too large", f"{name} {w}x{h}",
+                           f"{name} is {w}x{h} ({megapixels(w, h)}), over the limit of "
+                           f"{megapixels(MAX_PIXELS, 1)}; not decoded")
+                continue
+            want = self._size or self._vote
+            if header is not None and self._vote is not None and header != self._vote:
+                self._skip("other size", f"{name} {header[0]}x{header[1]}",
+                           f"{name} is {header[0]}x{header[1]}, most of the folder's images "
+                           f"are {want[0]}x{want[1]}")
+                continue
             data = self._read(name)
             img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
             if img is None:
-                self._skip(f"{name} does not decode as an image (damaged or empty)")
+                self._skip("unreadable", name, f"{name} does not decode as an image (damaged or empty)")
                 continue
             h, w = img.shape[:2]
-            if self._size is None:
-                self._size = (w, h)
-            elif (w, h) != self._size:
-                self._skip(f"{name} is {w}x{h}, the folder's first image is "
-                           f"{self._size[0]}x{self._size[1]}")
+            if self._size is None and (self._vote is None or header is not None
+                                       or (w, h) == self._vote):
+                self._size = (w, h)  # the first decoded image of the folder's size sets it
+            if (w, h) != self._size:
+                want = self._size or self._vote
+                self._skip("other size", f"{name} {w}x{h}",
+                           f"{name} is {w}x{h}, most of the folder's images are "
+                           f"{want[0]}x{want[1]}")
                 continue
             yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB), Fraction(i) / self._fps_q
         self._last_duration = 1 / self._fps_q
 
-    def _skip(self, why: str) -> None:
+    def _skip(self, cause: str, item: str, why: str) -> None:
         self.decode_errors += 1
         self._skipped.append(why)
+        self._skipped_by[cause].append(item)
+
+    def skipped_summary(self) -> str:
+        """"4 skipped (other size: f_0002.png 20000x20000, ...; unreadable: x.jpg)"; "" if none."""
+        if not self._skipped:
+            return ""
+        parts = []
+        for cause in SKIP_CAUSES:
+            items = self._skipped_by[cause]
+            if items:
+                more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+                parts.append(f"{cause}: {', '.join(items[:3])}{more}")
+        return f"{len(self._skipped)} skipped ({'; '.join(parts)})"
 
     @property
     def period(self) -> Time:
@@ -160,3 +246,7 @@ class FolderReader(Decoder):
 
     def describe(self) -> dict:
         return {"name": self.name, "opencv": cv2.__version__}
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + " ..."

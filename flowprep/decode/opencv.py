@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from ..errors import DecodeError
-from .base import MAX_BAD_READS, Decoder, Resize, Time, check_file, diagnose
+from .base import (MAX_BAD_READS, Decoder, Resize, Time, check_declared_size, check_file,
+                   diagnose)
 
 #: codecs OpenCV's PyPI wheels cannot decode (their FFmpeg has no decoder for them)
 UNSUPPORTED_CODECS = ("av1",)
@@ -77,6 +78,12 @@ class OpenCVReader(Decoder):
         if not self._cap.isOpened():
             self._cap.release()
             raise DecodeError(f"{self.path}: not a readable video ({diagnose(self.path)})")
+        try:  # an absurd declared frame size: refused before a frame is decoded
+            check_declared_size(self.path, int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+                                int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        except DecodeError:
+            self._cap.release()
+            raise
         self._cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
         fps = self._cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else 0.0

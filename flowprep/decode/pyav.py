@@ -25,7 +25,8 @@ from typing import Iterator, Optional, Tuple
 import numpy as np
 
 from ..errors import DecodeError
-from .base import MAX_BAD_READS, Decoder, Resize, Time, check_file, diagnose, diagnose_file
+from .base import (MAX_BAD_READS, Decoder, Resize, Time, check_declared_size, check_file,
+                   diagnose, diagnose_file)
 
 
 def ffmpeg_version() -> str:
@@ -77,6 +78,11 @@ class PyAVReader(Decoder):
                 else self._diagnose(opened=True)
             raise DecodeError(f"{self.path}: no video stream ({what})")
         self._stream = st = self._container.streams.video[0]
+        try:  # an absurd declared frame size: refused before a frame is decoded
+            check_declared_size(self.path, st.codec_context.width, st.codec_context.height)
+        except DecodeError:
+            self._container.close()
+            raise
         st.thread_type = "AUTO"
         st.codec_context.thread_count = int(threads)
         self.threads = int(threads)

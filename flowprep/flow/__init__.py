@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import BackendUnavailable, ConfigError
 from .base import FlowBackend
@@ -34,7 +34,7 @@ CPU_ALGOS = ("tvl1", "farneback", "dis")
 def default_params(algo: str) -> Dict[str, Any]:
     """The default parameters of ``algo`` (a fresh dict)."""
     if algo == "tvl1":
-        from .torch_tvl1 import TVL1_DEFAULTS  # importable without torch
+        from .tvl1_params import TVL1_DEFAULTS
         return dict(TVL1_DEFAULTS)
     if algo == "farneback":
         return dict(FARNEBACK_DEFAULTS)
@@ -87,8 +87,8 @@ def merge_params(algo: str, overrides: Optional[Mapping[str, Any]] = None) -> Di
                 f"unknown parameter {key!r} for {algo}; valid: {', '.join(sorted(params))}")
         params[key] = _coerce(key, value, params[key])
     if algo == "tvl1":
-        from .torch_tvl1 import validate_tvl1_params  # importable without torch
-        params = validate_tvl1_params(params)
+        from .tvl1_params import validate_tvl1_params
+        params = validate_tvl1_params(params)  # the run's one check (a TVL1Params)
     if algo == "dis" and params["preset"] not in DIS_PRESETS:
         raise ConfigError(f"dis preset must be one of {', '.join(DIS_PRESETS)}, got {params['preset']!r}")
     return params
@@ -120,11 +120,37 @@ def parse_device(device: str) -> Tuple[str, List[int]]:
     raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or cuda:N,M,..., got {device!r}")
 
 
+#: files whose presence means a GPU driver may be installed: NVIDIA's kernel driver and
+#: device nodes, WSL's GPU paravirtualization, AMD's ROCm (torch.cuda runs on HIP there)
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/nvidia0",
+                    "/dev/dxg", "/dev/kfd")
+
+
+def gpu_driver_present(paths: Sequence[str] = GPU_DRIVER_PATHS) -> bool:
+    """Whether a GPU could exist here, decided without importing torch (~0.1 ms).
+
+    True when one of ``paths`` exists or the CUDA driver library (libcuda) is on the
+    loader's path. False means no CUDA device can be visible to any library, so
+    ``--device auto`` picks the CPU without asking PyTorch (whose import costs 1-2 s).
+    Set FLOWPREP_ASSUME_GPU=1 to skip this check (torch then decides, as before).
+    """
+    import os
+    if os.environ.get("FLOWPREP_ASSUME_GPU", "").strip() == "1":
+        return True
+    if any(os.path.exists(p) for p in paths):
+        return True
+    import ctypes.util
+    return ctypes.util.find_library("cuda") is not None
+
+
 def torch_cuda_device_count() -> int:
-    """GPUs a CUDA build of PyTorch sees; 0 without torch (imported only here, lazily)."""
+    """GPUs a CUDA build of PyTorch sees; 0 without torch, or without any GPU driver here
+    (then torch is not imported: :func:`gpu_driver_present`)."""
     try:
         import importlib.util
         if importlib.util.find_spec("torch") is None:
+            return 0
+        if not gpu_driver_present():
             return 0
         import torch
         return int(torch.cuda.device_count()) if torch.cuda.is_available() else 0

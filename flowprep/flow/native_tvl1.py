@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import BackendUnavailable, ConfigError
 from .base import FlowBackend
-from .torch_tvl1 import TVL1_DEFAULTS, validate_tvl1_params
+from .tvl1_params import TVL1_DEFAULTS, tvl1_params, validate_tvl1_params
 
 try:  # the optional C extension
     # the compiled extension (a leaf: importlib, so no import of the package __init__)
@@ -147,7 +147,9 @@ class NativeTVL1(FlowBackend):
     def __init__(self, params: Optional[Dict[str, Any]] = None, device: str = "cpu") -> None:
         if device != "cpu":
             raise BackendUnavailable(f"the native TV-L1 runs on the CPU only, got device {device!r}")
-        super().__init__(validate_tvl1_params(params), "cpu")
+        checked = tvl1_params(params)  # a run's params come checked (flow.merge_params)
+        super().__init__(checked, "cpu")
+        self.params = checked
         self._ext = _require()
 
     def compute(self, prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:

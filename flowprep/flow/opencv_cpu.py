@@ -47,6 +47,8 @@ class OpenCVTVL1(FlowBackend):
     algo, implementation = "tvl1", "opencv-cpu"
 
     def __init__(self, params: Dict[str, Any], device: str = "cpu") -> None:
+        from .tvl1_params import tvl1_params
+        params = tvl1_params(params)  # a run's params come checked (flow.merge_params)
         super().__init__(params, device)
         self._of = cv2.optflow.DualTVL1OpticalFlow_create()
         for key, name in _TVL1_SETTERS.items():

@@ -64,11 +64,11 @@ next(x + d(x)) ~ prev(x) -- the same sign convention as OpenCV's
 ``calc(prev, next)``.
 
 torch is optional for flowprep: this module imports it only inside functions,
-so ``TVL1_DEFAULTS`` and parameter validation work without it.
+and its parameters, defaults and validation live in flowprep/flow/tvl1_params.py (shared
+with the native and OpenCV backends; importable here too, as before).
 """
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -76,6 +76,7 @@ import numpy as np
 
 from flowprep.errors import BackendUnavailable, ConfigError
 from flowprep.flow.base import FlowBackend
+from flowprep.flow.tvl1_params import TVL1_DEFAULTS, tvl1_params, validate_tvl1_params  # noqa: F401
 
 __all__ = [
     "TVL1_DEFAULTS",
@@ -85,99 +86,9 @@ __all__ = [
     "auto_batch_size",
 ]
 
-#: TV-L1 parameters and their defaults (OpenCV's). Keys map one-to-one onto
-#: cv2.optflow.DualTVL1OpticalFlow setters: tau -> setTau, lambda -> setLambda,
-#: theta -> setTheta, nscales -> setScalesNumber, warps -> setWarpingsNumber,
-#: epsilon -> setEpsilon, inner_iterations -> setInnerIterations,
-#: outer_iterations -> setOuterIterations, scale_step -> setScaleStep,
-#: gamma -> setGamma, median_filtering -> setMedianFiltering.
-TVL1_DEFAULTS: Dict[str, Any] = {
-    "tau": 0.25,
-    "lambda": 0.15,
-    "theta": 0.3,
-    "nscales": 5,
-    "warps": 5,
-    "epsilon": 0.01,
-    "inner_iterations": 30,
-    "outer_iterations": 10,
-    "scale_step": 0.8,
-    "gamma": 0.0,
-    "median_filtering": 5,
-}
-
 _INSTALL_HINT = "pip install 'flowprep[torch]'"
 _MIN_LEVEL_SIDE = 16  # OpenCV stops adding pyramid levels below this side
 _BYTES_PER_PIXEL = 400  # rough peak memory per pixel of one pair (see auto_batch_size)
-
-
-# --------------------------------------------------------------------------
-# parameters
-
-
-def validate_tvl1_params(params: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
-    """Merge ``params`` over ``TVL1_DEFAULTS`` and check every value.
-
-    Args:
-        params: some of the keys of ``TVL1_DEFAULTS`` (None or {} for defaults).
-    Returns:
-        A new dict with every key of ``TVL1_DEFAULTS``, ints as int, reals as float.
-    Raises:
-        ConfigError: an unknown key (the message lists the valid ones) or a bad value.
-    """
-    params = dict(params or {})
-    valid = ", ".join(TVL1_DEFAULTS)
-    for key in params:
-        if key not in TVL1_DEFAULTS:
-            raise ConfigError(
-                f"unknown TV-L1 parameter {key!r}; valid parameters are: {valid}"
-            )
-    merged = dict(TVL1_DEFAULTS)
-    merged.update(params)
-
-    def real(key: str, low: float, low_ok: bool, high: float = math.inf, high_ok: bool = True) -> None:
-        value = merged[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-            raise ConfigError(f"TV-L1 parameter {key!r} must be a number, got {value!r}")
-        value = float(value)
-        ok_low = value >= low if low_ok else value > low
-        ok_high = value <= high if high_ok else value < high
-        if not (ok_low and ok_high and math.isfinite(value)):
-            lo = "[" if low_ok else "("
-            hi = "]" if high_ok else ")"
-            raise ConfigError(
-                f"TV-L1 parameter {key!r} must be in {lo}{low}, {high}{hi}, got {value!r}"
-            )
-        merged[key] = value
-
-    def integer(key: str, low: int) -> None:
-        value = merged[key]
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-            if isinstance(value, (float, np.floating)) and float(value).is_integer():
-                value = int(value)
-            else:
-                raise ConfigError(f"TV-L1 parameter {key!r} must be an integer, got {value!r}")
-        value = int(value)
-        if value < low:
-            raise ConfigError(f"TV-L1 parameter {key!r} must be >= {low}, got {value!r}")
-        merged[key] = value
-
-    real("tau", 0.0, False)
-    real("lambda", 0.0, False)
-    real("theta", 0.0, False)
-    real("epsilon", 0.0, True)
-    real("scale_step", 0.0, False, 1.0, False)
-    real("gamma", 0.0, True)
-    integer("nscales", 1)
-    integer("warps", 1)
-    integer("inner_iterations", 1)
-    integer("outer_iterations", 1)
-    integer("median_filtering", 0)
-    if merged["median_filtering"] not in (0, 1, 3, 5):
-        raise ConfigError(
-            "TV-L1 parameter 'median_filtering' must be 3 or 5 (the median filter size, "
-            f"as cv2.medianBlur allows for float flow) or 0/1 for none, got {merged['median_filtering']!r}"
-        )
-    return merged
 
 
 # --------------------------------------------------------------------------
@@ -758,7 +669,7 @@ def tvl1_batch(prev, nxt, params: Optional[Mapping[str, Any]] = None, device: An
         ConfigError: bad parameters, shapes or device string.
         BackendUnavailable: torch or the device is missing.
     """
-    p = validate_tvl1_params(params)
+    p = tvl1_params(params)  # checked here unless the backend checked them already
     torch = _torch()
     dev = _resolve_device(device)
     numpy_in = isinstance(prev, np.ndarray)
@@ -812,10 +723,11 @@ class TorchTVL1Backend(FlowBackend):
     def __init__(self, params: Optional[Dict[str, Any]] = None, device: str = "cpu",
                  batch_size: Optional[int] = None, *, compile: bool = False,
                  threads: Optional[int] = None) -> None:
-        merged = validate_tvl1_params(params)
+        merged = tvl1_params(params)  # a run's params come checked (flow.merge_params)
         torch = _torch()
         dev = _resolve_device(device)
         super().__init__(merged, str(dev))
+        self.params = merged  # kept as TVL1Params: tvl1_batch does not check them again
         if batch_size is not None:
             if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
                 raise ConfigError(f"batch_size must be a positive integer or None, got {batch_size!r}")

@@ -16,6 +16,9 @@ Parts (each a small module; the dataset composes them)
               frames and clips, RGB differences (functions of what was read)
     source    FlowSource, the one place flow payloads, means and ranges are read
     dataset   TwoStreamDataset: options, store checks, per-worker video cache, seeding
+    streaming StreamingTwoStreamDataset: an iterable over the store's shards read in
+              sequence, split across ranks and workers, each video once an epoch, its
+              sample TwoStreamDataset's (streaming.py states the rules)
 
 Snippets and indices (N = num_flows, F = num_frames, s = the store's step, L = length)
     Flow i is the displacement from frame i to frame i+s (pixels of the stored

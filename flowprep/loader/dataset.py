@@ -217,6 +217,7 @@ class TwoStreamDataset:
         self._videos: "OrderedDict[str, Tuple[Video, Dict[str, Any]]]" = OrderedDict()
         st = self._store
         self._check_store(st)
+        self._check_shards(st)
         self.video_ids, list_labels = self._resolve_videos(st, videos)
         if labels is not None:
             missing = [v for v in self.video_ids if v not in labels]
@@ -268,6 +269,22 @@ class TwoStreamDataset:
                     f"{self.root}: flow_scale='unit' divides by the fixed bound B, but this "
                     f"store is quantized {scheme!r} (no common bound): use flow_scale='pixels', "
                     "or extract with --quant fixed --bound B")
+
+    def _check_shards(self, st: Store) -> None:
+        """Refuse a sharded store whose index names a missing shard (its videos would be
+        silently left out, or read from older copies): StoreError naming part and shard."""
+        from ..store import registry
+        from ..store.shards import missing_shards
+        if not registry.get(st.format).sharded:
+            return
+        missing = missing_shards(st.root)
+        if missing:
+            part, shard, n = missing[0]
+            more = f" (and {len(missing) - 1} more shards)" if len(missing) > 1 else ""
+            raise StoreError(f"{st.root}: index part index/{part} names shard shards/{shard}, "
+                             f"which is missing{more}: {n} video{'s' if n != 1 else ''} "
+                             f"unreadable; run flowprep verify, then rerun the extract to "
+                             f"redo them")
 
     def _resolve_videos(self, st: Store, videos: Any) -> Tuple[List[str], Optional[List[int]]]:
         known = set(st.video_ids)

@@ -56,11 +56,13 @@ import socket
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import BackendUnavailable, ConfigError, DiskFullError, FlowprepError
-from .pipeline import failed_result, not_processed, timed_out_reason
 from ..fsutil import atomic_write_json, read_json, storage_error
+from .ledger import (Ledger, VideoResult, disk_full_reason, failed, full_disk_message,
+                     not_processed, time_limit, timed_out_reason)
 
 INSTALL_HINT = "pip install 'flowprep[dask]'"
 CONNECT_TIMEOUT_S = 30
@@ -203,7 +205,7 @@ class _WorkerState:
             self.slot_fd = None
 
     def close(self) -> List[str]:
-        """Seal and close the writer; the ids it published since the last drain."""
+        """Seal and close the writer; the ids it published since it was last asked."""
         if self.retired:
             return []
         try:
@@ -328,7 +330,7 @@ class _Watchdog:
                 entries = list(self.running.values())
             for e in entries:
                 opts, elapsed = e["opts"], now - e["t0"]
-                if elapsed > opts.timeout + opts.timeout_per_frame * e["frames"]:
+                if elapsed > time_limit(opts, e["frames"]):
                     try:
                         os.makedirs(os.path.dirname(e["marker"]), exist_ok=True)
                         atomic_write_json(e["marker"], {"reason": timed_out_reason(
@@ -354,45 +356,75 @@ def _timed_out(job_path: str, video_id: str) -> Optional[str]:
         return None
 
 
-def _process_task(vin, job_path: str) -> Dict[str, Any]:
+@dataclass
+class TaskOutcome:
+    """What the dask task of one video returns to the client.
+
+    kind: "done" (``result`` holds the video's VideoResult), "fatal" (the worker could not
+    start its backend or writer: ``reason``; the run stops) or "stopped" (the task started
+    after the run was stopped and did nothing). ``writer``: the tag of the worker thread's
+    writer; ``published``: the ids it published since its last report; ``disk_full``: the
+    video's write hit a full disk (the run stops).
+    """
+
+    kind: str
+    result: Optional[VideoResult] = None
+    reason: str = ""
+    writer: Optional[str] = None
+    published: List[str] = field(default_factory=list)
+    disk_full: bool = False
+    device: str = ""
+    host: str = ""
+
+
+_PROCESS = None
+
+
+def _process_function():
+    """process_video, or behind a test's fault (faults.wrap; the variable is read once)."""
+    global _PROCESS
+    if _PROCESS is None:
+        from . import faults
+        from .pipeline import process_video
+        _PROCESS = faults.wrap(process_video)
+    return _PROCESS
+
+
+def _process_task(vin, job_path: str) -> TaskOutcome:
     """The dask task of one video (runs on a worker). Never raises for a video's own error."""
-    from .pipeline import process_video
-    base = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
     if _run_stopped(os.path.basename(os.path.dirname(job_path))):
-        return dict(base, status="stopped")  # touch nothing: the client reports it
+        return TaskOutcome("stopped")  # touch nothing: the client reports it
     reason = _timed_out(job_path, vin.video_id)
     if reason is not None:  # it hung a worker before, which was killed: it fails now
-        return dict(base, status="failed", reason=reason)
+        return TaskOutcome("done", failed(vin, reason))
     try:
         job = _load_job(job_path)
         st = _state_for(job, os.path.basename(os.path.dirname(job_path)))
     except FlowprepError as exc:
-        return dict(base, status="fatal", reason=f"{socket.gethostname()}: {exc}")
+        return TaskOutcome("fatal", reason=f"{socket.gethostname()}: {exc}")
+    process = _process_function()
+    disk_full = False
     with st.lock:
         frames = _WATCHDOG.begin(vin, job.opts, _timeout_marker(job_path, vin.video_id))
         try:
-            res = process_video(vin, job, st.backend, st.writer, progress=frames)
+            res = process(vin, job, st.backend, st.writer, progress=frames)
         except DiskFullError as exc:  # the run stops (the client says so)
-            res = dict(base, status="failed", reason=f"{vin.path}: not stored: {exc}",
-                       stop="disk full", writer_error=True)
+            res = failed(vin, disk_full_reason(vin, exc))
+            res.writer_error = disk_full = True
         except Exception as exc:  # noqa: BLE001 - process_video returns errors; never lose one
             err = storage_error(exc)
-            res = dict(base, status="failed", writer_error=True,
-                       reason=f"writing the store failed: {err}" if err is not None
-                       else f"internal error {type(exc).__name__}: {exc}")
+            res = failed(vin, f"writing the store failed: {err}" if err is not None
+                         else f"internal error {type(exc).__name__}: {exc}")
+            res.writer_error = True
         finally:
             _WATCHDOG.end()
-        res["published_ids"] = st.writer.drain_published()
-        if res.pop("writer_error", False):
-            # as a local worker is retired: the writer's state is unknown, so its open
-            # shard is never sealed; the videos committed there are redone
+        published = st.writer.drain_published()
+        if res.writer_error:
+            # the ledger retires the writer: its state is unknown, so its open shard is
+            # never sealed; the videos committed there are redone
             st.retire()
-            res["retired"] = True
-        res["tag"] = st.tag
-        res["device"] = st.device
-        res["host"] = socket.gethostname()
-        res["pid"] = os.getpid()
-    return res
+    return TaskOutcome("done", res, writer=st.tag, published=published, disk_full=disk_full,
+                       device=st.device, host=socket.gethostname())
 
 
 def _close_run(token: str) -> Dict[str, Optional[List[str]]]:
@@ -421,40 +453,24 @@ def _close_run(token: str) -> Dict[str, Optional[List[str]]]:
 
 # --------------------------------------------------------------------------- client side
 
-def full_disk_message(root: str) -> str:
-    """Why a run stopped on a full disk (the words of local.run_local)."""
-    return (f"no space left on the store's filesystem ({root}); free some space and "
-            f"rerun the same command: published videos are kept and skipped")
-
-
-def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any]]:
-    """Process ``videos`` on the dask cluster at ``address``; one result dict per video.
-
-    The result dicts are those of local.run_local: {"video_id", "input",
-    "status": "published" | "failed", "reason", "frames", "flows", ...}.
-    Sets ``report.stopped`` when the run ended early (disk full, a backend that
-    cannot start on a worker, the scheduler lost).
-    """
+def run_dask(videos: List[Any], job, address: str, ledger: Ledger) -> None:
+    """Process ``videos`` on the dask cluster at ``address``; every result goes to
+    ``ledger`` (which stops the run on a full disk, a backend that cannot start on a
+    worker, or the scheduler lost)."""
     if not videos:
-        return []
+        return
     import pickle
     distributed = _distributed()
     from distributed.scheduler import KilledWorker
     from ..fsutil import atomic_write_bytes
-    from ..progress import Progress
 
     client = connect(address)
     token = os.path.basename(job.tmp_root)
     job_path = os.path.join(job.tmp_root, JOB_FILE)
     atomic_write_bytes(job_path, pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL))
-    progress = Progress(len(videos), enabled=job.opts.progress)
-    results: Dict[str, Dict[str, Any]] = {}
+    progress = ledger.progress
     attempts: Dict[str, int] = {}
     pending: Dict[Any, Any] = {}  # future -> VideoInput
-    unsealed: Dict[str, Dict[str, Any]] = {}  # writer tag -> {video_id: VideoInput}
-    retired = set()  # tags of writers retired after a write error: they never seal again
-    lost_once = set()
-    stopping: Optional[str] = None
 
     def submit(vins) -> list:
         keys = []
@@ -466,18 +482,10 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
         pending.update(zip(futs, vins))
         return futs
 
-    def seal(tag: str, ids) -> None:
-        box = unsealed.get(tag)
-        if box:
-            for vid in ids:
-                box.pop(vid, None)
-
     def stop(why: str) -> None:
         """Stop the run: tasks not started are cancelled, running ones end normally."""
-        nonlocal stopping
-        if stopping is not None:
+        if not ledger.stop(why):
             return
-        stopping = why
         futs = list(pending)
         try:
             # first the event: a task that starts from now on does nothing ...
@@ -493,52 +501,21 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
         except Exception:  # noqa: BLE001 - the scheduler may be gone already
             pass
 
-    def requeue(lost, why: str) -> list:
-        """Videos reported published whose shard was never sealed: the ones to submit
-        again (once); the rest get their result here."""
-        redo = []
-        for vin in lost:
-            progress.done -= 1
-            if stopping is not None:
-                results[vin.video_id] = not_processed(vin, stopping)
-                progress.video_done(False)
-            elif vin.video_id in lost_once:
-                results[vin.video_id] = failed_result(
-                    vin, f"{vin.path}: computed twice, and its HDF5 shard was never "
-                         f"sealed either time ({why})")
-                progress.video_done(False)
-            else:
-                lost_once.add(vin.video_id)
-                results.pop(vin.video_id, None)
-                redo.append(vin)
-        return redo
-
-    def handle(vin, res: Dict[str, Any]) -> None:
-        status = res.get("status")
-        if status == "fatal":  # the worker could not start its backend or writer
-            stop(res["reason"])
-            results[vin.video_id] = not_processed(vin, stopping)
+    def handle(vin, out: TaskOutcome) -> None:
+        if out.kind == "fatal":  # the worker could not start its backend or writer
+            stop(out.reason)
+            ledger.record(vin, not_processed(vin, ledger.stopped))
             return
-        if status == "stopped":  # it started after the run was stopped: it did nothing
-            results[vin.video_id] = not_processed(vin, stopping or "the run was stopped")
+        if out.kind == "stopped":  # it started after the run was stopped: it did nothing
+            ledger.record(vin, not_processed(vin, ledger.stopped or "the run was stopped"))
             return
-        published = set(res.pop("published_ids", []))
-        tag = res.pop("tag", None)
-        res.pop("pid", None)
-        if res.pop("stop", None):
+        if out.disk_full:
             stop(full_disk_message(job.root))
-        if tag is not None:
-            seal(tag, published)
-            if status == "published" and vin.video_id not in published:
-                unsealed.setdefault(tag, {})[vin.video_id] = vin
-        results[vin.video_id] = res
-        progress.frames(int(res.get("frames") or 0))
-        progress.video_done(status == "published")
-        if tag is not None and (res.pop("retired", False) or tag in retired):
+        progress.frames(int(out.result.frames or 0))
+        ledger.record(vin, out.result, out.writer, out.published)
+        if ledger.is_retired(out.writer):
             # its writer dropped its open shard: what it had committed there is redone now
-            retired.add(tag)
-            redo = requeue(list(unsealed.pop(tag, {}).values()),
-                           "its dask worker's writer was retired after a write error")
+            redo = ledger.requeue_unsealed(out.writer, "was retired after a write error")
             if redo:
                 ac.update(submit(redo))
 
@@ -556,21 +533,17 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                         and isinstance(value[1], BaseException):
                     value = value[1]  # an erred task: as_completed gives (type, exception, tb)
                 if isinstance(value, KilledWorker):
-                    results[vin.video_id] = failed_result(
-                        vin, _timed_out(job_path, vin.video_id)
-                        or f"{vin.path}: every dask worker that processed it died "
-                           f"(crash, or killed for memory); dask gave up on it ({value})")
-                    progress.video_done(False)
+                    ledger.fail(vin, _timed_out(job_path, vin.video_id)
+                                or f"{vin.path}: every dask worker that processed it died "
+                                   f"(crash, or killed for memory); dask gave up on it ({value})")
                 elif isinstance(value, BaseException):
-                    if stopping is not None:
-                        results[vin.video_id] = not_processed(vin, stopping)
-                    elif isinstance(value, ImportError):
+                    if ledger.stopped is None and isinstance(value, ImportError):
                         stop(f"the dask workers cannot import flowprep ({value})")
-                        results[vin.video_id] = not_processed(vin, stopping)
+                    if ledger.stopped is not None:
+                        ledger.record(vin, not_processed(vin, ledger.stopped))
                     else:
-                        results[vin.video_id] = failed_result(
-                            vin, f"internal error on a dask worker {type(value).__name__}: {value}")
-                        progress.video_done(False)
+                        ledger.fail(vin, f"internal error on a dask worker "
+                                         f"{type(value).__name__}: {value}")
                 else:
                     handle(vin, value)
                 progress.tick()
@@ -581,10 +554,9 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                     continue
                 for tag, ids in out.items():
                     if ids is not None:
-                        seal(tag, ids)
-            lost = [vin for box in unsealed.values() for vin in box.values()]
-            unsealed.clear()
-            redo = requeue(lost, "its dask worker was lost, or could not seal it")
+                        ledger.sealed(tag, ids)
+            redo = [vin for tag in ledger.writers_unsealed()
+                    for vin in ledger.requeue_unsealed(tag, "was lost, or could not seal its shard")]
             if not redo:
                 break
             ac.update(submit(redo))
@@ -598,8 +570,7 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
     except (OSError, TimeoutError) as exc:  # the scheduler went away
         stop(f"lost the dask scheduler at {address}: {type(exc).__name__}: {exc}")
     finally:
-        progress.close()
-        if stopping is not None:
+        if ledger.stopped is not None:
             try:  # the event lives on the scheduler
                 distributed.Event(_stop_event_name(token), client=client).clear()
             except Exception:  # noqa: BLE001
@@ -609,15 +580,6 @@ def run_dask(videos: List[Any], job, address: str, report) -> List[Dict[str, Any
                 client.run(_close_run, token, on_error="ignore", wait=False)
             except Exception:  # noqa: BLE001
                 pass
-    for vin in pending.values():
-        results.setdefault(vin.video_id, not_processed(vin, stopping or "cancelled"))
-    for box in unsealed.values():  # committed into shards that were never sealed
-        for vin in box.values():
-            results[vin.video_id] = not_processed(vin, stopping or "its shard was not sealed")
-    if stopping:
-        report.stopped = stopping
-        for vin in videos:
-            results.setdefault(vin.video_id, not_processed(vin, stopping))
-    # every video comes back in exactly one result dict
-    return [results.get(v.video_id) or not_processed(v, "no result came back from the cluster")
-            for v in videos]
+    for vin in pending.values():  # cancelled: ledger.finish reports the rest
+        if vin.video_id not in ledger.results:
+            ledger.results[vin.video_id] = not_processed(vin, ledger.stopped or "cancelled")

@@ -1,8 +1,11 @@
-"""One video through the stages, and many videos in parallel.
+"""A run of ``flowprep extract``: the entry point behind the CLI and ``flowprep.extract``.
 
-    decode -> grey -> flow (t -> t+step[, and back]) -> quantize + mean -> store
+    options (options.py: checked, preset resolved) -> flow backend resolved -> inputs
+    discovered, this shard's part -> store config + run lock -> skip the published ->
+    a runner (local.py or dask.py) over a Ledger (ledger.py) -> failure records,
+    annotation lists -> Report
 
-``extract`` is the library entry point behind ``flowprep extract``.
+One video's stages are pipeline.py's ``process_video``; docs/code_map.md maps the rest.
 """
 from __future__ import annotations
 
@@ -11,131 +14,26 @@ import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
 import cv2
 import numpy as np
 
 from .._version import __version__
-from .. import quantize as qz
-from ..decode import DECODERS, Resize, decoder_info
-from ..decode.folder import check_input_fps
-from ..decode.select import check_selection
+from ..decode import decoder_info
 from ..errors import ConfigError, WriteError
 from ..flow import FlowChoice, merge_params, resolve
 from ..flow.warp import check_supported as check_warp_supported, settings_from
 from ..fsutil import storage_error as _storage_error
 from ..inputs import class_names, discover, parse_shard, select_shard
+from .ledger import Ledger
 from .local import run_local  # the runners sit above pipeline.py, extract.py above them
-# the one-video pipeline and its helpers (importable from here too, as before)
-from .pipeline import (TASKS, Job, failed_result, not_processed, process_video,  # noqa: F401
-                       rgb_only_choice, timed_out_reason)
+from .options import ExtractOptions, make_options  # noqa: F401  (ExtractOptions: importable here)
+from .pipeline import Job, rgb_only_choice
+from ..store import published_keys, registry
 from ..remote import is_url
-from ..store import FORMATS, published_keys, registry
 from ..store.base import (STORE_FILE, config_key, read_store_file, record_failure,
                          write_store_file, STORE_VERSION)
-
-
-@dataclass(frozen=True)
-class ExtractOptions:
-    """Every option of ``flowprep extract`` (see DESIGN.md, The command line).
-
-    Attributes:
-        algo: "tvl1" | "farneback" | "dis" | "brox".
-        device: "auto" | "cpu" | "cuda" | "cuda:N" | "cuda:N,M".
-        backend: "auto" | "native" | "opencv" | "torch" (native: flowprep's compiled
-            TV-L1, what auto picks for tvl1 on the CPU; see flowprep.flow.resolve).
-        params: algorithm parameter overrides (strings or values).
-        format: "jpeg" | "hdf5".
-        short_side: resize short side in pixels (0 keeps the size); ignored with size.
-        size: (width, height) in pixels, or None.
-        bound: B in pixels for fixed quantization.
-        quant: "fixed" | "adaptive".
-        step: K, flow from frame t to t+K.
-        backward: also store the flow from t+K back to t.
-        warped: also store TSN's warped flow (camera homography removed, see
-            docs/warped.md): False, True (default settings), or a dict of
-            flowprep.flow.warp.WarpSettings fields.
-        jpeg_quality: 1..100.
-        jobs: parallel worker processes (None: the machine's cores).
-        shard: "I/N" (0-based) or None (from SLURM_ARRAY_TASK_* when set).
-        scheduler: dask.distributed scheduler address, or None for local processes.
-        force: recompute published videos.
-        timeout: per-video limit in seconds is timeout + timeout_per_frame x frames decoded.
-        batch_size: frame pairs per flow call (torch backend), None = backend's choice.
-        shard_size: HDF5 shard size limit in bytes.
-        payload: HDF5 frame payload, "jpeg" (same bytes as the JPEG store) or "raw".
-        progress: draw a progress line on stderr.
-        task: "both" | "rgb" | "flow": what is stored (rgb: no flow computed; flow: no RGB files).
-        decoder: "auto" | "pyav" | "opencv" (video files; frame folders have their own reader).
-        fps: output frames/s by presentation time (FFmpeg's fps filter), None keeps every frame.
-        start, end: seconds; keep the frames shown at start <= t < end (None: no bound).
-        input_fps: frames/s of frame-folder inputs (None: 25).
-    """
-
-    algo: str = "tvl1"
-    device: str = "auto"
-    backend: str = "auto"
-    params: Mapping[str, Any] = field(default_factory=dict)
-    format: str = "jpeg"
-    short_side: int = 256
-    size: Optional[Tuple[int, int]] = None
-    bound: float = qz.DEFAULT_BOUND
-    quant: str = "fixed"
-    step: int = 1
-    backward: bool = False
-    warped: Any = False
-    jpeg_quality: int = 95
-    jobs: Optional[int] = None
-    shard: Optional[str] = None
-    scheduler: Optional[str] = None
-    force: bool = False
-    timeout: float = 300.0
-    timeout_per_frame: float = 10.0
-    batch_size: Optional[int] = None
-    shard_size: int = 1 << 30
-    payload: str = "jpeg"
-    progress: bool = False
-    task: str = "both"
-    decoder: str = "auto"
-    fps: Optional[float] = None
-    start: Optional[float] = None
-    end: Optional[float] = None
-    input_fps: Optional[float] = None
-
-    def validate(self) -> None:
-        if self.task not in TASKS:
-            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        if self.decoder not in DECODERS:
-            raise ConfigError(f"decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
-        check_selection(self.fps, self.start, self.end)
-        if self.input_fps is not None:
-            check_input_fps(self.input_fps)
-        if self.format not in FORMATS:
-            raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if self.quant not in qz.SCHEMES:
-            raise ConfigError(f"quant must be one of {', '.join(qz.SCHEMES)}, got {self.quant!r}")
-        qz.check_bound(self.bound)
-        if int(self.step) < 1:
-            raise ConfigError(f"step must be at least 1, got {self.step}")
-        if not 1 <= int(self.jpeg_quality) <= 100:
-            raise ConfigError(f"jpeg quality must be in 1..100, got {self.jpeg_quality}")
-        if self.jobs is not None and int(self.jobs) < 1:
-            raise ConfigError(f"jobs must be at least 1, got {self.jobs}")
-        if self.payload not in ("jpeg", "raw"):
-            raise ConfigError(f"payload must be jpeg or raw, got {self.payload!r}")
-        if self.timeout <= 0 or self.timeout_per_frame < 0:
-            raise ConfigError("timeout must be positive and timeout per frame non-negative")
-        Resize(self.short_side, self.size)
-        if self.warped:
-            settings_from(self.warped)
-            if self.task == "rgb":
-                raise ConfigError("--warped computes flow, but --task rgb stores none; "
-                                  "use --task both or --task flow with --warped")
-
-    @property
-    def resize(self) -> Resize:
-        return Resize(int(self.short_side), tuple(self.size) if self.size else None)
 
 
 def versions() -> Dict[str, str]:
@@ -162,15 +60,18 @@ def build_config(opts: ExtractOptions, choice: FlowChoice, params: Dict[str, Any
         "backward": bool(opts.backward), "jpeg_quality": int(opts.jpeg_quality),
         "grey": "ITU-R BT.601 luma of the resized RGB frame",
     }
-    # The store format is not output-affecting (a JPEG store and an HDF5 store with the
-    # JPEG payload hold the same bytes; flowprep convert moves between them), so it is
-    # recorded in flowprep.json, not hashed. The raw HDF5 payload stores different flow
-    # data (no JPEG loss), so it is.
+    # The store format is not output-affecting (a JPEG store, a wds store and an HDF5
+    # store with the JPEG payload hold the same bytes; flowprep convert moves between
+    # them), so it is recorded in flowprep.json, not hashed. The raw HDF5 payload stores
+    # different flow data (no JPEG loss), so it is.
     if opts.payload == "raw" and "raw" in registry.get(opts.format).payloads:
         cfg["payload"] = "raw"
     if opts.warped:  # only when asked: stores made without --warped keep their config key
         cfg["warped"] = settings_from(opts.warped).describe()
     _input_config(cfg, opts)
+    if opts.preset is not None:  # recorded, not hashed (store.base.config_key leaves it out)
+        from .presets import describe
+        cfg["preset"] = describe(opts.preset, opts)
     return cfg
 
 
@@ -222,7 +123,7 @@ def prepare(inputs: Sequence[str], out: str, opts: ExtractOptions,
     ``choice`` given (resolved elsewhere, e.g. on a dask worker) is used as is;
     ``storage_options`` open input URLs.
     """
-    opts.validate()
+    opts.validate()  # once more: ``opts`` may have been made without make_options
     if choice is None:
         choice = (rgb_only_choice(opts.algo) if opts.task == "rgb"
                   else resolve(opts.algo, opts.device, opts.backend))
@@ -261,10 +162,7 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
 
     storage_options = options.pop("storage_options", None)
     staging = options.pop("staging", None)
-    unknown = set(options) - set(ExtractOptions.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"unknown extract option(s): {', '.join(sorted(unknown))}")
-    opts = ExtractOptions(**options)
+    opts = make_options(options)  # unknown names, the preset, every value checked
     if is_url(out):
         from .remote import check_url_run
         check_url_run(out, opts)  # before anything is written
@@ -274,7 +172,6 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
     choice = None
     if opts.scheduler and opts.task != "rgb":
         # the workers compute the flow: resolve the backend and devices where they run
-        opts.validate()
         from .dask import resolve_on_cluster
         choice = resolve_on_cluster(opts.scheduler, opts.algo, opts.device, opts.backend)
     choice, params, config, videos = prepare(inputs, out, opts, choice, storage_options)
@@ -310,22 +207,31 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
         threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
         job = Job(opts, choice, params, config, key, root, lock.tmp_root, threads,
                   storage_options=storage_options)
-        if opts.scheduler:
-            from .dask import run_dask
-            results = run_dask(todo, job, opts.scheduler, report)
-        else:
-            results = run_local(todo, job, jobs, report)
+        results = []
+        if todo:
+            from ..progress import Progress
+            ledger = Ledger(root, Progress(len(todo), enabled=opts.progress))
+            try:
+                if opts.scheduler:
+                    from .dask import run_dask
+                    run_dask(todo, job, opts.scheduler, ledger)
+                else:
+                    run_local(todo, job, jobs, ledger)
+            finally:
+                ledger.progress.close()
+            report.stopped = ledger.stopped
+            results = ledger.finish(todo)
         unrecorded = None
         for res in results:
-            if res["status"] == "published":
-                report.published.append(res["video_id"])
-                report.frames += int(res.get("frames", 0))
-                if res.get("warnings"):
-                    report.warnings[res["input"]] = list(res["warnings"])
+            if res.published:
+                report.published.append(res.video_id)
+                report.frames += int(res.frames)
+                if res.warnings:
+                    report.warnings[res.input] = list(res.warnings)
             else:
-                report.failed[res["input"]] = res["reason"]
+                report.failed[res.input] = res.reason
                 try:
-                    record_failure(root, res["input"], res["video_id"], res["reason"])
+                    record_failure(root, res.input, res.video_id, res.reason)
                 except (WriteError, OSError) as exc:  # a full disk: the report still has them
                     unrecorded = _storage_error(exc) or exc
         try:

@@ -31,11 +31,11 @@ import signal
 import sys
 import time
 from multiprocessing.connection import wait
-from typing import Any, Dict, List, Optional
+from typing import Any, List, Optional
 
 from ..errors import DiskFullError, FlowprepError
-from .pipeline import failed_result, not_processed, timed_out_reason
-from ..progress import Progress
+from .ledger import Ledger, VideoResult, disk_full_reason, time_limit, timed_out_reason, \
+    worker_died_reason
 
 
 def _die_with_parent(parent: int) -> None:
@@ -51,20 +51,22 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def _close_hook(done_ids) -> None:
-    """FLOWPREP_TEST_HOOK=segfault_at_close:substring: die when told to finish (tests)."""
-    action, _, pattern = os.environ.get("FLOWPREP_TEST_HOOK", "").partition(":")
-    if action == "segfault_at_close" and pattern and any(pattern in v for v in done_ids):
-        os.kill(os.getpid(), signal.SIGSEGV)
-
-
 def _worker_main(conn, index: int, job, parent: int = 0) -> None:
-    """Body of a worker process: receive videos, process, report."""
+    """Body of a worker process: receive videos, process, report.
+
+    Messages to the parent: ("ready",), ("progress", frames), ("done", result dict,
+    ids published since the last report), ("diskfull", result dict), ("fatal", reason),
+    ("closed", ids published, None or (error, disk full?)). After a writer error or a full
+    disk it reports and exits without closing its writer (nothing of it is sealed).
+    """
     if parent:
         _die_with_parent(parent)
     import cv2
+    from . import faults
     from .pipeline import NO_FLOW, make_job_backend, process_video, warm_up
     warm_up(job)  # import the decoder now: the first video's time limit is for the video
+    process = faults.wrap(process_video)  # process_video itself, unless a test asks
+    at_close = faults.close_hook()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     cv2.setNumThreads(job.threads)
@@ -78,10 +80,10 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
     writer = None
     done_ids = []
 
-    def leave(kind: str, payload) -> None:
+    def leave(kind: str, *payload) -> None:
         """Report, then exit without closing the writer: after a write error its state is
         unknown (an HDF5 shard may hold half-written data), so nothing of it is sealed."""
-        conn.send((kind, payload))
+        conn.send((kind,) + payload)
         conn.close()
         os._exit(0)
 
@@ -96,7 +98,8 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
         while True:
             msg = conn.recv()
             if msg[0] == "stop":
-                _close_hook(done_ids)
+                if at_close is not None:
+                    at_close(done_ids)
                 err = None
                 try:
                     writer.close()  # seals the open HDF5 shard
@@ -113,19 +116,18 @@ def _worker_main(conn, index: int, job, parent: int = 0) -> None:
                     conn.send(("fatal", str(exc)))
                     return
 
-            def progress(frames: int, _vid=vin.video_id) -> None:
+            def progress(frames: int) -> None:
                 conn.send(("progress", frames))
 
             try:
-                result = process_video(vin, job, backend, writer, progress)
+                result = process(vin, job, backend, writer, progress)
             except DiskFullError as exc:
-                leave("diskfull", failed_result(vin, f"{vin.path}: not stored: {exc}"))
-            result["published_ids"] = writer.drain_published()
+                from .ledger import failed
+                leave("diskfull", failed(vin, disk_full_reason(vin, exc)).to_dict())
             done_ids.append(vin.video_id)
-            if result.pop("writer_error", False):
-                result["retiring"] = True
-                leave("done", result)
-            conn.send(("done", result))
+            if result.writer_error:  # the ledger retires this writer: the worker exits
+                leave("done", result.to_dict(), writer.drain_published())
+            conn.send(("done", result.to_dict(), writer.drain_published()))
     except (EOFError, KeyboardInterrupt, BrokenPipeError):
         return
 
@@ -165,8 +167,14 @@ def _signal_name(code: Optional[int]) -> str:
 
 
 class _Worker:
+    """The parent's handle on one worker process (``tag``: its writer's name in the ledger)."""
+
+    _serial = 0
+
     def __init__(self, ctx, index: int, job) -> None:
+        _Worker._serial += 1
         self.index = index
+        self.tag = f"local-w{index}-{_Worker._serial}"
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_worker_main, args=(child, index, job, os.getpid()),
                                 daemon=True, name=f"flowprep-worker-{index}")
@@ -176,7 +184,6 @@ class _Worker:
         self.started = 0.0
         self.ready_at = 0.0  # when it finished starting (imports, writer), 0 until then
         self.frames = 0
-        self.unsealed: List[Any] = []  # committed, not yet published (HDF5)
         self.stop_sent = 0.0  # when it was told to finish, or said it will exit (0: not yet)
         self.close_error = ""
         self.retired = ""  # why it exits on its own (a write error, a full disk)
@@ -205,72 +212,66 @@ class _Worker:
         self.proc.join(5)
 
 
-def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]:
-    """Process ``videos`` with ``jobs`` workers; returns one result dict per video."""
+def run_local(videos: List[Any], job, jobs: int, ledger: Ledger) -> None:
+    """Process ``videos`` with ``jobs`` worker processes; every result goes to ``ledger``
+    (``ledger.finish(videos)`` then has one per video)."""
     if not videos:
-        return []
+        return
     ctx = mp.get_context("spawn")
     n = max(1, min(jobs, len(videos)))
     queue = list(reversed(videos))
-    retried = set()
-    results: Dict[str, Dict[str, Any]] = {}
     workers = [_Worker(ctx, i, job) for i in range(n)]
-    progress = Progress(len(videos), enabled=job.opts.progress)
-    stopping: Optional[str] = None
+    progress = ledger.progress
     closing = False
 
-    def fail(vin, reason: str) -> None:
-        results[vin.video_id] = failed_result(vin, reason)
-        progress.video_done(False)
-
     def requeue_unsealed(w: _Worker, why: str) -> bool:
-        """Queue again the videos ``w`` committed but had not published; True if any."""
-        again = False
-        for vin in w.unsealed:
-            results.pop(vin.video_id, None)
-            if vin.video_id in retried:
-                fail(vin, f"{vin.path}: computed twice, and lost twice when its worker {why} "
-                          f"before its HDF5 shard was sealed")
-            else:
-                retried.add(vin.video_id)
-                queue.append(vin)
-                again = True
-        w.unsealed = []
-        return again
+        """Queue again what ``w`` committed but had not published (the ledger's rule)."""
+        redo = ledger.requeue_unsealed(w.tag, why)
+        queue.extend(redo)
+        return bool(redo)
 
     def replace(w: _Worker) -> None:
         w.kill()
         workers[workers.index(w)] = _Worker(ctx, w.index, job)
 
-    full_disk = (f"no space left on the store's filesystem ({job.root}); free some space and "
-                 f"rerun the same command: published videos are kept and skipped")
-
-    def drain(w: _Worker) -> None:
-        nonlocal stopping
+    def read_messages(w: _Worker) -> None:
+        """Handle everything ``w`` has sent so far."""
         try:
             while not w.conn.closed and w.conn.poll():
                 msg = w.conn.recv()
-                _handle(msg, w, results, progress, report)
-                if msg[0] == "fatal":
-                    stopping = stopping or msg[1]
+                kind = msg[0]
+                if kind == "ready":  # a video handed over while it was starting is timed from now
+                    w.ready_at = time.monotonic()
+                    if w.task is not None:
+                        w.started = max(w.started, w.ready_at)
+                elif kind == "progress":
+                    w.frames += msg[1]
+                    progress.frames(msg[1])
+                elif kind == "done":
+                    res = VideoResult.from_dict(msg[1])
+                    vin, w.task = w.task, None
+                    ledger.record(vin, res, w.tag, msg[2])
+                    if res.writer_error:
+                        w.stop_sent = time.monotonic()  # it exits after a write error
+                        w.retired = "was replaced after a write error"
+                elif kind == "fatal":
+                    ledger.stop(msg[1])
                     if w.task is not None:  # reported "not processed" with the reason
                         queue.append(w.task)
                         w.task = None
-                elif msg[0] == "diskfull":
-                    stopping = stopping or full_disk
-                    results[w.task.video_id] = msg[1]
-                    w.task = None
+                elif kind == "diskfull":
+                    ledger.stop_full_disk()
+                    vin, w.task = w.task, None
+                    ledger.record(vin, VideoResult.from_dict(msg[1]))
                     w.stop_sent = time.monotonic()  # it exits: assign nothing more
                     w.retired = "stopped on a full disk"
-                elif msg[0] == "done" and msg[1].pop("retiring", False):
-                    w.stop_sent = time.monotonic()  # it exits after a write error
-                    w.retired = "was replaced after a write error"
-                elif msg[0] == "closed":
+                elif kind == "closed":
+                    ledger.sealed(w.tag, msg[1])
                     w.conn.close()
                     w.proc.join(10)
-                    err = msg[2] if len(msg) > 2 else None
+                    err = msg[2]
                     if err and err[1]:
-                        stopping = stopping or full_disk
+                        ledger.stop_full_disk()
                     w.close_error = err[0] if err else "dropped videos it had committed"
         except (EOFError, OSError):
             pass
@@ -278,12 +279,12 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
     try:
         while True:
             for w in workers:
-                if (w.task is None and queue and not stopping and not closing and not w.stop_sent
-                        and w.proc.is_alive() and not w.conn.closed):
+                if (w.task is None and queue and not ledger.stopped and not closing
+                        and not w.stop_sent and w.proc.is_alive() and not w.conn.closed):
                     vin = queue.pop()
                     if not w.assign(vin):
                         queue.append(vin)  # the worker is dead: found and replaced below
-            if not any(w.task is not None for w in workers) and not (queue and not stopping):
+            if not any(w.task is not None for w in workers) and not (queue and not ledger.stopped):
                 if closing or not workers:
                     # done when every worker is gone AND has been accounted for (a worker
                     # that died since the last pass still has its unsealed videos to hand back)
@@ -298,14 +299,14 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
                          + [w.proc.sentinel for w in workers if w.proc.is_alive()], timeout=0.5)
             for w in list(workers):
                 if w.conn in ready or w.proc.sentinel in ready:
-                    drain(w)
+                    read_messages(w)
                 if not w.conn.closed and not w.proc.is_alive():
                     # it may have exited after wait() returned: read what it said first
-                    drain(w)
-                if w.conn.closed and w.unsealed:
+                    read_messages(w)
+                if w.conn.closed and ledger.has_unsealed(w.tag):
                     # finished, but could not seal (publish) videos it had committed
                     again = requeue_unsealed(w, f"could not seal its shard ({w.close_error})")
-                    if again and not stopping:
+                    if again and not ledger.stopped:
                         closing = False
                         replace(w)
                     continue
@@ -313,11 +314,10 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
                     # died without saying goodbye
                     why = w.retired or f"crashed ({_signal_name(w.proc.exitcode)})"
                     if w.task is not None:
-                        fail(w.task, f"{w.task.path}: the worker processing it {why} "
-                                     f"(decoding, flow or writing); the rest of the run continued")
+                        ledger.fail(w.task, worker_died_reason(w.task, why))
                         w.task = None
                     again = requeue_unsealed(w, why)
-                    if not stopping and (not closing or again):
+                    if not ledger.stopped and (not closing or again):
                         # a worker lost while finishing: its videos need a fresh one
                         closing = False
                         replace(w)
@@ -327,21 +327,21 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
                         and time.monotonic() - w.stop_sent > job.opts.timeout:
                     w.kill()  # stuck sealing its shard: handled as a crash on the next pass
                 elif w.task is not None:
-                    limit = job.opts.timeout + job.opts.timeout_per_frame * w.frames
+                    limit = time_limit(job.opts, w.frames)
                     if not w.ready_at:  # still starting: one more limit's grace, then killed
                         limit += job.opts.timeout
                     elapsed = time.monotonic() - w.started
                     if elapsed > limit:
                         vin = w.task
-                        fail(vin, timed_out_reason(vin, elapsed, w.frames, job.opts))
+                        ledger.fail(vin, timed_out_reason(vin, elapsed, w.frames, job.opts))
                         w.task = None
                         requeue_unsealed(w, "was killed after a timeout")
-                        if not closing and not stopping:
+                        if not closing and not ledger.stopped:
                             replace(w)
                         else:
                             w.kill()
                             w.conn.close()
-            if stopping and not any(w.task for w in workers) and not closing:
+            if ledger.stopped and not any(w.task for w in workers) and not closing:
                 closing = True
                 for w in workers:
                     w.stop()
@@ -355,44 +355,5 @@ def run_local(videos: List[Any], job, jobs: int, report) -> List[Dict[str, Any]]
             if w.proc.is_alive():
                 w.proc.join(30)
             w.kill()
-        progress.close()
-    for w in workers:  # safety net: never report a video published that is not
-        for vin in w.unsealed:
-            results[vin.video_id] = failed_result(
-                vin, f"{vin.path}: computed, but its worker ended before its HDF5 shard "
-                     f"was sealed ({w.close_error or 'unknown reason'})")
-    if stopping:
-        report.stopped = stopping
-        for vin in queue:
-            results.setdefault(vin.video_id, not_processed(vin, stopping))
-    return list(results.values())
-
-
-def _handle(msg, w: _Worker, results, progress, report) -> None:
-    kind = msg[0]
-    if kind == "ready":  # a video handed over while it was starting is timed from now
-        w.ready_at = time.monotonic()
-        if w.task is not None:
-            w.started = max(w.started, w.ready_at)
-    elif kind == "progress":
-        w.frames += msg[1]
-        progress.frames(msg[1])
-    elif kind == "done":
-        res = msg[1]
-        published = set(res.pop("published_ids", []))
-        vin = w.task
-        w.task = None
-        results[res["video_id"]] = res
-        if res["status"] == "published" and res["video_id"] not in published:
-            w.unsealed.append(vin)
-        _seal(w, published)
-        progress.video_done(res["status"] == "published")
-    elif kind == "closed":
-        _seal(w, set(msg[1]))
-    elif kind == "fatal":
-        pass  # handled by the caller (the task goes back to the queue)
-
-
-def _seal(w: _Worker, published) -> None:
-    if published:
-        w.unsealed = [v for v in w.unsealed if v.video_id not in published]
+    # safety net: never report a video published that is not (ledger.finish fails it)
+    ledger.unsealed_why.update({w.tag: w.close_error for w in workers if w.close_error})

@@ -34,12 +34,10 @@ from ..fsutil import storage_error as _storage_error
 from ..inputs import VideoInput
 from ..store import open_writer
 from ..store.base import StoreWriter, stat_suffix
+from .ledger import FAILED, PUBLISHED, VideoResult
 
 if TYPE_CHECKING:  # pragma: no cover
     from .extract import ExtractOptions
-
-#: --task: what a store holds
-TASKS = ("both", "rgb", "flow")
 
 #: the FlowChoice of a --task rgb run: no flow is computed, no device is probed
 NO_FLOW = "none"
@@ -100,7 +98,7 @@ class _OrderedWriter:
     thread, in submission order, so they overlap the next frame's decoding and flow.
 
     At most ``depth`` calls wait, which bounds memory. An error raised by a call comes
-    back, unchanged, from a later ``submit`` or from ``drain``; ``stop`` discards what
+    back, unchanged, from a later ``submit`` or from ``wait``; ``stop`` discards what
     has not started and waits for what has, so the writer is idle before it is aborted.
     """
 
@@ -115,7 +113,8 @@ class _OrderedWriter:
             self._pending.popleft().result()
         self._pending.append(self._ex.submit(fn, *args, **kwargs))
 
-    def drain(self) -> None:
+    def wait(self) -> None:
+        """Wait for every submitted call; raises the first error."""
         while self._pending:
             self._pending.popleft().result()
 
@@ -131,7 +130,8 @@ class _FlowSink:
 
     def __init__(self, opts: "ExtractOptions", vw, out: "_OrderedWriter") -> None:
         self.opts, self.vw, self.out = opts, vw, out
-        #: meta key (mean_flow, clipped_fraction, ranges + the stream's stat_suffix) -> per-flow values
+        #: meta key (mean_flow, motion, motion_p95, clipped_fraction, ranges + the stream's
+        #: stat_suffix) -> per-flow values
         self.stats: Dict[str, List[Any]] = {}
 
     def _stat(self, key: str, sfx: str, value: Any) -> None:
@@ -140,6 +140,9 @@ class _FlowSink:
     def add(self, flow: np.ndarray, backward: bool, warped: bool = False) -> None:
         sfx = stat_suffix(backward, warped)
         self._stat("mean_flow", sfx, [float(v) for v in qz.mean_flow(flow)])
+        motion, p95 = qz.motion_stats(flow)  # mean and 95th percentile of |d|, float flow
+        self._stat("motion", sfx, round(motion, 4))
+        self._stat("motion_p95", sfx, round(p95, 4))
         if self.opts.quant == "fixed":
             q = qz.quantize_fixed(flow, self.opts.bound)
             self._stat("clipped_fraction", sfx, qz.clipped_fraction(flow, self.opts.bound))
@@ -151,24 +154,24 @@ class _FlowSink:
 
 
 def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: StoreWriter,
-                  progress: Optional[Callable[[int], None]] = None) -> Dict[str, Any]:
+                  progress: Optional[Callable[[int], None]] = None) -> VideoResult:
     """Decode, compute flow, quantize and write one video; commit it or fail cleanly.
 
     Returns:
-        {"video_id", "input", "status": "published" | "failed", "reason", "frames",
-         "flows", "seconds"}. DiskFullError propagates (the run must stop).
+        its VideoResult (ledger.py): published (committed into ``writer``) or failed with
+        the reason; writer_error when ``writer`` must be retired. DiskFullError propagates
+        (the run must stop).
     """
     t0 = time.perf_counter()
     opts = job.opts
     step = int(opts.step)
     task = opts.task
     want_rgb, want_flow = task in ("both", "rgb"), task in ("both", "flow")
-    result: Dict[str, Any] = {"video_id": vin.video_id, "input": vin.path, "frames": 0, "flows": 0}
+    result = VideoResult(vin.video_id, vin.path, FAILED)
     vw = None
     reader = None
     out = _OrderedWriter()
     try:
-        _test_hook(vin)
         reader = open_reader(vin.path, job.decoder, opts.resize, threads=job.threads,
                              input_fps=opts.input_fps, storage_options=job.storage_options)
         start, end = time_range(vin, opts)
@@ -219,18 +222,20 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
                     if len(pending) >= batch:
                         flush()
         flush()
-        out.drain()
+        out.wait()
         n = len(times)
+        skipped = reader.skipped_summary()  # every failure reason counts what was skipped
+        skipped = f", {skipped}" if skipped else ""
         if n == 0:
             raise DecodeError(f"{vin.path}: no frames in [{_sec(start)}, {_sec(end)}) "
-                              f"({reader.frames_read} frames decoded"
+                              f"({reader.frames_read} frames decoded{skipped}"
                               + (f", the last shown until {float(reader.end_time):.3f} s"
                                  if reader.end_time is not None else "") + ")")
         if want_flow and n < step + 1:
             raise DecodeError(
                 f"{vin.path}: {n} frame{'s' if n != 1 else ''} "
-                f"{'decoded' if n == reader.frames_read else 'selected'}; flow with step {step} "
-                f"needs at least {step + 1}")
+                f"{'decoded' if n == reader.frames_read else 'selected'}{skipped}; flow with "
+                f"step {step} needs at least {step + 1}")
         src_fps = reader.fps
         meta = {
             "video_id": vin.video_id, "source": source_of(vin.path),
@@ -245,18 +250,19 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
             "flow": backend.describe() if want_flow else None, "flowprep_version": __version__,
         }
         meta.update(input_meta(reader, opts, task, times, start, end))
+        if vin.original_id is not None:  # the id had whitespace: the path's own spelling
+            meta["original_id"] = vin.original_id
         if not want_flow:
             meta["mean_flow"] = []
-        meta.update(sink.stats)  # mean_flow, clipped_fraction[, ranges] of each stored stream
+        meta.update(sink.stats)  # mean_flow, motion(_p95), clipped_fraction[, ranges] of each stream
         if warp is not None:  # --warped: settings, homographies, inliers, fallbacks
             meta.update(warp.meta())
         warnings = reader.warnings()
         if warnings:  # published anyway: see docs/reliability.md, "Damaged inputs"
             meta["warnings"] = warnings
         vw.commit(meta)
-        result.update(status="published", frames=n, flows=n_flows)
-        if warnings:
-            result["warnings"] = warnings
+        result.status, result.frames, result.flows = PUBLISHED, n, n_flows
+        result.warnings = list(warnings or [])
     except Exception as exc:
         out.stop()  # the background writes end before the writer is aborted or retired
         storage = _storage_error(exc)
@@ -270,25 +276,26 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
         # worker or the run's staging area
         if isinstance(storage, DiskFullError):
             raise storage from None
+        result.status = FAILED
         if storage is not None:
-            result.update(status="failed", reason=f"writing the store failed: {storage}")
+            result.reason = f"writing the store failed: {storage}"
         elif isinstance(exc, (FlowprepError, cv2.error, MemoryError)):
-            result.update(status="failed", reason=str(exc) if isinstance(exc, FlowprepError)
-                          else f"{type(exc).__name__}: {exc}")
+            result.reason = (str(exc) if isinstance(exc, FlowprepError)
+                             else f"{type(exc).__name__}: {exc}")
         else:  # a bug: record it with the traceback, keep the run going
-            result.update(status="failed", reason=f"internal error {type(exc).__name__}: {exc}",
-                          detail=traceback.format_exc())
+            result.reason = f"internal error {type(exc).__name__}: {exc}"
+            result.detail = traceback.format_exc()
         # After a write error or a bug the writer's state is unknown (an HDF5 shard may
-        # hold half-written data): the worker is not reused, and what it committed but
-        # had not yet published is redone by a fresh one (local.py).
-        result["writer_error"] = not isinstance(exc, (DecodeError, cv2.error, MemoryError)) \
+        # hold half-written data): the ledger retires the writer, and what it committed
+        # but had not yet published is redone by a fresh one (ledger.py).
+        result.writer_error = not isinstance(exc, (DecodeError, cv2.error, MemoryError)) \
             and (storage is not None or isinstance(exc, (StoreError, OSError))
                  or not isinstance(exc, FlowprepError))
     finally:
         out.stop()
         if reader is not None:
             reader.close()  # the decoder now, not whenever the suspended generator is collected
-    result["seconds"] = time.perf_counter() - t0
+    result.seconds = time.perf_counter() - t0
     return result
 
 
@@ -323,39 +330,3 @@ def input_meta(reader, opts: "ExtractOptions", task: str, times: List[float],
     if start is not None or end is not None:
         m["time_range"] = [start, end]
     return m
-
-
-def failed_result(vin: VideoInput, reason: str) -> Dict[str, Any]:
-    """The result dict of a video that ends failed with ``reason`` (runners use it too)."""
-    return {"video_id": vin.video_id, "input": vin.path, "status": "failed", "reason": reason}
-
-
-def timed_out_reason(vin: VideoInput, elapsed: float, frames: int, opts: "ExtractOptions") -> str:
-    """The failure reason of a video that overran timeout + timeout_per_frame x frames."""
-    return (f"{vin.path}: timed out after {elapsed:.0f} s with {frames} frames decoded "
-            f"(limit {opts.timeout:.0f} s + {opts.timeout_per_frame:g} s per frame); "
-            f"the worker was killed")
-
-
-def not_processed(vin: VideoInput, why: str) -> Dict[str, Any]:
-    """The result of a video never started because the run stopped early."""
-    return failed_result(vin, f"not processed: the run stopped early ({why})")
-
-
-def _test_hook(vin: VideoInput) -> None:
-    """FLOWPREP_TEST_HOOK=action:substring makes a worker crash or hang on matching ids (tests)."""
-    hook = os.environ.get("FLOWPREP_TEST_HOOK")
-    if not hook:
-        return
-    action, _, pattern = hook.partition(":")
-    if pattern and pattern in vin.video_id:
-        if action == "segfault":
-            import signal
-            os.kill(os.getpid(), signal.SIGSEGV)
-        elif action == "hang":
-            while True:
-                time.sleep(1)
-        elif action == "sleep":
-            time.sleep(2)
-
-

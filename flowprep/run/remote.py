@@ -80,6 +80,7 @@ def extract_to_url(url: str, opts: Any, storage_options: Optional[Dict[str, Any]
         versions: library versions for flowprep.json.
     """
     from ..lock import RunLock, clean_stale
+    from .ledger import Ledger
     from .local import run_local
     from .pipeline import Job
     from ..store.base import STORE_VERSION, config_key
@@ -112,7 +113,16 @@ def extract_to_url(url: str, opts: Any, storage_options: Optional[Dict[str, Any]
                 threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
                 job = Job(opts, choice, params, config, key, root, lock.tmp_root, threads,
                           publisher=rs.RemotePublisher(remote), storage_options=storage_options)
-                results = run_local(todo, job, jobs, report)
+                results = []
+                if todo:
+                    from ..progress import Progress
+                    ledger = Ledger(root, Progress(len(todo), enabled=opts.progress))
+                    try:
+                        run_local(todo, job, jobs, ledger)
+                    finally:
+                        ledger.progress.close()
+                    report.stopped = ledger.stopped
+                    results = ledger.finish(todo)
                 _record(results, remote, report, storage_options)
     finally:
         if temporary:
@@ -121,23 +131,23 @@ def extract_to_url(url: str, opts: Any, storage_options: Optional[Dict[str, Any]
     return report
 
 
-def _record(results: List[Dict[str, Any]], remote: Remote, report: Any,
+def _record(results: List[Any], remote: Remote, report: Any,
             storage_options: Optional[Dict[str, Any]]) -> None:
     """Results into the report, failure records and lists onto the store (last)."""
     from ..store import remote as rs
     unrecorded = None
     for res in results:
-        inp = redact(res["input"])
-        if res["status"] == "published":
-            report.published.append(res["video_id"])
-            report.frames += int(res.get("frames", 0))
-            if res.get("warnings"):
-                report.warnings[inp] = [scrub(w, storage_options) for w in res["warnings"]]
+        inp = redact(res.input)
+        if res.published:
+            report.published.append(res.video_id)
+            report.frames += int(res.frames)
+            if res.warnings:
+                report.warnings[inp] = [scrub(w, storage_options) for w in res.warnings]
         else:
-            reason = scrub(res["reason"], storage_options)
+            reason = scrub(res.reason, storage_options)
             report.failed[inp] = reason
             try:
-                rs.record_failure(remote, inp, res["video_id"], reason)
+                rs.record_failure(remote, inp, res.video_id, reason)
             except WriteError as exc:
                 unrecorded = exc
     try:

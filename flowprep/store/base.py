@@ -7,17 +7,21 @@ Store-level files (both formats):
     OUT/.flowprep/tmp/, locks/     work in progress; never visible as videos
 
 Per-video metadata (the ``meta`` dict, meta.json in the JPEG store) holds
-counts, fps, size, the quantization record, the per-flow mean vectors and
-clipped fractions (and per-flow (lo, hi) ranges for adaptive quantization),
-the source path and the config key it was made with.
+counts, fps, size, the quantization record, the per-flow mean vectors,
+motion statistics and clipped fractions (and per-flow (lo, hi) ranges for
+adaptive quantization), the source path and the config key it was made with.
+"motion" and "motion_p95" are the mean and the 95th percentile of the
+per-pixel |d| of each flow, in pixels, on the float flow before quantization;
+stores made before they existed lack them, and readers compute them from the
+stored planes instead (approximate: quantized; see flowprep/report/stats.py).
 
 Flow streams. A video holds up to four flow streams, each num_flows long, named
 by :func:`flow_stream` from (backward, warped): "flow" (frame i -> i+step),
 "bflow" (--backward: i+step -> i), "wflow" (--warped: frame i -> frame i+step
 warped onto frame i by the camera homography) and "bwflow" (--warped
 --backward). Their statistics use the suffix :func:`stat_suffix` ("",
-"_backward", "_warped", "_warped_backward"): mean_flow_warped,
-clipped_fraction_warped, ranges_warped, ... With --warped the meta also holds
+"_backward", "_warped", "_warped_backward"): mean_flow_warped, motion_warped,
+motion_p95_warped, clipped_fraction_warped, ranges_warped, ... With --warped the meta also holds
 "warped" (the warp settings), "homographies" (per flow, 3x3 float64 as nested
 lists: pixel (x, y, 1) of frame i -> frame i+step), "homography_inliers",
 "homography_points" ([flow corners, feature matches]), "homography_fallback"
@@ -34,7 +38,9 @@ import numpy as np
 
 from .. import quantize as qz
 from ..errors import StoreError
+from ..names import has_unsafe, replace_unsafe
 from ..fsutil import atomic_write_json, read_json
+from ..report.stats import APPROX_FLOWS, rows_to_array, store_rows
 from . import codec
 
 STORE_FILE = "flowprep.json"
@@ -97,9 +103,11 @@ def config_key(config: Dict[str, Any]) -> str:
     config but not hashed (as OpenCV's version is not), so upgrading PyAV does not
     recompute a whole dataset. OpenCV's reader, the decoder of stores made before
     --decoder existed, is left out of the hash, so those stores keep their key
-    when extended with ``--decoder opencv``.
+    when extended with ``--decoder opencv``. A preset (``--preset``) is recorded, not
+    hashed: the options it set are hashed under their own keys.
     """
     hashed = dict(config)
+    hashed.pop("preset", None)
     decoder = hashed.pop("decoder", None)
     name = decoder.get("name") if isinstance(decoder, dict) else decoder
     if name not in (None, "opencv"):
@@ -255,6 +263,25 @@ class Video:
         """float32 (num_flows, 2) for the backward warped flows (--warped --backward)."""
         return self.mean_flows(backward=True, warped=True)
 
+    def motion(self, backward: bool = False, warped: bool = False) -> np.ndarray:
+        """float32 (num_flows,): mean |d| of each flow of the stream, pixels, computed on the
+        float flow at extraction; for a store made before that, from the stored planes
+        (every flow decoded; approximate: clipped at the bound and quantized)."""
+        return self._motion_stat(0, backward, warped)
+
+    def motion_p95(self, backward: bool = False, warped: bool = False) -> np.ndarray:
+        """float32 (num_flows,): 95th percentile of |d| of each flow, pixels (as :meth:`motion`)."""
+        return self._motion_stat(1, backward, warped)
+
+    def _motion_stat(self, which: int, backward: bool, warped: bool) -> np.ndarray:
+        self._need("flow")
+        self._need_stream(backward, warped)
+        key = ("motion", "motion_p95")[which] + stat_suffix(backward, warped)
+        if key in self.meta:
+            return np.asarray(self.meta[key], dtype=np.float32).reshape(-1)
+        return np.asarray([qz.motion_stats(self.flow(i, backward, warped))[which]
+                           for i in range(self.num_flows)], dtype=np.float32)
+
     @property
     def clipped_fraction(self) -> np.ndarray:
         """float32 (num_flows,): fraction of flow components beyond the bound."""
@@ -363,7 +390,11 @@ class Video:
         self._need("flow")
         i = self._check(i, self.num_flows, "flow")
         self._need_stream(backward, warped)
-        x, y = self.flow_payload(i, backward, warped)
+        return self._flow_quantized(i, bool(backward), bool(warped))
+
+    def _flow_quantized(self, i: int, backward: bool, warped: bool) -> np.ndarray:
+        """flow_quantized once checked: the stored payload, JPEG planes decoded."""
+        x, y = self._flow_payload(i, backward, warped)
         if isinstance(x, (bytes, bytearray, memoryview)):
             where = f"{self.video_id} {stream_label(backward, warped)} {i}"
             x = codec.decode_grey(bytes(x), where + " x")
@@ -409,9 +440,31 @@ class Store:
     @property
     def failures(self) -> Dict[str, str]:
         """input path -> reason, for inputs that failed and were not published since."""
+        return {inp: rec["reason"] for inp, rec in self.failure_records().items()}
+
+    def failure_records(self) -> Dict[str, Dict[str, str]]:
+        """input path -> {"video_id", "reason"}, for inputs that failed and were not
+        published since."""
         published = set(self.video_ids)
-        return {inp: rec["reason"] for inp, rec in read_failures(self.root).items()
+        return {inp: rec for inp, rec in read_failures(self.root).items()
                 if rec["video_id"] not in published}
+
+    def video_stats(self, as_array: bool = False, include_failed: bool = True,
+                    approx_flows: Optional[int] = APPROX_FLOWS):
+        """One row per published video, then one per failed input: the rows of
+        ``flowprep inspect --videos`` (fields and meaning: flowprep/report/stats.py).
+
+        Statistics come from the metadata (computed at extraction on the float flow);
+        for a store made before them, from up to ``approx_flows`` stored planes a video
+        (None: all), marked stats="approximate". A video that cannot be read gives a row
+        with status "unreadable" and the reason.
+
+        Returns:
+            a list of dicts (missing values None), or with ``as_array`` a numpy structured
+            array (missing floats NaN, missing integers -1).
+        """
+        rows = store_rows(self, include_failed=include_failed, approx_flows=approx_flows)
+        return rows_to_array(rows) if as_array else rows
 
     @property
     def video_ids(self) -> List[str]:
@@ -438,7 +491,24 @@ class Store:
         return len(self.video_ids)
 
     def __contains__(self, video_id: object) -> bool:
-        return video_id in set(self.video_ids)
+        return self.resolve_id(video_id) in set(self.video_ids)
+
+    def resolve_id(self, video_id: Any) -> Any:
+        """The id ``video_id`` is stored under: itself, or for a name spelled with whitespace
+        (ids hold none, flowprep/names.py) the video whose meta's original_id it is."""
+        if not isinstance(video_id, str) or not has_unsafe(video_id):
+            return video_id
+        ids = self.video_ids
+        if video_id in ids:  # a store made before the rule keeps such ids
+            return video_id
+        safe = replace_unsafe(video_id)
+        for vid in [safe] + [v for v in ids if v.startswith(safe + "_")]:
+            try:
+                if vid in ids and self.meta(vid).get("original_id") == video_id:
+                    return vid
+            except (KeyError, StoreError):
+                continue
+        return video_id
 
     def __iter__(self) -> Iterator[Video]:
         for vid in self.video_ids:

@@ -105,6 +105,11 @@ def check_meta(meta: Dict[str, Any], video_id: str, store_key: Optional[str]) ->
                 continue
             if len(vals) != f:
                 out.append(f"{key + sfx} has {len(vals)} entries for {f} flows")
+        for key in ("motion", "motion_p95"):  # optional: stores made before lack them
+            vals = meta.get(key + sfx)
+            if vals is not None and (not isinstance(vals, list) or len(vals) != f):
+                out.append(f"{key + sfx} has {len(vals) if isinstance(vals, list) else vals!r} "
+                           f"entries for {f} flows")
         if meta["quant"].get("scheme") == "adaptive":
             r = meta.get("ranges" + sfx)
             if r is None or len(r) != f:

@@ -12,8 +12,10 @@ one extracted with ``--task flow`` no rgb_list.txt (each list exists only for wh
 is stored); a ``--task flow --warped`` store has flow_list.txt and wflow_list.txt.
 
 Rewritten from the store's published videos at the end of every run (and by
-``flowprep index``). Video ids containing whitespace are written with the
-whitespace kept; such ids are not readable by whitespace-splitting loaders.
+``flowprep index``). Video ids hold no whitespace (flowprep.inputs replaces it by '_' and
+keeps the path's spelling in the meta's ``original_id``), so every line splits into its
+three fields with mmaction2's ``line.split()`` and TSN-pytorch's ``split(' ')``; a store
+made before that rule with such an id is listed as it is.
 
 Concurrent runs (the parts of a ``--shard I/N`` split) rewrite them one at a
 time under OUT/.flowprep/locks/store.lock, each from a scan started inside the

@@ -29,10 +29,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List, Tuple
+import time
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import WriteError
 from ..fsutil import atomic_write_json, fsync_dir, read_json
+from .base import StoreWriter, clear_failure
 from .registry import StoreFormat
 
 SHARD_DIR = "shards"
@@ -131,6 +133,26 @@ def load_index(root: str, check_shards: bool = True) -> Dict[str, Dict[str, Any]
     return merge_index(parts)
 
 
+def missing_shards(root: str) -> List[Tuple[str, str, int]]:
+    """(index part, shard, videos) for every index part whose shard is missing although
+    it holds the newest copy of some video (those videos are unreadable, or read from an
+    older copy); empty for a sound store. Loaders refuse such a store (the index itself
+    leaves the part out, so that verify and resume still work)."""
+    parts, _ = read_index_parts(root)
+    try:
+        present = set(os.listdir(shard_dir(root)))
+    except FileNotFoundError:
+        present = set()
+    newest = merge_index(parts)
+    out = []
+    for p in parts:
+        if p["shard"] not in present:
+            n = sum(1 for v in p["videos"] if newest[v]["shard"] == p["shard"])
+            if n:
+                out.append((p["_part"], p["shard"], n))
+    return out
+
+
 def published_keys(root: str) -> Dict[str, str]:
     """video_id -> config_key of every video an index part names (for resume)."""
     return {vid: e.get("config_key") for vid, e in load_index(root).items()}
@@ -169,6 +191,146 @@ def write_index_part(root: str, shard_name: str, shard_ext: str, part: Dict[str,
     return path
 
 
+class ShardWriter(StoreWriter):
+    """What the shard writers (HDF5, wds) share: sealing in separate steps.
+
+    :meth:`seal` = :meth:`finish_shard` (the format completes and closes its open
+    shard, still in the staging area) -> :meth:`install_shard` (fsync, rename into
+    OUT/shards) -> :meth:`write_index` (the format's index files, the index part
+    last; only now are the videos published). A remote backend replaces the last
+    two. A failure in any step drops the shard unsealed (``_broke``) and raises
+    WriteError; its videos are not published and the caller redoes them.
+
+    Subclasses set ``root``, ``tag``, ``shard_ext``, ``_videos`` (video id -> index
+    entry of the committed videos of the open shard), ``_published``, and provide
+    ``finish_shard``, ``_index_files``, ``_broke``, ``_abandon``, ``_usable``.
+    """
+
+    root: str
+    tag: str
+    shard_ext = ""
+    _videos: Dict[str, Dict[str, Any]]
+
+    def finish_shard(self) -> Optional[Dict[str, Any]]:
+        """Step 0: complete and close the open shard; None when it holds no committed
+        video. Returns {"name", "tmp_path", "videos", "part": format fields of the part}."""
+        raise NotImplementedError
+
+    def install_shard(self, sealed: Dict[str, Any]) -> None:
+        """Step 1: fsync the finished shard and rename it into OUT/shards (sets
+        sealed["shard_bytes"])."""
+        try:
+            sealed["shard_bytes"] = install_shard(sealed["tmp_path"], self.root, sealed["name"])
+        except OSError as exc:
+            raise self._broke(exc) from None
+
+    def index_part(self, sealed: Dict[str, Any]) -> Dict[str, Any]:
+        """The index part of an installed shard."""
+        part = {"flowprep_index": INDEX_VERSION, "shard": sealed["name"],
+                "shard_bytes": sealed["shard_bytes"], "sealed_ns": time.time_ns(),
+                "writer": self.tag, "videos": sealed["videos"]}
+        part.update(sealed.get("part", {}))
+        return part
+
+    def write_index(self, sealed: Dict[str, Any]) -> List[str]:
+        """Step 2: the format's index files, its index part last; returns the video ids
+        it published (also queued for ``drain_published``)."""
+        try:
+            self._index_files(sealed)
+            write_index_part(self.root, sealed["name"], self.shard_ext, self.index_part(sealed))
+        except (WriteError, OSError) as exc:  # a shard no index part names: removed by the next run
+            raise self._broke(exc) from None
+        self._videos = {}
+        ids = sorted(sealed["videos"])
+        for vid in ids:
+            clear_failure(self.root, vid)
+        self._published.extend(ids)
+        return ids
+
+    def _index_files(self, sealed: Dict[str, Any]) -> None:
+        """Files the format writes before the index part (wds: the member table)."""
+
+    def seal(self) -> List[str]:
+        """Finish the open shard, move it into OUT/shards, then write its index.
+
+        Returns the video ids it published (also queued for ``drain_published``).
+        Raises WriteError when the writer is out of use after a write error, or when
+        sealing fails (the shard is then dropped, its videos not published).
+        """
+        sealed = self.finish_shard()
+        if sealed is None:
+            return []
+        if getattr(self, "publisher", None) is not None:
+            return self._publish_elsewhere(sealed)
+        self.install_shard(sealed)
+        return self.write_index(sealed)
+
+    def index_objects(self, sealed: Dict[str, Any]) -> Dict[str, bytes]:
+        """The format's index files as (path relative to OUT -> bytes), for a publisher
+        that writes them elsewhere (wds: the member table)."""
+        return {}
+
+    def _publish_elsewhere(self, sealed: Dict[str, Any]) -> List[str]:
+        """Steps 1 and 2 through ``self.publisher`` (flowprep.store.remote.RemotePublisher,
+        object storage): the finished shard, fsynced, is uploaded whole, then the format's
+        index files, then its index part; then the local file is deleted. An upload that
+        fails (after its retries) drops the shard unpublished, as a failed install does."""
+        tmp = sealed["tmp_path"]
+        try:
+            fsync_file(tmp)
+            sealed["shard_bytes"] = os.path.getsize(tmp)
+            self.publisher.publish(tmp, sealed["name"], self.index_part(sealed),
+                                   extra=self.index_objects(sealed))
+        except (WriteError, OSError) as exc:  # never half-published: the videos are redone
+            raise self._broke(exc) from None
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        self.tmp_path = ""
+        self._videos = {}
+        ids = sorted(sealed["videos"])
+        self.publisher.clear_failures(ids)
+        self._published.extend(ids)
+        return ids
+
+    def discard(self) -> List[str]:
+        """Drop the open shard without sealing it; the ids of the committed videos it held.
+
+        For a caller that no longer trusts what this writer holds (its process had a
+        write error, or a bug, while writing): those videos are not published, and
+        the caller redoes them. Unless it had a write error, the writer can go on
+        with a new shard.
+        """
+        return self._abandon()
+
+    def close(self) -> None:
+        """Seal the open shard (if it holds committed videos).
+
+        After a write error: drop it unsealed instead, without raising again (the
+        error was raised where it happened; its videos are not published).
+        """
+        if getattr(self, "error", None) is not None:
+            self._abandon()
+            return
+        self.seal()
+
+    def _next_name(self, seq: int) -> Tuple[str, int]:
+        """(the next free shard name of this writer, the sequence number after it)."""
+        while True:
+            name = f"{self.tag}-{seq:04d}{self.shard_ext}"
+            seq += 1
+            if not os.path.exists(os.path.join(shard_dir(self.root), name)):
+                return name, seq
+
+    # provided by the formats
+    def _broke(self, exc: BaseException) -> WriteError:
+        raise NotImplementedError
+
+    def _abandon(self) -> List[str]:
+        raise NotImplementedError
+
+
 class ShardedFormat(StoreFormat):
     """A format of shards plus index parts: resume, inspect and orphan cleaning shared."""
 
@@ -201,5 +363,5 @@ class ShardedFormat(StoreFormat):
 
 
 __all__ = ["SHARD_DIR", "INDEX_DIR", "INDEX_VERSION", "index_dir", "shard_dir", "safe_tag",
-           "read_index_parts", "shard_sizes", "merge_index", "load_index", "published_keys", "install_shard",
-           "write_index_part", "ShardedFormat", "WriteError"]
+           "read_index_parts", "shard_sizes", "merge_index", "load_index", "missing_shards", "published_keys", "install_shard",
+           "write_index_part", "ShardWriter", "ShardedFormat"]

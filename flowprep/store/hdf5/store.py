@@ -90,7 +90,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import zlib
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
@@ -98,12 +97,13 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from ...errors import StoreError, WriteError
-from ...fsutil import atomic_write_json, fsync_dir, one_line, storage_error
+from ...fsutil import one_line, storage_error
 from .. import codec
-from ..shards import (INDEX_DIR, INDEX_VERSION, SHARD_DIR, index_dir, load_index,  # noqa: F401
-                      merge_index, published_keys, read_index_parts, safe_tag, shard_dir)
-from ..base import (FLOW_STREAMS, Store, StoreWriter, Video, VideoWriter, clear_failure,
-                   stored_rgb_frames, stored_streams)
+from ..shards import (INDEX_DIR, INDEX_VERSION, SHARD_DIR, ShardWriter, index_dir,  # noqa: F401
+                      load_index, merge_index, published_keys, read_index_parts, safe_tag,
+                      shard_dir)
+from ..base import (FLOW_STREAMS, Store, Video, VideoWriter, stored_rgb_frames,
+                    stored_streams)
 
 SHARD_EXT = ".h5"
 SHARD_VERSION = 1
@@ -278,15 +278,12 @@ class Hdf5Video(Video):
             k = m
         return [(x, y) for x, y in out]
 
-    def flow_quantized(self, i: int, backward: bool = False, warped: bool = False) -> np.ndarray:
-        self._need("flow")
-        key = (bool(backward), bool(warped))
+    def _flow_quantized(self, i: int, backward: bool, warped: bool) -> np.ndarray:
+        key = (backward, warped)
         if self._is_raw(*key):  # one read, no stacking
-            i = self._check(i, self.num_flows, "flow")
-            self._need_stream(*key)
             q = self._dataset(RAW_FLOW_STREAMS[key])[i]
             return np.ascontiguousarray(np.moveaxis(q, 0, -1))
-        return super().flow_quantized(i, backward, warped)
+        return super()._flow_quantized(i, backward, warped)
 
 
 class Hdf5Store(Store):
@@ -338,7 +335,7 @@ class Hdf5Store(Store):
         return self._ids
 
     def __contains__(self, video_id: object) -> bool:
-        return video_id in self.entries
+        return self.resolve_id(video_id) in self.entries
 
     # --- handles --------------------------------------------------------
     def _file(self, shard: str):
@@ -400,6 +397,8 @@ class Hdf5Store(Store):
             raise KeyError(video_id) from None
 
     def meta(self, video_id: str) -> Dict[str, Any]:
+        if video_id not in self.entries:
+            video_id = self.resolve_id(video_id)
         m = self._metas.get(video_id)
         if m is not None:
             self._metas.move_to_end(video_id)
@@ -418,6 +417,7 @@ class Hdf5Store(Store):
         return m
 
     def __getitem__(self, video_id: str) -> Hdf5Video:
+        video_id = self.resolve_id(video_id)
         e = self._entry(video_id)
         return Hdf5Video(video_id, self.meta(video_id), self, e["shard"], e["group"])
 
@@ -612,7 +612,7 @@ class Hdf5VideoWriter(VideoWriter):
         self.owner._aborted(self)
 
 
-class Hdf5StoreWriter(StoreWriter):
+class Hdf5StoreWriter(ShardWriter):
     """One worker's writer: fills its own shard files, seals them, writes their index parts.
 
     A committed video is published when its shard is sealed (``drain_published``
@@ -632,6 +632,8 @@ class Hdf5StoreWriter(StoreWriter):
         shard_size: bytes; a shard is sealed after the commit that makes it pass this size.
         payload: "jpeg" (the JPEG store's bytes) or "raw" (uint8 flow, gzip, lossless).
     """
+
+    shard_ext = SHARD_EXT
 
     def __init__(self, root: str, tmp_root: str, worker_tag: str,
                  jpeg_quality: int = codec.DEFAULT_JPEG_QUALITY, shard_size: int = 1 << 30,
@@ -720,11 +722,7 @@ class Hdf5StoreWriter(StoreWriter):
 
     # --- shard lifecycle --------------------------------------------------
     def _open_shard(self) -> None:
-        while True:
-            name = f"{self.tag}-{self._seq:04d}{SHARD_EXT}"
-            self._seq += 1
-            if not os.path.exists(os.path.join(shard_dir(self.root), name)):
-                break
+        name, self._seq = self._next_name(self._seq)
         self._name = name
         self.tmp_path = os.path.join(self.tmp_root, name + ".tmp")
         try:
@@ -777,106 +775,21 @@ class Hdf5StoreWriter(StoreWriter):
         except H5_ERRORS as exc:
             raise self._broke(exc, *vw._objects()) from None
 
-    def seal(self) -> List[str]:
-        """Close the open shard, move it into OUT/shards, then write its index part.
-
-        Returns the video ids it published (also queued for ``drain_published``).
-        Raises WriteError when the writer is out of use after a write error, or when
-        sealing fails (the shard is then dropped, its videos not published).
-        """
+    def finish_shard(self) -> Optional[Dict[str, Any]]:
+        """Sealing step 0 (ShardWriter.seal runs them all): close the open shard's HDF5
+        file; None when it holds no committed video (it is deleted)."""
         self._usable()
         if self._file is None:
-            return []
+            return None
         if self._open is not None and not self._open.done:
             self._open.abort()
         if not self._videos:
             self._abandon()
-            return []
-        videos, name, tmp = self._videos, self._name, self.tmp_path
+            return None
         try:
             self._file.close()
         except H5_ERRORS as exc:
             raise self._broke(exc) from None
         self._file = None
-        if self.publisher is not None:
-            return self._publish_elsewhere(videos, name, tmp)
-        dest_dir = shard_dir(self.root)
-        dest = os.path.join(dest_dir, name)
-        try:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.makedirs(dest_dir, exist_ok=True)
-            os.makedirs(index_dir(self.root), exist_ok=True)
-            size = os.path.getsize(tmp)
-            os.rename(tmp, dest)
-            fsync_dir(dest_dir)
-        except OSError as exc:
-            raise self._broke(exc) from None
-        part = {"flowprep_index": INDEX_VERSION, "shard": name, "shard_bytes": size,
-                "sealed_ns": time.time_ns(), "writer": self.tag, "payload": self.payload,
-                "videos": videos}
-        try:
-            atomic_write_json(os.path.join(index_dir(self.root), name[: -len(SHARD_EXT)] + ".json"),
-                              part)
-        except WriteError as exc:  # a shard no index part names: removed by the next run
-            raise self._broke(exc) from None
-        self._videos = {}
-        ids = sorted(videos)
-        for vid in ids:
-            clear_failure(self.root, vid)
-        self._published.extend(ids)
-        return ids
-
-    def _publish_elsewhere(self, videos: Dict[str, Dict[str, Any]], name: str, tmp: str) -> List[str]:
-        """seal() through ``self.publisher``: the closed shard, fsynced, is handed over with
-        its index part (which the publisher writes after the shard); then deleted here."""
-        try:
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            size = os.path.getsize(tmp)
-        except OSError as exc:
-            raise self._broke(exc) from None
-        part = {"flowprep_index": INDEX_VERSION, "shard": name, "shard_bytes": size,
-                "sealed_ns": time.time_ns(), "writer": self.tag, "payload": self.payload,
-                "videos": videos}
-        try:
-            self.publisher.publish(tmp, name, part)
-        except WriteError as exc:  # never half-published: the videos are redone
-            raise self._broke(exc) from None
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        self.tmp_path = ""
-        self._videos = {}
-        ids = sorted(videos)
-        self.publisher.clear_failures(ids)
-        self._published.extend(ids)
-        return ids
-
-    def discard(self) -> List[str]:
-        """Drop the open shard without sealing it; the ids of the committed videos it held.
-
-        For a caller that no longer trusts what this writer holds (its process had a
-        write error, or a bug, while writing): those videos are not published, and
-        the caller redoes them. Unless it had a write error, the writer can go on
-        with a new shard.
-        """
-        return self._abandon()
-
-    def close(self) -> None:
-        """Seal the open shard (if it holds committed videos).
-
-        After a write error: drop it unsealed instead, without raising again (the
-        error was raised where it happened; its videos are not published).
-        """
-        if self.error is not None:
-            self._abandon()
-            return
-        self.seal()
+        return {"name": self._name, "tmp_path": self.tmp_path, "videos": self._videos,
+                "part": {"payload": self.payload}}

@@ -8,7 +8,7 @@ sealing are shared with the HDF5 store (:mod:`flowprep.store.shards`).
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Any, Dict
 
 from ..shards import ShardedFormat
 from .keys import decode_key, encode_key  # noqa: F401

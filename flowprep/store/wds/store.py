@@ -48,10 +48,10 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from ...errors import StoreError, WriteError
 from ...fsutil import AppendFile, atomic_write_json, one_line, read_json, storage_error
 from .. import codec
-from ..base import (FLOW_STREAMS, Store, StoreWriter, Video, VideoWriter, clear_failure,
-                    flow_stream, stored_rgb_frames, stored_streams)
-from ..shards import (INDEX_VERSION, index_dir, install_shard, load_index, safe_tag, shard_dir,
-                      write_index_part, read_index_parts, shard_sizes, fsync_file, INDEX_DIR)
+from ..base import (FLOW_STREAMS, Store, Video, VideoWriter, flow_stream, stored_rgb_frames,
+                    stored_streams)
+from ..shards import (INDEX_DIR, ShardWriter, index_dir, load_index, read_index_parts, safe_tag,
+                      shard_dir, shard_sizes)
 from .keys import encode_key, split_member
 from .tar import END, iter_members, member_header, padding
 
@@ -211,7 +211,7 @@ class WdsStore(Store):
         return self._ids
 
     def __contains__(self, video_id: object) -> bool:
-        return video_id in self.entries
+        return self.resolve_id(video_id) in self.entries
 
     def shard_path(self, shard: str) -> str:
         return os.path.join(shard_dir(self.root), shard)
@@ -340,6 +340,8 @@ class WdsStore(Store):
         return e, table["key"], members
 
     def meta(self, video_id: str) -> Dict[str, Any]:
+        if video_id not in self.entries:
+            video_id = self.resolve_id(video_id)
         m = self._metas.get(video_id)
         if m is not None:
             self._metas.move_to_end(video_id)
@@ -357,6 +359,7 @@ class WdsStore(Store):
         return m
 
     def __getitem__(self, video_id: str) -> WdsVideo:
+        video_id = self.resolve_id(video_id)
         e, key, members = self._video_members(video_id)
         return WdsVideo(video_id, self.meta(video_id), self, e["shard"], members, key)
 
@@ -387,16 +390,12 @@ class WdsStore(Store):
         fh = self.open_shard_stream(unit)
         with fh:
             key: Optional[str] = None
-            fields: Dict[str, bytes] = {}
+            fields: Dict[str, Tuple[Any, int]] = {}
             for name, data in iter_members(fh, path):
                 crc = crcs.get(name)
                 if crc is None or data is None:
                     raise StoreError(f"{path}: member {name}: foreign (not in the shard's "
                                      f"member table, not written by flowprep); run flowprep verify")
-                got = zlib.crc32(data)
-                if got != crc:
-                    raise StoreError(f"{path}: member {name}: checksum mismatch (stored crc32 "
-                                     f"{crc:08x}, data {got:08x}); run flowprep verify")
                 k, field = split_member(name)
                 if k != key:
                     if key is not None and key_vid[key] in want:
@@ -404,7 +403,7 @@ class WdsStore(Store):
                         yield self._member_video(key_vid[key], key, fields, path)
                     key, fields = k, {}
                 if key_vid.get(k) in want:
-                    fields[field] = data
+                    fields[field] = (data, crc)  # checked when the sample reads it
             if key is not None and key_vid[key] in want:
                 seen.add(key_vid[key])
                 yield self._member_video(key_vid[key], key, fields, path)
@@ -415,46 +414,57 @@ class WdsStore(Store):
                              f"run flowprep verify")
 
     @staticmethod
-    def _member_video(vid: str, key: str, fields: Dict[str, bytes], path: str) -> "MemberVideo":
-        data = fields.pop(META_FIELD, None)
-        if data is None:
-            raise StoreError(f"{path}: member {key}.{META_FIELD} missing from the shard")
+    def _member_video(vid: str, key: str, fields: Dict[str, Tuple[Any, int]],
+                      path: str) -> "MemberVideo":
+        video = MemberVideo(vid, {}, fields, path, key)
+        data = video.member_bytes(META_FIELD)
         try:
-            meta = json.loads(data.decode())
+            video.meta = json.loads(bytes(data).decode())
         except (UnicodeDecodeError, ValueError) as exc:
             raise StoreError(f"{path}: member {key}.{META_FIELD}: unreadable metadata ({exc})") \
                 from None
-        return MemberVideo(vid, meta, fields, f"{path}: member {key}")
+        return video
 
 
 class MemberVideo(Video):
-    """A video whose stored members are in memory (a sample read from a tar stream).
+    """A video whose members were read from a tar stream and are held in memory.
 
     Args:
         video_id: the true id.
         meta: its metadata.
-        fields: field ("img_00001.jpg", "flow_x_00001.jpg", ...) -> the member's bytes.
-        where: what errors name (the shard and key).
+        fields: field ("img_00001.jpg", ...) -> (the member's bytes-like data, its crc32
+            from the member table); the crc32 is checked when a member is read, so only
+            the members a sample uses cost a checksum.
+        path: the shard file; key: the sample key (both named by errors).
     """
 
-    def __init__(self, video_id: str, meta: Dict[str, Any], fields: Dict[str, bytes],
-                 where: str) -> None:
+    def __init__(self, video_id: str, meta: Dict[str, Any], fields: Dict[str, Tuple[Any, int]],
+                 path: str, key: str) -> None:
         super().__init__(video_id, meta)
         self.fields = fields
-        self.where = where
+        self.path = path
+        self.key = key
 
-    def _get(self, field: str) -> bytes:
-        data = self.fields.get(field)
-        if data is None:
-            raise StoreError(f"{self.where}.{field}: member missing from the sample")
+    def member_bytes(self, field: str):
+        """The member's bytes (a read-only bytes-like view), crc32 checked."""
+        got = self.fields.get(field)
+        if got is None:
+            raise StoreError(f"{self.path}: member {self.key}.{field} missing from the sample")
+        data, crc = got
+        c = zlib.crc32(data)
+        if c != crc:
+            raise StoreError(f"{self.path}: member {self.key}.{field}: checksum mismatch (stored "
+                             f"crc32 {crc:08x}, data {c:08x}); run flowprep verify")
         return data
 
     def _rgb_bytes(self, i: int) -> bytes:
-        return self._get(field_name("img", i))
+        return bytes(self.member_bytes(field_name("img", i)))
 
     def _flow_payload(self, i: int, backward: bool, warped: bool):
+        """(x, y) as read-only bytes-like views (as HDF5's flow_payloads gives them)."""
         p = flow_stream(backward, warped)
-        return self._get(field_name(p + "_x", i)), self._get(field_name(p + "_y", i))
+        return (self.member_bytes(field_name(p + "_x", i)),
+                self.member_bytes(field_name(p + "_y", i)))
 
 
 # --------------------------------------------------------------------------------------
@@ -523,13 +533,13 @@ class WdsVideoWriter(VideoWriter):
         self.owner._aborted(self)
 
 
-class WdsStoreWriter(StoreWriter):
+class WdsStoreWriter(ShardWriter):
     """One worker's writer: appends videos to its own tar shard, seals it, indexes it.
 
-    Sealing is split into steps a remote backend can replace: :meth:`finish_shard`
-    (end-of-archive, close: a complete tar aside), :meth:`install_shard` (fsync,
-    rename into OUT/shards), :meth:`write_index` (member table, then index part:
-    from here on the videos are published).
+    Sealing is ShardWriter's three steps, which a remote backend can replace:
+    :meth:`finish_shard` (end-of-archive, close: a complete tar aside),
+    ``install_shard`` (fsync, rename into OUT/shards), ``write_index`` (the member
+    table, then the index part: from here on the videos are published).
 
     Args:
         root: the store (OUT).
@@ -538,6 +548,8 @@ class WdsStoreWriter(StoreWriter):
         jpeg_quality: JPEG quality of RGB frames and flow planes.
         shard_size: bytes; a shard is sealed after the commit that makes it pass this size.
     """
+
+    shard_ext = SHARD_EXT
 
     def __init__(self, root: str, tmp_root: str, worker_tag: str,
                  jpeg_quality: int = codec.DEFAULT_JPEG_QUALITY,
@@ -598,11 +610,7 @@ class WdsStoreWriter(StoreWriter):
 
     # --- shard lifecycle --------------------------------------------------
     def _open_shard(self) -> None:
-        while True:
-            name = f"{self.tag}-{self._seq:04d}{SHARD_EXT}"
-            self._seq += 1
-            if not os.path.exists(os.path.join(shard_dir(self.root), name)):
-                break
+        name, self._seq = self._next_name(self._seq)
         self._name = name
         self.tmp_path = os.path.join(self.tmp_root, name + ".tmp")
         try:
@@ -630,11 +638,10 @@ class WdsStoreWriter(StoreWriter):
         self._usable()
         if self._open is not None and not self._open.done:
             self._open.abort()
+        if video_id in self._videos:  # in this shard already: a shard holds a video once
+            self.seal()
         if self._fh is None:
             self._open_shard()
-        if video_id in self._videos:  # committed into this shard already: the newer copy wins
-            self._videos.pop(video_id)
-            self._members.pop(video_id)
         self._open = WdsVideoWriter(self, video_id)
         return self._open
 
@@ -663,8 +670,8 @@ class WdsStoreWriter(StoreWriter):
         self.pos = vw.start
 
     def finish_shard(self) -> Optional[Dict[str, Any]]:
-        """Sealing step 0: end the open shard's archive and close it; None when it holds no
-        committed video (it is deleted). Returns {"name", "tmp_path", "videos", "members"}."""
+        """Sealing step 0 (ShardWriter.seal runs them all): write the end-of-archive
+        blocks and close the open shard; None when it holds no committed video."""
         self._usable()
         if self._fh is None:
             return None
@@ -679,91 +686,23 @@ class WdsStoreWriter(StoreWriter):
         except (WriteError, OSError) as exc:
             raise self._broke(exc) from None
         self._fh = None
-        sealed = {"name": self._name, "tmp_path": self.tmp_path, "videos": self._videos,
-                  "members": self._members}
-        self._videos, self._members = {}, {}
-        return sealed
+        members, self._members = self._members, {}
+        name = self._name
+        return {"name": name, "tmp_path": self.tmp_path, "videos": self._videos,
+                "members": members,
+                "part": {"format": "wds",
+                         "members": f"{MEMBERS_DIR}/{name[: -len(SHARD_EXT)]}.json"}}
 
-    def install_shard(self, sealed: Dict[str, Any]) -> None:
-        """Sealing step 1: fsync the finished tar and rename it into OUT/shards."""
-        try:
-            sealed["shard_bytes"] = install_shard(sealed["tmp_path"], self.root, sealed["name"])
-        except OSError as exc:
-            self._videos = sealed["videos"]  # named as lost by _broke
-            raise self._broke(exc) from None
-        self.tmp_path = ""
+    def index_objects(self, sealed: Dict[str, Any]) -> Dict[str, bytes]:
+        """The shard's member table, for a publisher (object storage)."""
+        table = {"flowprep_members": MEMBERS_VERSION, "shard": sealed["name"],
+                 "videos": sealed["members"]}
+        rel = f"{INDEX_DIR}/{MEMBERS_DIR}/{sealed['name'][: -len(SHARD_EXT)]}.json"
+        return {rel: json.dumps(table).encode()}
 
-    def write_index(self, sealed: Dict[str, Any]) -> List[str]:
-        """Sealing step 2: the member table, then the index part (publishes the videos)."""
-        name = sealed["name"]
-        table = {"flowprep_members": MEMBERS_VERSION, "shard": name, "videos": sealed["members"]}
-        part = {"flowprep_index": INDEX_VERSION, "format": "wds", "shard": name,
-                "shard_bytes": sealed["shard_bytes"], "sealed_ns": time.time_ns(),
-                "writer": self.tag, "members": f"{MEMBERS_DIR}/{name[: -len(SHARD_EXT)]}.json",
-                "videos": sealed["videos"]}
-        try:
-            os.makedirs(os.path.dirname(members_path(self.root, name)), exist_ok=True)
-            atomic_write_json(members_path(self.root, name), table)
-            write_index_part(self.root, name, SHARD_EXT, part)
-        except (WriteError, OSError) as exc:  # a shard no index part names: removed by the next run
-            self._videos = sealed["videos"]
-            raise self._broke(exc) from None
-        ids = sorted(sealed["videos"])
-        for vid in ids:
-            clear_failure(self.root, vid)
-        self._published.extend(ids)
-        return ids
-
-    def seal(self) -> List[str]:
-        """Finish the open shard, move it into OUT/shards, then write its index; returns the
-        video ids it published (also queued for ``drain_published``)."""
-        sealed = self.finish_shard()
-        if sealed is None:
-            return []
-        if self.publisher is not None:
-            return self._publish_elsewhere(sealed)
-        self.install_shard(sealed)
-        return self.write_index(sealed)
-
-    def _publish_elsewhere(self, sealed: Dict[str, Any]) -> List[str]:
-        """Sealing through ``self.publisher`` (object storage): the finished tar, fsynced,
-        is uploaded whole, then its member table, then its index part; then deleted here."""
-        name, tmp = sealed["name"], sealed["tmp_path"]
-        try:
-            fsync_file(tmp)
-            size = os.path.getsize(tmp)
-        except OSError as exc:
-            self._videos = sealed["videos"]  # named as lost by _broke
-            raise self._broke(exc) from None
-        stem = name[: -len(SHARD_EXT)]
-        table = {"flowprep_members": MEMBERS_VERSION, "shard": name, "videos": sealed["members"]}
-        part = {"flowprep_index": INDEX_VERSION, "format": "wds", "shard": name,
-                "shard_bytes": size, "sealed_ns": time.time_ns(), "writer": self.tag,
-                "members": f"{MEMBERS_DIR}/{stem}.json", "videos": sealed["videos"]}
-        try:
-            self.publisher.publish(tmp, name, part,
-                                   extra={f"{INDEX_DIR}/{MEMBERS_DIR}/{stem}.json":
-                                          json.dumps(table).encode()})
-        except WriteError as exc:  # never half-published: the videos are redone
-            self._videos = sealed["videos"]
-            raise self._broke(exc) from None
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        self.tmp_path = ""
-        ids = sorted(sealed["videos"])
-        self.publisher.clear_failures(ids)
-        self._published.extend(ids)
-        return ids
-
-    def discard(self) -> List[str]:
-        """Drop the open shard without sealing it; the ids of the committed videos it held."""
-        return self._abandon()
-
-    def close(self) -> None:
-        """Seal the open shard; after a write error only drop it (without raising again)."""
-        if self.error is not None:
-            self._abandon()
-            return
-        self.seal()
+    def _index_files(self, sealed: Dict[str, Any]) -> None:
+        """The shard's member table, written before its index part."""
+        path = members_path(self.root, sealed["name"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        atomic_write_json(path, {"flowprep_members": MEMBERS_VERSION, "shard": sealed["name"],
+                                 "videos": sealed["members"]})
