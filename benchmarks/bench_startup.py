@@ -57,7 +57,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"flowprep extract tiny.mp4 -o OUT: wall seconds, best / median of {a.repeat}")
-    print(f"| run | best s | median s |\n|---|---|---|")
+    print("| run | best s | median s |\n|---|---|---|")
     for name, ts in times.items():
         print(f"| {name} | {min(ts):.2f} | {statistics.median(ts):.2f} |")
     print(f"\nMachine: {cpu_name()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "

@@ -19,9 +19,10 @@ def extract(inputs, out, **options):
     """Extract frames and flow of ``inputs`` into store ``out``.
 
     ``inputs``: a path or a list of paths (video files, folders, .txt lists), local
-    or fsspec URLs; options are the fields of flowprep.run.extract.ExtractOptions, plus
-    ``storage_options`` (a dict for fsspec) and ``staging`` (a local folder for shards
-    on their way to an ``out`` URL). Returns a Report.
+    or fsspec URLs; options: the extract options (names, defaults and checks:
+    flowprep.run.options.OPTIONS; preset="tsn"|"i3d"|"denseflow" starts from a
+    published setup), plus ``storage_options`` (a dict for fsspec) and ``staging`` (a
+    local folder for shards on their way to an ``out`` URL). Returns a Report.
     """
     if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__"):
         inputs = [inputs]

@@ -5,11 +5,10 @@ import os
 import sys
 
 import click
-
 from click.core import ParameterSource
 
 from flowprep.errors import ConfigError
-from flowprep.run.options import OPTIONS, Option, parse_bytes  # noqa: F401  (parse_bytes: importable here, as before)
+from flowprep.run.options import OPTIONS, Option
 
 
 def _click_option(o: Option):

@@ -418,6 +418,17 @@ class Video:
                 f"flows={self.num_flows} {self.width}x{self.height}>")
 
 
+def _resolving(fn):
+    """``fn(self, video_id, ...)`` called with ``self.resolve_id(video_id)``."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self, video_id, *args, **kwargs):
+        return fn(self, self.resolve_id(video_id), *args, **kwargs)
+    wrapper._resolves_ids = True
+    return wrapper
+
+
 class Store:
     """A published store, read-only. Subclasses list videos and make Video objects.
 
@@ -427,6 +438,15 @@ class Store:
     """
 
     format = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every format's ``__getitem__`` and ``meta`` take a name by either spelling: the
+        key goes through :meth:`resolve_id` first (one rule for every format, new ones too)."""
+        super().__init_subclass__(**kwargs)
+        for name in ("__getitem__", "meta"):
+            fn = cls.__dict__.get(name)
+            if fn is not None and not getattr(fn, "_resolves_ids", False):
+                setattr(cls, name, _resolving(fn))
 
     def __init__(self, root: str) -> None:
         self.root = os.path.abspath(root)

@@ -397,8 +397,6 @@ class Hdf5Store(Store):
             raise KeyError(video_id) from None
 
     def meta(self, video_id: str) -> Dict[str, Any]:
-        if video_id not in self.entries:
-            video_id = self.resolve_id(video_id)
         m = self._metas.get(video_id)
         if m is not None:
             self._metas.move_to_end(video_id)
@@ -417,7 +415,6 @@ class Hdf5Store(Store):
         return m
 
     def __getitem__(self, video_id: str) -> Hdf5Video:
-        video_id = self.resolve_id(video_id)
         e = self._entry(video_id)
         return Hdf5Video(video_id, self.meta(video_id), self, e["shard"], e["group"])
 

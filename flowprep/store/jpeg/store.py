@@ -118,7 +118,6 @@ class JpegStore(Store):
         return self._ids
 
     def meta(self, video_id: str) -> Dict[str, Any]:
-        video_id = self.resolve_id(video_id)
         path = os.path.join(safe_join(self.root, video_id), META_FILE)
         try:
             return read_json(path)
@@ -128,7 +127,6 @@ class JpegStore(Store):
             raise StoreError(f"{path}: unreadable metadata ({exc})") from None
 
     def __getitem__(self, video_id: str) -> JpegVideo:
-        video_id = self.resolve_id(video_id)
         return JpegVideo(video_id, self.meta(video_id), safe_join(self.root, video_id))
 
 
