@@ -573,6 +573,11 @@ def test_wds_store_at_a_url_convert_both_ways_tools_and_loaders(bucket, env, tmp
     assert d["disk"]["bytes"] > d["payload_bytes"]["rgb"]
     res = runner.invoke(cli, ["verify", h5_url])
     assert res.exit_code == 0 and "OK: 4 videos" in res.output, res.output
+    before = env.client().get_object(Bucket=bucket, Key="h5/flow_list.txt")["Body"].read()
+    env.client().delete_object(Bucket=bucket, Key="h5/flow_list.txt")
+    res = runner.invoke(cli, ["index", h5_url])
+    assert res.exit_code == 0 and "4 videos listed" in res.output, res.output
+    assert env.client().get_object(Bucket=bucket, Key="h5/flow_list.txt")["Body"].read() == before
     png = str(tmp_path / "s.png")
     res = runner.invoke(cli, ["show", wds_url, "Left/v_l1", "--frame", "1", "-o", png])
     assert res.exit_code == 0 and os.path.getsize(png) > 0, res.output

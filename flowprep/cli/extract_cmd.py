@@ -90,13 +90,9 @@ storage_option = click.option(
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Store directory to write (created if missing), or an s3://, gs://... "
                    "URL (--format wds or hdf5).")
-@storage_option
-@click.option("--staging", type=click.Path(file_okay=False), default=None, metavar="DIR",
-              help="With an -o URL: local folder where shards are built before upload "
-                   "(default: a temporary folder; needs about --jobs x --shard-size).")
 @extract_options
 @click.pass_context
-def extract(ctx, inputs, out, storage_opts, staging, **values):
+def extract(ctx, inputs, out, **values):
     """Extract RGB frames and optical flow of INPUT videos into a store.
 
     INPUT is a video file, a folder (searched recursively; class folders give
@@ -113,7 +109,6 @@ def extract(ctx, inputs, out, storage_opts, staging, **values):
                if ctx.get_parameter_source(name) != ParameterSource.DEFAULT}
     options.pop("progress", None)
     options["progress"] = sys.stderr.isatty() if values["progress"] is None else values["progress"]
-    options.update(storage_options=storage_opts, staging=staging)  # never recorded
     decoder = options.get("decoder", "auto")
     from flowprep.decode import AUTO_NOTE, have_pyav
     if decoder == "auto" and not have_pyav():
@@ -140,9 +135,17 @@ def extract(ctx, inputs, out, storage_opts, staging, **values):
 
 
 @click.command("index")
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
-def index_cmd(out):
-    """Rewrite OUT's annotation lists from its published videos."""
+@click.argument("out", type=StorePath(exists=True, file_okay=False))
+@storage_option
+def index_cmd(out, storage_opts):
+    """Rewrite OUT's annotation lists from its published videos (OUT may be a URL)."""
+    from flowprep.remote import Remote, is_url
+    if is_url(out):
+        from flowprep.store.remote import write_lists as write_remote_lists
+        remote = Remote(out, storage_opts)
+        n = write_remote_lists(remote)
+        click.echo(f"{n} videos listed in {remote.where('rgb_list.txt')} and flow_list.txt")
+        return
     from flowprep.store.lists import write_lists
     n = write_lists(out)
     click.echo(f"{n} videos listed in {os.path.join(out, 'rgb_list.txt')} and flow_list.txt")

@@ -160,9 +160,9 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
     from ..lock import RunLock, clean_stale
     from ..store.lists import write_lists
 
-    storage_options = options.pop("storage_options", None)
-    staging = options.pop("staging", None)
     opts = make_options(options)  # unknown names, the preset, every value checked
+    storage_options = dict(opts.storage_options or {}) or None  # in memory only
+    staging = opts.staging
     if is_url(out):
         from .remote import check_url_run
         check_url_run(out, opts)  # before anything is written

@@ -196,7 +196,7 @@ def write_store_info(remote: Remote, info: Dict[str, Any], others_alive: Callabl
     remote.write_bytes(STORE_FILE, json.dumps(info, indent=1, sort_keys=True).encode())
 
 
-def write_lists(remote: Remote, storage_options: Any = None) -> int:
+def write_lists(remote: Remote) -> int:
     """Rewrite the annotation lists from the published videos; returns how many they list.
 
     Parts of one split end at different times: a writer re-reads the index after
