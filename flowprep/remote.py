@@ -36,7 +36,7 @@ import time
 import uuid
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .errors import ConfigError, StoreError, WriteError
+from .errors import ConfigError, WriteError
 
 #: protocols whose PUT is atomic (no reader ever sees a partial object)
 ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}
@@ -90,7 +90,7 @@ def _secrets(options: Optional[Mapping[str, Any]]) -> List[str]:
         elif isinstance(v, (list, tuple)):
             for x in v:
                 walk(x)
-        elif isinstance(v, str) and len(v) >= 4 and not v.lower() in ("true", "false", "none"):
+        elif isinstance(v, str) and len(v) >= 4 and v.lower() not in ("true", "false", "none"):
             out.append(v)
 
     walk(options or {})
@@ -247,10 +247,6 @@ class Remote:
     def error(self, what: str, exc: BaseException) -> str:
         return scrub(f"{what} ({type(exc).__name__}: {exc})", self.storage_options)
 
-    def child(self, rel: str) -> "Remote":
-        r = Remote(join(self.url, rel), self.storage_options)
-        return r
-
     # --- reading --------------------------------------------------------
     def info(self, rel: str = "") -> Optional[Dict[str, Any]]:
         """The object's info dict (``size``, ``type``), or None when there is none."""
@@ -262,24 +258,13 @@ class Remote:
     def exists(self, rel: str = "") -> bool:
         return self.info(rel) is not None
 
-    def isdir(self, rel: str = "") -> bool:
-        i = self.info(rel)
-        return bool(i) and i.get("type") == "directory"
-
-    def listdir(self, rel: str = "", refresh: bool = True) -> Dict[str, int]:
-        """Names directly under ``rel`` (objects only) -> size in bytes; {} when none."""
-        p = self.path(rel)
+    def listdir(self, rel: str = "") -> Dict[str, int]:
+        """Names directly under ``rel`` (objects only) -> size in bytes; {} when none.
+        Listed afresh every time (listings are not cached, see :func:`filesystem`)."""
         try:
-            entries = self.fs.ls(p, detail=True, refresh=refresh) if refresh else \
-                self.fs.ls(p, detail=True)
+            entries = self.fs.ls(self.path(rel), detail=True)
         except FileNotFoundError:
             return {}
-        except TypeError:  # filesystems whose ls takes no refresh
-            self.fs.invalidate_cache(p)
-            try:
-                entries = self.fs.ls(p, detail=True)
-            except FileNotFoundError:
-                return {}
         out = {}
         for e in entries:
             if e.get("type") == "directory":
@@ -403,4 +388,4 @@ def split_url(url: str) -> Tuple[str, str]:
 
 
 __all__ = ["is_url", "protocol", "local_path", "redact", "scrub", "parse_storage_options",
-           "filesystem", "join", "Remote", "split_url", "StoreError"]
+           "filesystem", "join", "Remote", "split_url"]
