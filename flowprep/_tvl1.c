@@ -8,7 +8,7 @@
  *     out:        a writable C-contiguous float32 buffer of H*W*2 values: the flow
  *                 (H, W, 2) in pixels, [..., 0] = dx, [..., 1] = dy, with
  *                 next(x + d(x)) ~ prev(x).
- * isa() -> "avx512f" | "avx2" | "avx" | "sse2" | "generic": the code path the
+ * isa() -> "avx2" | "avx" | "sse2" | "generic": the code path the
  *          hot loops dispatch to on this CPU.
  *
  * The scheme (Zach, Pock & Bischof 2007; Wedel et al. 2009; Sanchez et al., IPOL
@@ -28,15 +28,19 @@
  *     by scale_step; the duals restart at 0 on each level.
  * Where it differs from OpenCV (docs/native_tvl1.md): the stopping sum is
  * accumulated in double in a fixed order (OpenCV: one float running sum);
- * |grad u| is sqrtf(ux^2 + uy^2) (OpenCV: hypot); frames and the per-call
+ * |grad u| is sqrtf(ux^2 + uy^2) (OpenCV: hypot); the warp's 16 taps are
+ * summed separably (OpenCV: products wy*wx summed row by row); the
+ * thresholding multiplies by 1/|grad I1w|^2 computed once per warp and the
+ * dual update by one reciprocal (OpenCV: divisions); frames and the per-call
  * level count as in the module docstring of flowprep/flow/native_tvl1.py.
  *
  * Speed: each inner iteration is one pass over the rows that updates u of row
  * y and then the duals of row y-1 (which need u of rows y-1 and y), so u and p
  * are read and written once per iteration; the loops are plain float code the
  * compiler vectorises; no call into libm in the loops (sqrtf is an
- * instruction); every buffer is allocated once per call. Hot functions are
- * compiled for AVX-512F, AVX2, AVX and the baseline (SSE2 on x86-64) and
+ * instruction); one working block per call, its planes staggered modulo 4 KiB
+ * (no cache-set aliasing between them) and kept for the next call. Hot functions are
+ * compiled for AVX2, AVX and the baseline (SSE2 on x86-64) and
  * chosen at load time (GCC/Clang target_clones); -ffp-contract=off keeps the
  * arithmetic the same IEEE float operations in every version, so the result
  * does not depend on the CPU. The GIL is released while it runs.
@@ -55,7 +59,10 @@
     !defined(FLOWPREP_NO_CLONES)
 #if defined(__has_attribute)
 #if __has_attribute(target_clones)
-#define HOT __attribute__((target_clones("avx512f", "avx2", "avx", "default")))
+/* no avx512f clone: on AMD Zen 4 (this project's machine) the AVX2 version of
+ * these loops is 4-6 % faster than the AVX-512 one (measured), and Intel's
+ * 512-bit paths lower the clock; the answer is the same either way */
+#define HOT __attribute__((target_clones("avx2", "avx", "default")))
 #define HAVE_CLONES 1
 #endif
 #endif
@@ -66,13 +73,27 @@
 
 #if defined(__GNUC__)
 #define RESTRICT __restrict__
+#define ALIGN32 __attribute__((aligned(32)))
+/* GCC/Clang vector types for the warp's taps and the stopping sum; without them
+ * (other compilers, or -DFLOWPREP_NO_VECTOR_EXT, which a test builds) plain C
+ * loops perform the same operations in the same order: the same bits. */
+#if !defined(FLOWPREP_NO_VECTOR_EXT)
 #define HAVE_VEC4 1
 typedef float v4sf __attribute__((vector_size(16)));
-typedef float v4sf_u __attribute__((vector_size(16), aligned(4))); /* unaligned loads */
+typedef float v8sf __attribute__((vector_size(32)));
+#if defined(__clang__) || __GNUC__ >= 9
+#define HAVE_CONVERTVECTOR 1
+typedef double v4df __attribute__((vector_size(32)));
+#endif
+#endif
 #elif defined(_MSC_VER)
 #define RESTRICT __restrict
 #else
 #define RESTRICT
+#endif
+
+#ifndef ALIGN32
+#define ALIGN32
 #endif
 
 #define MIN_LEVEL_SIDE 16
@@ -174,6 +195,9 @@ static void gradient4(const float *I, int h, int w, float *src4) {
 /* ----------------------------------------------------------------- warp */
 
 static float cubic_tab[TAB][4];
+/* the x weights of a table entry laid out for two taps per 8-float vector:
+ * [0] = {w0 x4, w1 x4}, [1] = {w2 x4, w3 x4} */
+static float cubic_x8[TAB][2][8] ALIGN32;
 
 static void init_cubic_tab(void) {
     const float A = -0.75f;
@@ -184,57 +208,76 @@ static void init_cubic_tab(void) {
         c[1] = ((A + 2) * x - (A + 3)) * x * x + 1;
         c[2] = ((A + 2) * (1 - x) - (A + 3)) * (1 - x) * (1 - x) + 1;
         c[3] = 1.f - c[0] - c[1] - c[2];
+        for (int l = 0; l < 4; l++) {
+            cubic_x8[i][0][l] = c[0]; cubic_x8[i][0][4 + l] = c[1];
+            cubic_x8[i][1][l] = c[2]; cubic_x8[i][1][4 + l] = c[3];
+        }
     }
 }
 
 /* Bicubic samples of src4 at (x + u1, y + u2) as OpenCV's remap(INTER_CUBIC,
- * BORDER_CONSTANT 0) computes them (same tap order), then grad = |grad I1w|^2
- * and rho_c = I1w - I1wx u1 - I1wy u2 - I0 (calcGradRho). */
+ * BORDER_CONSTANT 0) computes them (same positions, weights and taps; the sums
+ * separable), then the data term's per-warp constants (calcGradRho): lg =
+ * lambda theta |grad I1w|^2, ig = 1/|grad I1w|^2 (0 where |grad I1w|^2 <=
+ * FLT_EPSILON, OpenCV's branch), rho_c = I1w - I1wx u1 - I1wy u2 - I0.
+ * ixs, iys, r0s: scratch rows of w values. */
 HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
                            const float *RESTRICT u1, const float *RESTRICT u2, int h, int w,
-                           float *RESTRICT Ix, float *RESTRICT Iy, float *RESTRICT grad,
-                           float *RESTRICT rhoc) {
+                           float l_t, float *RESTRICT Ix, float *RESTRICT Iy, float *RESTRICT lg,
+                           float *RESTRICT ig, float *RESTRICT rhoc, int *RESTRICT ixs,
+                           int *RESTRICT iys, float *RESTRICT r0s) {
     const float lo = -8.f, hix = (float)w + 8.f, hiy = (float)h + 8.f;
     for (int y = 0; y < h; y++) {
+        const size_t o = (size_t)y * w;
+        /* pass 1 (vectorised): positions in 1/32 pixel */
         for (int x = 0; x < w; x++) {
-            size_t i = (size_t)y * w + x;
-            float mx = (float)x + u1[i], my = (float)y + u2[i];
+            float mx = (float)x + u1[o + x], my = (float)y + u2[o + x];
             /* outside by more than the kernel: 0 either way; keeps ints small */
             mx = mx < lo ? lo : (mx > hix ? hix : mx);
             my = my < lo ? lo : (my > hiy ? hiy : my);
-            int ix = (int)lrintf(mx * (float)TAB), iy = (int)lrintf(my * (float)TAB);
+            ixs[x] = (int)lrintf(mx * (float)TAB);
+            iys[x] = (int)lrintf(my * (float)TAB);
+        }
+        /* pass 2: the 16 taps per pixel */
+        for (int x = 0; x < w; x++) {
+            size_t i = o + x;
+            int ix = ixs[x], iy = iys[x];
             int sx = (ix >> 5) - 1, sy = (iy >> 5) - 1;
             const float *wx = cubic_tab[ix & (TAB - 1)], *wy = cubic_tab[iy & (TAB - 1)];
             float r0 = 0.f, r1 = 0.f, r2 = 0.f;
             if ((unsigned)sx < (unsigned)(w > 3 ? w - 3 : 0) &&
                 (unsigned)sy < (unsigned)(h > 3 ? h - 3 : 0)) {
 #ifdef HAVE_VEC4
-                const v4sf_u *S = (const v4sf_u *)(src4 + ((size_t)sy * w + sx) * 4);
-                v4sf sum = {0.f, 0.f, 0.f, 0.f};
+                /* separable: per tap row, x weights on two taps at once (lanes
+                 * 0-3: taps 0 and 2, lanes 4-7: taps 1 and 3), then the rows
+                 * weighted by wy, then the two halves added */
+                const float *S = src4 + ((size_t)sy * w + sx) * 4;
+                const v8sf wa = *(const v8sf *)cubic_x8[ix & (TAB - 1)][0];
+                const v8sf wb = *(const v8sf *)cubic_x8[ix & (TAB - 1)][1];
+                v8sf sum = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
                 for (int k1 = 0; k1 < 4; k1++) {
-                    float a = wy[k1];
-                    v4sf w0 = {a * wx[0], a * wx[0], a * wx[0], a * wx[0]};
-                    v4sf w1 = {a * wx[1], a * wx[1], a * wx[1], a * wx[1]};
-                    v4sf w2 = {a * wx[2], a * wx[2], a * wx[2], a * wx[2]};
-                    v4sf w3 = {a * wx[3], a * wx[3], a * wx[3], a * wx[3]};
-                    v4sf row = S[0] * w0 + S[1] * w1 + S[2] * w2 + S[3] * w3;
-                    sum = k1 ? sum + row : row;
-                    S += w;
+                    v8sf A, B;
+                    memcpy(&A, S, sizeof A);
+                    memcpy(&B, S + 8, sizeof B);
+                    v8sf row = A * wa + B * wb;
+                    float b = wy[k1];
+                    v8sf wv = {b, b, b, b, b, b, b, b};
+                    sum = k1 ? sum + row * wv : row * wv;
+                    S += (size_t)w * 4;
                 }
-                r0 = sum[0]; r1 = sum[1]; r2 = sum[2];
+                r0 = sum[0] + sum[4]; r1 = sum[1] + sum[5]; r2 = sum[2] + sum[6];
 #else
                 const float *S = src4 + ((size_t)sy * w + sx) * 4;
-                for (int c = 0; c < 3; c++) {
-                    float sum = 0.f;
-                    for (int k1 = 0; k1 < 4; k1++) {
-                        const float *R = S + (size_t)k1 * w * 4 + c;
-                        float a = wy[k1];
-                        float row = R[0] * (a * wx[0]) + R[4] * (a * wx[1]) + R[8] * (a * wx[2]) +
-                                    R[12] * (a * wx[3]);
-                        sum = k1 ? sum + row : row;
+                const float *wa = cubic_x8[ix & (TAB - 1)][0], *wb = cubic_x8[ix & (TAB - 1)][1];
+                float sum[8];
+                for (int k1 = 0; k1 < 4; k1++) {
+                    for (int l = 0; l < 8; l++) {
+                        float t = (S[l] * wa[l] + S[8 + l] * wb[l]) * wy[k1];
+                        sum[l] = k1 ? sum[l] + t : t;
                     }
-                    if (c == 0) r0 = sum; else if (c == 1) r1 = sum; else r2 = sum;
+                    S += (size_t)w * 4;
                 }
+                r0 = sum[0] + sum[4]; r1 = sum[1] + sum[5]; r2 = sum[2] + sum[6];
 #endif
             } else if (!(sx >= w || sx + 4 <= 0 || sy >= h || sy + 4 <= 0)) {
                 for (int k1 = 0; k1 < 4; k1++) {
@@ -249,10 +292,18 @@ HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
                     }
                 }
             }
+            r0s[x] = r0;
             Ix[i] = r1;
             Iy[i] = r2;
-            grad[i] = r1 * r1 + r2 * r2;
-            rhoc[i] = r0 - r1 * u1[i] - r2 * u2[i] - I0[i];
+        }
+        /* pass 3 (vectorised): the data term's constants for this warp */
+        for (int x = 0; x < w; x++) {
+            size_t i = o + x;
+            float r1 = Ix[i], r2 = Iy[i];
+            float g = r1 * r1 + r2 * r2;
+            lg[i] = l_t * g;
+            ig[i] = g > FLT_EPSILON ? 1.f / g : 0.f;
+            rhoc[i] = r0s[x] - r1 * u1[i] - r2 * u2[i] - I0[i];
         }
     }
 }
@@ -284,13 +335,55 @@ CE(5,21) CE(6,22) CE(7,23) CE(8,24) CE(8,16) CE(9,17) CE(10,18) CE(11,19) \
 CE(12,20) CE(13,21) CE(6,10) CE(7,11) CE(12,16) CE(13,17) CE(10,12) CE(11,13) \
 CE(11,12)
 
+/* 5x5 median from sorted columns: input slot c*5 + r holds rank r (ascending)
+ * of the window's column c. Batcher's odd-even merge of the five columns, laid
+ * out in groups 0, 1, 2, 4, 5 of an 8 x 8 merge with +inf in the empty ranks
+ * and groups (the first of the layouts that prune smallest), comparators on
+ * +inf removed, comparators that never
+ * exchange on sorted columns removed, then pruned to the middle output: 74
+ * comparators, 124 min/max operations (MN/MX: only the min or max is used),
+ * against 113 comparators (226 operations) on unsorted inputs. Generated and
+ * checked on every 0-1 input with sorted columns (6^5 of them) and on random
+ * inputs with ties by tests/make_median_net.py (a test runs its check on this
+ * file); the tests compare the flow with OpenCV's. */
+#define MED25_COLS_OUT 14
+#define MED25_COLS_NET \
+CE(0,5) CE(4,9) CE(4,5) CE(2,7) CE(2,4) CE(7,5) CE(1,6) CE(3,8) \
+CE(3,6) CE(1,2) CE(3,4) CE(6,7) CE(8,5) CE(15,20) CE(19,24) CE(19,20) \
+CE(17,22) CE(17,19) CE(22,20) CE(16,21) CE(18,23) CE(18,21) CE(16,17) CE(18,19) \
+CE(21,22) CE(23,20) CE(0,10) CE(5,10) CE(4,14) CE(4,5) CE(14,10) CE(2,12) \
+CE(7,12) CE(2,4) CE(7,5) CE(12,14) CE(1,11) CE(9,11) CE(6,9) CE(3,13) \
+CE(8,13) CE(3,6) CE(8,9) CE(13,11) CE(1,2) CE(3,4) CE(6,7) CE(8,5) \
+CE(9,12) CE(13,14) MN(11,10) MX(0,15) MN(5,20) MX(5,15) MX(4,19) MN(14,19) \
+MN(14,15) MX(2,17) MN(12,17) MN(7,22) MX(7,12) MX(12,14) MX(1,16) MN(9,24) \
+MX(9,16) MX(6,21) MN(11,21) MN(11,16) MX(3,18) MN(13,18) MN(8,23) MX(8,13) \
+MN(13,11) MX(13,14)
+/* sorts 5 values ascending (9 comparators, optimal) */
+#define SORT5_NET CE(0,1) CE(3,4) CE(2,4) CE(2,3) CE(0,3) CE(0,2) CE(1,4) CE(1,3) CE(1,2)
+
 #define CE(a, b) { float lo_ = v[a] < v[b] ? v[a] : v[b]; v[b] = v[a] < v[b] ? v[b] : v[a]; v[a] = lo_; }
+#define MN(a, b) { v[a] = v[a] < v[b] ? v[a] : v[b]; }
+#define MX(a, b) { v[b] = v[a] < v[b] ? v[b] : v[a]; }
+
+/* c + r * pw (r = 0..4) := rank r of column x of the 5 rows from P (stride pw). */
+static inline void sort_columns5(const float *RESTRICT P, int pw, float *RESTRICT c) {
+    const float *RESTRICT P0 = P, *RESTRICT P1 = P + pw, *RESTRICT P2 = P + 2 * (size_t)pw;
+    const float *RESTRICT P3 = P + 3 * (size_t)pw, *RESTRICT P4 = P + 4 * (size_t)pw;
+    float *RESTRICT c0 = c, *RESTRICT c1 = c + pw, *RESTRICT c2 = c + 2 * (size_t)pw;
+    float *RESTRICT c3 = c + 3 * (size_t)pw, *RESTRICT c4 = c + 4 * (size_t)pw;
+    for (int x = 0; x < pw; x++) {
+        float v[5] = {P0[x], P1[x], P2[x], P3[x], P4[x]};
+        SORT5_NET
+        c0[x] = v[0]; c1[x] = v[1]; c2[x] = v[2]; c3[x] = v[3]; c4[x] = v[4];
+    }
+}
 
 /* k x k median (k = 3 or 5) of the (h, w) plane u, in place, replicated
  * border, as cv::medianBlur computes it on float planes. pad: (h+k-1)*(w+k-1)
  * floats of scratch. */
 HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *RESTRICT pad) {
     int r = k / 2, pw = w + 2 * r;
+    float *RESTRICT srt = pad + (size_t)(h + 2 * r) * pw; /* 5 rows of pw floats after the pad */
     for (int y = 0; y < h + 2 * r; y++) {
         int sy = y - r;
         sy = sy < 0 ? 0 : (sy >= h ? h - 1 : sy);
@@ -303,12 +396,18 @@ HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *REST
         float *RESTRICT o = u + (size_t)y * w;
         const float *RESTRICT P = pad + (size_t)y * pw;
         if (k == 5) {
+            /* the window's columns sorted once per row (shared by 5 outputs) */
+            const float *c0 = srt, *c1 = srt + pw, *c2 = srt + 2 * pw, *c3 = srt + 3 * pw,
+                        *c4 = srt + 4 * pw;
+            sort_columns5(P, pw, srt);
             for (int x = 0; x < w; x++) {
                 float v[25];
-                for (int dy = 0; dy < 5; dy++)
-                    for (int dx = 0; dx < 5; dx++) v[dy * 5 + dx] = P[(size_t)dy * pw + x + dx];
-                MED25_NET
-                o[x] = v[12];
+                for (int dx = 0; dx < 5; dx++) {
+                    v[dx * 5] = c0[x + dx]; v[dx * 5 + 1] = c1[x + dx]; v[dx * 5 + 2] = c2[x + dx];
+                    v[dx * 5 + 3] = c3[x + dx]; v[dx * 5 + 4] = c4[x + dx];
+                }
+                MED25_COLS_NET
+                o[x] = v[MED25_COLS_OUT];
             }
         } else {
             for (int x = 0; x < w; x++) {
@@ -326,10 +425,22 @@ HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *REST
 
 /* Row sum of e[0..w) in double, 8 interleaved partial sums in a fixed order. */
 static inline double row_sum(const float *RESTRICT e, int w) {
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int x = 0;
+#ifdef HAVE_CONVERTVECTOR
+    v4df lo = {0, 0, 0, 0}, hi = {0, 0, 0, 0};
+    for (; x + 8 <= w; x += 8) {
+        v4sf a, b;
+        memcpy(&a, e + x, sizeof a);
+        memcpy(&b, e + x + 4, sizeof b);
+        lo += __builtin_convertvector(a, v4df);
+        hi += __builtin_convertvector(b, v4df);
+    }
+    double acc[8] = {lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]};
+#else
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (; x + 8 <= w; x += 8)
         for (int k = 0; k < 8; k++) acc[k] += (double)e[x + k];
+#endif
     for (; x < w; x++) acc[0] += (double)e[x];
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
@@ -339,12 +450,9 @@ static inline double row_sum(const float *RESTRICT e, int w) {
  * e = squared change. In place in u1, u2 (each pixel reads only itself). */
 #define U2_BODY(D1, D2)                                                     \
     {                                                                       \
-        float g = grad[x];                                                  \
         float rho = rhoc[x] + (Ix[x] * u1[x] + Iy[x] * u2[x]);              \
-        float lg = l_t * g;                                                 \
-        float gs = g > FLT_EPSILON ? g : 1.f;                               \
-        float fi = -rho / gs;                                               \
-        fi = g > FLT_EPSILON ? fi : 0.f;                                    \
+        float lg = LG[x];                                                   \
+        float fi = -rho * IG[x];                                            \
         fi = rho < -lg ? l_t : fi;                                          \
         fi = rho > lg ? -l_t : fi;                                          \
         float v1 = u1[x] + fi * Ix[x];                                      \
@@ -357,7 +465,7 @@ static inline double row_sum(const float *RESTRICT e, int w) {
     }
 
 static inline void u_row2(int w, const float *RESTRICT Ix, const float *RESTRICT Iy,
-                          const float *RESTRICT grad, const float *RESTRICT rhoc,
+                          const float *RESTRICT LG, const float *RESTRICT IG, const float *RESTRICT rhoc,
                           float *RESTRICT u1, float *RESTRICT u2, const float *RESTRICT p11,
                           const float *RESTRICT p12, const float *RESTRICT p12u,
                           const float *RESTRICT p21, const float *RESTRICT p22,
@@ -374,36 +482,51 @@ static inline void dual_row1(int w, const float *RESTRICT u, const float *RESTRI
                              float *RESTRICT pa, float *RESTRICT pb, float taut) {
     for (int x = 0; x < w - 1; x++) {
         float ux = u[x + 1] - u[x], uy = un[x] - u[x];
-        float ng = 1.f + taut * sqrtf(ux * ux + uy * uy);
-        pa[x] = (pa[x] + taut * ux) / ng;
-        pb[x] = (pb[x] + taut * uy) / ng;
+        float r = 1.f / (1.f + taut * sqrtf(ux * ux + uy * uy));
+        pa[x] = (pa[x] + taut * ux) * r;
+        pb[x] = (pb[x] + taut * uy) * r;
     }
     int x = w - 1; /* last column: dx = 0, |grad| = |dy| */
     float uy = un[x] - u[x];
-    float ng = 1.f + taut * fabsf(uy);
-    pa[x] = pa[x] / ng;
-    pb[x] = (pb[x] + taut * uy) / ng;
+    float r = 1.f / (1.f + taut * fabsf(uy));
+    pa[x] = pa[x] * r;
+    pb[x] = (pb[x] + taut * uy) * r;
 }
 
-HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const float *grad,
-                           const float *rhoc, float *u1, float *u2, float *p11, float *p12,
-                           float *p21, float *p22, float *e, const float *zero, float l_t,
+/* One fused row step of an inner iteration: u of row y (y < h), then the duals
+ * of row y - 1 (y > 0; they need u of rows y - 1 and y). Returns row y's sum of
+ * squared change of u (0 for y == h). */
+static inline double step2(int y, int h, int w, const float *Ix, const float *Iy, const float *LG,
+                           const float *IG, const float *rhoc, float *u1, float *u2, float *p11,
+                           float *p12, float *p21, float *p22, float *e, const float *zero, float l_t,
+                           float theta, float taut) {
+    double sum = 0.0;
+    if (y < h) {
+        size_t o = (size_t)y * w;
+        const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
+        u_row2(w, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, p11 + o, p12 + o, p12u,
+               p21 + o, p22 + o, p22u, e, l_t, theta);
+        sum = row_sum(e, w);
+    }
+    if (y > 0) {
+        size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
+        dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
+        dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
+    }
+    return sum;
+}
+
+/* One inner iteration: row steps 0..h in order (row y's u, then row y-1's
+ * duals), so u and p are read and written once. Returns the sum of squared
+ * change of u, rows added in order. */
+HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const float *LG,
+                           const float *IG, const float *rhoc, float *u1, float *u2, float *p11,
+                           float *p12, float *p21, float *p22, float *e, const float *zero, float l_t,
                            float theta, float taut) {
     double total = 0.0;
-    for (int y = 0; y <= h; y++) {
-        if (y < h) {
-            size_t o = (size_t)y * w;
-            const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
-            u_row2(w, Ix + o, Iy + o, grad + o, rhoc + o, u1 + o, u2 + o, p11 + o, p12 + o, p12u,
-                   p21 + o, p22 + o, p22u, e, l_t, theta);
-            total += row_sum(e, w);
-        }
-        if (y > 0) {
-            size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
-            dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
-            dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
-        }
-    }
+    for (int y = 0; y <= h; y++)
+        total += step2(y, h, w, Ix, Iy, LG, IG, rhoc, u1, u2, p11, p12, p21, p22, e, zero, l_t, theta,
+                       taut);
     return total;
 }
 
@@ -411,12 +534,9 @@ HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const
  * use_gamma branches: rho gains gamma u3, u3 moves by fi gamma). */
 #define U3_BODY(D1, D2, D3)                                                 \
     {                                                                       \
-        float g = grad[x];                                                  \
         float rho = rhoc[x] + (Ix[x] * u1[x] + Iy[x] * u2[x]) + gamma * u3[x]; \
-        float lg = l_t * g;                                                 \
-        float gs = g > FLT_EPSILON ? g : 1.f;                               \
-        float fi = -rho / gs;                                               \
-        fi = g > FLT_EPSILON ? fi : 0.f;                                    \
+        float lg = LG[x];                                                   \
+        float fi = -rho * IG[x];                                            \
         fi = rho < -lg ? l_t : fi;                                          \
         fi = rho > lg ? -l_t : fi;                                          \
         float v1 = u1[x] + fi * Ix[x], v2 = u2[x] + fi * Iy[x];             \
@@ -431,7 +551,7 @@ HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const
     }
 
 static inline void u_row3(int w, const float *RESTRICT Ix, const float *RESTRICT Iy,
-                          const float *RESTRICT grad, const float *RESTRICT rhoc,
+                          const float *RESTRICT LG, const float *RESTRICT IG, const float *RESTRICT rhoc,
                           float *RESTRICT u1, float *RESTRICT u2, float *RESTRICT u3,
                           const float *RESTRICT p11, const float *RESTRICT p12,
                           const float *RESTRICT p12u, const float *RESTRICT p21,
@@ -446,28 +566,38 @@ static inline void u_row3(int w, const float *RESTRICT Ix, const float *RESTRICT
                 (p31[x] - p31[x - 1]) + (p32[x] - p32u[x]))
 }
 
-HOT static double iterate3(int h, int w, const float *Ix, const float *Iy, const float *grad,
-                           const float *rhoc, float *u1, float *u2, float *u3, float *p11,
-                           float *p12, float *p21, float *p22, float *p31, float *p32, float *e,
-                           const float *zero, float l_t, float theta, float taut, float gamma) {
-    double total = 0.0;
-    for (int y = 0; y <= h; y++) {
-        if (y < h) {
-            size_t o = (size_t)y * w;
-            const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
-            const float *p32u = y ? p32 + o - w : zero;
-            u_row3(w, Ix + o, Iy + o, grad + o, rhoc + o, u1 + o, u2 + o, u3 + o, p11 + o,
-                   p12 + o, p12u, p21 + o, p22 + o, p22u, p31 + o, p32 + o, p32u, e, l_t, theta,
-                   gamma);
-            total += row_sum(e, w);
-        }
-        if (y > 0) {
-            size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
-            dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
-            dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
-            dual_row1(w, u3 + o, u3 + on, p31 + o, p32 + o, taut);
-        }
+static inline double step3(int y, int h, int w, const float *Ix, const float *Iy, const float *LG,
+                           const float *IG, const float *rhoc, float *u1, float *u2, float *u3,
+                           float *p11, float *p12, float *p21, float *p22, float *p31, float *p32,
+                           float *e, const float *zero, float l_t, float theta, float taut,
+                           float gamma) {
+    double sum = 0.0;
+    if (y < h) {
+        size_t o = (size_t)y * w;
+        const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
+        const float *p32u = y ? p32 + o - w : zero;
+        u_row3(w, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, u3 + o, p11 + o,
+               p12 + o, p12u, p21 + o, p22 + o, p22u, p31 + o, p32 + o, p32u, e, l_t, theta, gamma);
+        sum = row_sum(e, w);
     }
+    if (y > 0) {
+        size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
+        dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
+        dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
+        dual_row1(w, u3 + o, u3 + on, p31 + o, p32 + o, taut);
+    }
+    return sum;
+}
+
+HOT static double iterate3(int h, int w, const float *Ix, const float *Iy, const float *LG,
+                           const float *IG, const float *rhoc, float *u1, float *u2, float *u3,
+                           float *p11, float *p12, float *p21, float *p22, float *p31, float *p32,
+                           float *e, const float *zero, float l_t, float theta, float taut,
+                           float gamma) {
+    double total = 0.0;
+    for (int y = 0; y <= h; y++)
+        total += step3(y, h, w, Ix, Iy, LG, IG, rhoc, u1, u2, u3, p11, p12, p21, p22, p31, p32, e, zero,
+                       l_t, theta, taut, gamma);
     return total;
 }
 
@@ -478,12 +608,55 @@ typedef struct {
     int hs[64], ws[64];
     float *I0s[64], *I1s[64];
     float *u[3], *un[3];            /* current level's flow (u3 with gamma), next level's */
-    float *src4, *Ix, *Iy, *grad, *rhoc;
+    float *src4, *Ix, *Iy, *lg, *ig, *rhoc;
     float *p[6];
     float *pad, *e, *zero, *rows, *ftab;
     int *itab;
     void *mem;
 } Work;
+
+/* Slice length (floats) of a plane of n floats: a multiple of 16 (64 bytes)
+ * that leaves consecutive slices 1280 bytes apart modulo 4096. Planes of
+ * 340x256 floats are exactly 85 pages long; packed back to back, the 15 planes
+ * an inner iteration streams through would all map to the same L1 cache sets
+ * (and alias in the load/store unit's 4 KiB check) at every x, which cost more
+ * than all its arithmetic. Staggered, they fall on 16 different set groups. */
+static size_t plane_len(size_t n) {
+    n = (n + 15) & ~(size_t)15;
+    size_t r = (n * sizeof(float)) % 4096, want = 1280;
+    return n + ((want + 4096 - r) % 4096) / sizeof(float);
+}
+
+/* One working block per call, kept for the next call (same or smaller frames)
+ * instead of being returned: a fresh ~10 MB calloc per pair cost page faults
+ * and zeroing, ~10 % of a 340x256 pair. Concurrent calls (the GIL is released)
+ * each take the cached block or allocate their own; at most one is kept. */
+typedef struct { size_t cap; float *data; void *raw; } Block;
+static Block *block_cache = NULL;
+
+static Block *block_take(size_t nfloats) {
+#if defined(__GNUC__)
+    Block *b = __atomic_exchange_n(&block_cache, (Block *)NULL, __ATOMIC_ACQ_REL);
+#else
+    Block *b = NULL;
+#endif
+    if (b && b->cap >= nfloats) return b;
+    if (b) { free(b->raw); free(b); }
+    b = (Block *)malloc(sizeof *b);
+    if (!b) return NULL;
+    b->raw = malloc(nfloats * sizeof(float) + 64);
+    if (!b->raw) { free(b); return NULL; }
+    b->cap = nfloats;
+    b->data = (float *)(((uintptr_t)b->raw + 63) & ~(uintptr_t)63);
+    return b;
+}
+
+static void block_give(Block *b) {
+#if defined(__GNUC__)
+    b = __atomic_exchange_n(&block_cache, b, __ATOMIC_ACQ_REL);
+#endif
+    if (b) { free(b->raw); free(b); }
+}
 
 static int work_alloc(Work *wk, int H, int W, const Params *p) {
     wk->H = H; wk->W = W;
@@ -495,30 +668,32 @@ static int work_alloc(Work *wk, int H, int W, const Params *p) {
         wk->hs[L] = nh; wk->ws[L] = nw; L++;
     }
     wk->levels = L;
-    size_t N = (size_t)H * W, pyr = 0, side = (size_t)(H > W ? H : W);
-    for (int s = 0; s < L; s++) pyr += (size_t)wk->hs[s] * wk->ws[s];
-    size_t padn = (size_t)(H + 4) * (W + 4);
-    size_t total = 2 * pyr + 6 * N + 4 * N + 4 * N + 6 * N + padn + 2 * (size_t)W + 4 * side +
-                   16 * (2 * (size_t)L + 32) + 16;
-    float *m = (float *)calloc(total, sizeof(float));
-    int *it = (int *)calloc(4 * side + 16, sizeof(int));
-    if (!m || !it) { free(m); free(it); return -1; }
-    wk->mem = m; wk->itab = it;
-    /* every slice starts on a 64-byte boundary (calloc gives 16; the first is rounded up) */
-#define ALIGN16(n) (((n) + 15) & ~(size_t)15)
+    size_t side = (size_t)(H > W ? H : W), pyr = 0;
+    for (int s = 0; s < L; s++) pyr += 2 * plane_len((size_t)wk->hs[s] * wk->ws[s]);
+    size_t N = plane_len((size_t)H * W), N4 = plane_len(4 * (size_t)H * W);
+    size_t padn = plane_len((size_t)(H + 4 + 5) * (W + 4));
+    size_t Wl = plane_len((size_t)W);
+    size_t total = pyr + 17 * N + N4 + padn + 2 * Wl + 4 * side + 16;
+    size_t nint = 4 * side + 16;
+    Block *blk = block_take(total + nint); /* ints after the floats (same size, 4 bytes) */
+    if (!blk) return -1;
+    wk->mem = blk;
+    float *m = blk->data;
+    wk->itab = (int *)(m + total);
+    /* every slice starts on a 64-byte boundary (the first is rounded up) */
     m = (float *)(((uintptr_t)m + 63) & ~(uintptr_t)63);
     for (int s = 0; s < L; s++) {
-        size_t n = ALIGN16((size_t)wk->hs[s] * wk->ws[s]);
+        size_t n = plane_len((size_t)wk->hs[s] * wk->ws[s]);
         wk->I0s[s] = m; m += n; wk->I1s[s] = m; m += n;
     }
-    N = ALIGN16(N);
     for (int c = 0; c < 3; c++) { wk->u[c] = m; m += N; wk->un[c] = m; m += N; }
-    wk->src4 = m; m += 4 * N;
-    wk->Ix = m; m += N; wk->Iy = m; m += N; wk->grad = m; m += N; wk->rhoc = m; m += N;
+    wk->src4 = m; m += N4;
+    wk->Ix = m; m += N; wk->Iy = m; m += N; wk->lg = m; m += N; wk->ig = m; m += N; wk->rhoc = m; m += N;
     for (int c = 0; c < 6; c++) { wk->p[c] = m; m += N; }
-    wk->pad = m; m += ALIGN16(padn);
-    wk->e = m; m += ALIGN16((size_t)W); wk->zero = m; m += ALIGN16((size_t)W);
+    wk->pad = m; m += padn;
+    wk->e = m; m += Wl; wk->zero = m; m += Wl;
     wk->ftab = m; m += 4 * side;
+    memset(wk->zero, 0, Wl * sizeof(float));
     wk->rows = wk->pad; /* resize's two rows (2*dw <= 2*W floats) borrow the median's pad */
     return 0;
 }
@@ -533,7 +708,8 @@ static void solve_level(Work *wk, int s, const Params *p, LevelStats *st) {
     for (int c = 0; c < (g3 ? 6 : 4); c++) memset(wk->p[c], 0, n * sizeof(float));
     for (int warp = 0; warp < p->warps; warp++) {
         if (st) t0 = cpu_now();
-        warp_level(wk->src4, wk->I0s[s], wk->u[0], wk->u[1], h, w, wk->Ix, wk->Iy, wk->grad, wk->rhoc);
+        warp_level(wk->src4, wk->I0s[s], wk->u[0], wk->u[1], h, w, p->l_t, wk->Ix, wk->Iy, wk->lg,
+                   wk->ig, wk->rhoc, wk->itab, wk->itab + wk->W, wk->e);
         if (st) { st->t_warp += cpu_now() - t0; st->warps_run++; }
         double err = DBL_MAX;
         for (int outer = 0; err > eps && outer < p->outer; outer++) {
@@ -546,11 +722,11 @@ static void solve_level(Work *wk, int s, const Params *p, LevelStats *st) {
             if (st) t0 = cpu_now();
             for (int inner = 0; err > eps && inner < p->inner; inner++) {
                 if (g3)
-                    err = iterate3(h, w, wk->Ix, wk->Iy, wk->grad, wk->rhoc, wk->u[0], wk->u[1], wk->u[2],
-                                   wk->p[0], wk->p[1], wk->p[2], wk->p[3], wk->p[4], wk->p[5], wk->e,
-                                   wk->zero, p->l_t, p->theta, p->taut, p->gamma);
+                    err = iterate3(h, w, wk->Ix, wk->Iy, wk->lg, wk->ig, wk->rhoc, wk->u[0], wk->u[1],
+                                   wk->u[2], wk->p[0], wk->p[1], wk->p[2], wk->p[3], wk->p[4], wk->p[5],
+                                   wk->e, wk->zero, p->l_t, p->theta, p->taut, p->gamma);
                 else
-                    err = iterate2(h, w, wk->Ix, wk->Iy, wk->grad, wk->rhoc, wk->u[0], wk->u[1],
+                    err = iterate2(h, w, wk->Ix, wk->Iy, wk->lg, wk->ig, wk->rhoc, wk->u[0], wk->u[1],
                                    wk->p[0], wk->p[1], wk->p[2], wk->p[3], wk->e, wk->zero, p->l_t,
                                    p->theta, p->taut);
                 if (st) st->iterations++;
@@ -580,7 +756,8 @@ static int tvl1_run(const float *prev, const float *next, int H, int W, const Pa
                       wk.itab, wk.ftab, wk.rows);
     }
     if (stats) stats[0].t_resize += cpu_now() - t0;
-    /* the coarsest level starts from zero flow (calloc) */
+    /* the coarsest level starts from zero flow */
+    for (int c = 0; c < 3; c++) memset(wk.u[c], 0, sizeof(float) * (size_t)wk.hs[L - 1] * wk.ws[L - 1]);
     float upscale = (float)(1.0 / p->scale_step);
     for (int s = L - 1; s >= 0; s--) {
         LevelStats *st = stats ? &stats[s] : NULL;
@@ -600,8 +777,7 @@ static int tvl1_run(const float *prev, const float *next, int H, int W, const Pa
     }
     size_t N = (size_t)H * W;
     for (size_t i = 0; i < N; i++) { out[2 * i] = wk.u[0][i]; out[2 * i + 1] = wk.u[1][i]; }
-    free(wk.mem);
-    free(wk.itab);
+    block_give((Block *)wk.mem);
     return 0;
 }
 
@@ -695,8 +871,8 @@ static PyObject *py_compute(PyObject *self, PyObject *args, PyObject *kwargs) {
     if (!result) goto done;
     for (int s = 0; s < levels; s++) {
         LevelStats *st = &stats[s];
-        PyObject *d = Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:l,s:d,s:d,s:d,s:d}", "level", s, "height", st->h,
-                                    "width", st->w, "warps", st->warps_run, "medians", st->medians,
+        PyObject *d = Py_BuildValue("{s:i,s:i,s:i,s:i,s:i,s:l,s:d,s:d,s:d,s:d}", "level", s, "height",
+                                    st->h, "width", st->w, "warps", st->warps_run, "medians", st->medians,
                                     "iterations", st->iterations, "warp_s", st->t_warp, "median_s",
                                     st->t_median, "iterate_s", st->t_iter, "resize_s", st->t_resize);
         if (!d) { Py_CLEAR(result); goto done; }
@@ -713,7 +889,6 @@ static PyObject *py_isa(PyObject *self, PyObject *unused) {
     (void)self; (void)unused;
 #if defined(HAVE_CLONES)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return PyUnicode_FromString("avx512f");
     if (__builtin_cpu_supports("avx2")) return PyUnicode_FromString("avx2");
     if (__builtin_cpu_supports("avx")) return PyUnicode_FromString("avx");
     return PyUnicode_FromString("sse2");

@@ -171,6 +171,16 @@ def test_float32_frames_are_grey_values():
                                   tvl1_flow(prev, nxt))
 
 
+def test_median_network_in_the_c_source_selects_the_median():
+    # the 5x5 median's network on sorted columns, read from flowprep/_tvl1.c and run on
+    # every 0-1 input with sorted columns (exhaustive by the 0-1 principle) and random ones
+    sys.path.insert(0, HERE)
+    from make_median_net import SRC, check
+    with open(SRC) as fh:
+        comparators, operations = check(fh.read())
+    assert (comparators, operations) == (74, 124)
+
+
 # ---- determinism -------------------------------------------------------------------------
 
 def test_same_output_twice_and_in_a_fresh_process():
@@ -338,6 +348,32 @@ def test_gil_is_released_during_the_computation():
     assert seen_inside[0] > 100, seen_inside[0]
 
 
+def test_concurrent_calls_of_different_sizes_give_the_sequential_flow():
+    """The working block is kept between calls and shared: threads computing pairs of
+    different sizes at the same time (the GIL released) get exactly the flow of one call
+    alone, whichever block each took."""
+    jobs = []
+    for k, (h, w) in enumerate(((96, 128), (40, 52), (120, 90), (64, 64))):
+        truth = smooth_field(h, w, 1.0)
+        jobs.append(pair_with_flow(h, w, 20 + k, truth))
+    alone = [tvl1_flow(a, b) for a, b in jobs]
+    got = [[None] * len(jobs) for _ in range(3)]
+
+    def work(t):
+        for i in range(len(jobs)):
+            j = (i + t) % len(jobs)
+            got[t][j] = tvl1_flow(*jobs[j])
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for t in range(3):
+        for j in range(len(jobs)):
+            assert got[t][j].tobytes() == alone[j].tobytes(), (t, j)
+
+
 # ---- selection and fallback ---------------------------------------------------------------
 
 def test_auto_picks_native_for_tvl1_on_the_cpu():
@@ -426,8 +462,9 @@ def test_default_cli_uses_native_and_pins_sign_and_units(tmp_path):
 # ---- the same answer on every CPU -------------------------------------------------------------
 
 def test_baseline_build_gives_the_same_bytes_as_the_dispatching_one(tmp_path):
-    """The C compiled for the baseline ISA only (SSE2 on x86-64, no target_clones) and for
-    x86-64-v3 (AVX2) outright give the flow of the installed, dispatching build bit for bit:
+    """The C compiled for the baseline ISA only (SSE2 on x86-64, no target_clones), without
+    the GCC vector types (the plain-C loops other compilers get), and for x86-64-v3 (AVX2)
+    outright give the flow of the installed, dispatching build bit for bit:
     -ffp-contract=off keeps every code path to the same IEEE float operations."""
     import shutil
     import sysconfig
@@ -437,7 +474,8 @@ def test_baseline_build_gives_the_same_bytes_as_the_dispatching_one(tmp_path):
     src = os.path.join(REPO, "flowprep", "_tvl1.c")
     flags = ["-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-std=c99", "-shared",
              "-fPIC", "-DFLOWPREP_NO_CLONES", "-I" + sysconfig.get_paths()["include"]]
-    builds = [("baseline", [])]
+    # plain C in place of the GCC/Clang vector types (what other compilers build)
+    builds = [("baseline", []), ("no vector types", ["-DFLOWPREP_NO_VECTOR_EXT"])]
     if platform_is_x86_64():
         builds.append(("x86-64-v3", ["-march=x86-64-v3"]))
     code = ("import sys, hashlib, importlib.machinery, importlib.util, numpy as np\n"
@@ -456,7 +494,7 @@ def test_baseline_build_gives_the_same_bytes_as_the_dispatching_one(tmp_path):
     ref = _run_python_args(code, ["-", frames])
     assert ref.returncode == 0, ref.stderr
     for name, extra in builds:
-        so = str(tmp_path / f"_tvl1_{name}.so")
+        so = str(tmp_path / f"_tvl1_{name.replace(' ', '_')}.so")
         r = subprocess.run([cc] + flags + extra + [src, "-o", so, "-lm"], capture_output=True, text=True)
         if r.returncode != 0:
             pytest.skip(f"{name} build failed here: {r.stderr[-300:]}")

@@ -541,3 +541,40 @@ def test_ids_with_spaces_from_older_stores_keep_them(tmp_path):
     from flowprep.loader import StreamingTwoStreamDataset
     assert [s["video_id"] for s in StreamingTwoStreamDataset(out, modality="flow", seed=0)] \
         == ["old style/v 1.avi copy"]
+
+
+def _ddp_reader(rank, world, port, path, queue):
+    import torch.distributed as dist
+    from flowprep.loader import StreamingTwoStreamDataset
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        ds = StreamingTwoStreamDataset(path, **OPTS)  # rank and world size from torch.distributed
+        got = [s["video_id"] for s in ds]
+        everyone = [None] * world
+        dist.all_gather_object(everyone, got)
+        queue.put((rank, ds.ranks(), everyone))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_streaming_takes_rank_and_world_size_from_torch_distributed(many_store):
+    import multiprocessing as mp
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_ddp_reader, args=(r, 2, port, many_store, queue))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    assert [r[1] for r in results] == [(0, 2), (1, 2)]
+    everyone = results[0][2]
+    assert sorted(everyone[0] + everyone[1]) == flowprep.open_store(many_store).video_ids
+    assert not set(everyone[0]) & set(everyone[1])

@@ -54,7 +54,7 @@ def native_available() -> bool:
 
 
 def native_isa() -> Optional[str]:
-    """The instruction set the hot loops dispatch to here ("avx512f", "avx2", "avx",
+    """The instruction set the hot loops dispatch to here ("avx2", "avx",
     "sse2", or "generic" without runtime dispatch); None without the extension."""
     return _ext.isa() if _ext is not None else None
 
@@ -67,7 +67,7 @@ def fallback_message() -> str:
         why = f"{NO_NATIVE_ENV}=1 is set"
     else:
         why = "flowprep's compiled TV-L1 is not in use"
-    return (f"note: {why}; TV-L1 runs on OpenCV's DualTVL1, about 10x slower. "
+    return (f"note: {why}; TV-L1 runs on OpenCV's DualTVL1, about 20x slower. "
             f"For the fast path, {_HOW_TO_GET_IT}.")
 
 

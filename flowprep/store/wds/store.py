@@ -340,8 +340,6 @@ class WdsStore(Store):
         return e, table["key"], members
 
     def meta(self, video_id: str) -> Dict[str, Any]:
-        if video_id not in self.entries:
-            video_id = self.resolve_id(video_id)
         m = self._metas.get(video_id)
         if m is not None:
             self._metas.move_to_end(video_id)
@@ -359,7 +357,6 @@ class WdsStore(Store):
         return m
 
     def __getitem__(self, video_id: str) -> WdsVideo:
-        video_id = self.resolve_id(video_id)
         e, key, members = self._video_members(video_id)
         return WdsVideo(video_id, self.meta(video_id), self, e["shard"], members, key)
 
