@@ -30,7 +30,7 @@ def extract(inputs, out, **options):
 
 
 def open_store(path, storage_options=None):
-    """Open a JPEG or HDF5 store for reading (format read from the store itself).
+    """Open a store for reading (its format, jpeg, hdf5 or wds, read from the store itself).
 
     ``path`` may be an fsspec URL (s3://bucket/store, gs://...); ``storage_options``
     (a dict) go to fsspec: endpoint, credentials, ... (never written anywhere).
