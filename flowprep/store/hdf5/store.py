@@ -101,7 +101,7 @@ from ...fsutil import one_line, storage_error
 from .. import codec
 from ..shards import (INDEX_DIR, INDEX_VERSION, SHARD_DIR, ShardWriter, index_dir,  # noqa: F401
                       load_index, merge_index, published_keys, read_index_parts, safe_tag,
-                      shard_dir)
+                      shard_dir, shard_sizes)
 from ..base import (FLOW_STREAMS, Store, Video, VideoWriter, stored_rgb_frames,
                     stored_streams)
 
@@ -376,7 +376,6 @@ class Hdf5Store(Store):
 
     def shard_sizes(self) -> Dict[str, int]:
         """shard file name -> bytes, of every shard file in OUT/shards."""
-        from ..shards import shard_sizes
         return shard_sizes(self.root, SHARD_EXT)
 
     def close(self) -> None:
