@@ -169,7 +169,7 @@ def test_extract_from_s3_into_s3_equals_local_copies(bucket, env, tmp_path):
     assert_same_store(remote_store, local_store)
     assert remote_store["Left/v_l1"].meta["source"] == f"s3://{bucket}/data/videos/Left/v_l1.mkv"
     keys = env.keys(bucket)
-    assert f"stores/flow/flowprep.json" in keys
+    assert "stores/flow/flowprep.json" in keys
     for name in ("rgb_list.txt", "flow_list.txt", "classes.txt"):
         got = env.client().get_object(Bucket=bucket, Key=f"stores/flow/{name}")["Body"].read()
         assert got == (tmp_path / "ref" / name).read_bytes(), name
