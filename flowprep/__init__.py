@@ -18,18 +18,24 @@ from .store import open_store as _open_store
 def extract(inputs, out, **options):
     """Extract frames and flow of ``inputs`` into store ``out``.
 
-    ``inputs``: a path or a list of paths (video files, folders, .txt lists);
-    options: the extract options (names, defaults and checks: flowprep.run.options.OPTIONS;
-    preset="tsn"|"i3d"|"denseflow" starts from a published setup). Returns a Report.
+    ``inputs``: a path or a list of paths (video files, folders, .txt lists), local
+    or fsspec URLs; options: the extract options (names, defaults and checks:
+    flowprep.run.options.OPTIONS; preset="tsn"|"i3d"|"denseflow" starts from a
+    published setup), plus ``storage_options`` (a dict for fsspec) and ``staging`` (a
+    local folder for shards on their way to an ``out`` URL). Returns a Report.
     """
     if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__"):
         inputs = [inputs]
     return _extract([str(i) for i in inputs], str(out), **options)
 
 
-def open_store(path):
-    """Open a JPEG or HDF5 store for reading (format read from the store itself)."""
-    return _open_store(str(path))
+def open_store(path, storage_options=None):
+    """Open a store for reading (its format, jpeg, hdf5 or wds, read from the store itself).
+
+    ``path`` may be an fsspec URL (s3://bucket/store, gs://...); ``storage_options``
+    (a dict) go to fsspec: endpoint, credentials, ... (never written anywhere).
+    """
+    return _open_store(str(path), storage_options)
 
 
 __all__ = ["extract", "open_store", "FlowprepError", "__version__"]

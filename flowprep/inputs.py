@@ -197,20 +197,116 @@ def _from_list(list_path: str) -> List[Found]:
     return out
 
 
+def _remote_walk(remote) -> Tuple[List[str], List[str]]:
+    """(video object paths, frame-folder prefixes) below a prefix, relative to it, sorted.
+
+    The same rules as a local folder: a prefix that directly holds images and no
+    videos is one video (a frame folder; "" when it is the prefix itself), and what
+    is below it is not searched.
+    """
+    objects = sorted(remote.find(""))
+    by_dir: Dict[str, List[str]] = {}
+    for rel in objects:
+        d, _, name = rel.rpartition("/")
+        by_dir.setdefault(d, []).append(name)
+    frame_dirs = [d for d, names in sorted(by_dir.items()) if _is_frame_folder(names)]
+    if "" in frame_dirs:
+        return [], [""]
+
+    def inside(rel: str, d: str) -> bool:
+        return rel.startswith(d + "/")
+
+    top = [d for d in frame_dirs if not any(inside(d, o) for o in frame_dirs)]
+    videos = [rel for rel in objects
+              if rel.lower().endswith(VIDEO_EXTENSIONS)
+              and not rel.rpartition("/")[2].startswith("._")
+              and not any(inside(rel, d) for d in top)]
+    return videos, top
+
+
+def _remote_list(url: str, remote_cls, storage_options) -> List[Found]:
+    """A .txt list on object storage: relative paths are relative to the list's URL."""
+    from .remote import is_url, join, split_url
+    base, _ = split_url(url)
+    r = remote_cls(url, storage_options)
+    try:
+        text = r.read_bytes("").decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"input {r.display!r} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - network errors
+        raise ConfigError(r.error(f"input list {r.display} cannot be read", exc)) from None
+
+    def full_of(p: str) -> str:
+        return p if is_url(p) or os.path.isabs(p) else join(base, p)
+
+    def exists(p: str) -> bool:  # asked only for lines that end in a number
+        toks = p.split()
+        if len(toks) < 2 or _number(toks[-1]) is None:
+            return False
+        return remote_cls(full_of(p), storage_options).exists() if is_url(full_of(p)) \
+            else os.path.exists(full_of(p))
+
+    out: List[Found] = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            path, label, start, end = parse_list_line(line, exists)
+        except ConfigError as exc:
+            raise ConfigError(f"{r.display}:{n}: {exc}") from None
+        full = full_of(path)
+        rel = full[len(base) + 1:] if full.startswith(base + "/") else \
+            "/".join(full.rstrip("/").split("/")[-2:])
+        out.append((full, rel, label, start, end))
+    return out
+
+
+def _discover_remote(item: str, storage_options, frame_dirs: set) -> List[Found]:
+    """Found entries of one URL input: an object, a prefix (searched), or a .txt list."""
+    from .remote import Remote, join
+    r = Remote(item, storage_options)
+    try:
+        info = r.info()
+    except Exception as exc:  # noqa: BLE001 - network errors, permissions
+        raise ConfigError(r.error(f"input {r.display} cannot be read", exc)) from None
+    if info is not None and info.get("type") != "directory":
+        if item.lower().endswith(".txt"):
+            return _remote_list(item, Remote, storage_options)
+        return [(item, item.rstrip("/").rsplit("/", 1)[-1], None, None, None)]
+    videos, frames = _remote_walk(r)
+    if info is None and not videos and not frames:
+        raise ConfigError(f"input {r.display!r} does not exist (no object, nothing below it)")
+    out: List[Found] = []
+    for rel in videos:
+        out.append((join(r.url, rel), rel, None, None, None))
+    for rel in frames:
+        url = join(r.url, rel) if rel else r.url
+        frame_dirs.add(url)
+        out.append((url, rel or r.url.rsplit("/", 1)[-1], None, None, None))
+    return out
+
+
 def _pick(found: Found) -> Tuple[str, str, Optional[float], Optional[float]]:
     path, rel, _label, start, end = found
     return path, rel, start, end
 
 
-def discover(inputs: Sequence[str]) -> List[VideoInput]:
+def discover(inputs: Sequence[str], storage_options=None) -> List[VideoInput]:
     """Expand files, folders and .txt lists into VideoInputs with unique ids and labels.
 
+    An input may be an fsspec URL (s3://bucket/videos/, s3://bucket/list.txt, ...): a
+    prefix is searched recursively as a folder is, and ``storage_options`` go to fsspec.
     Raises ConfigError naming an input that does not exist.
     """
+    from .remote import is_url, local_path
     found: List[Found] = []
+    frame_dirs: set = set()  # frame folders on object storage (ids keep their extension)
     for item in inputs:
-        item = os.fspath(item)
-        if os.path.isdir(item):
+        item = local_path(os.fspath(item))
+        if is_url(item):
+            found.extend(_discover_remote(item, storage_options, frame_dirs))
+        elif os.path.isdir(item):
             root = item
             for path in _walk(root):
                 rel = os.path.relpath(path, root)
@@ -227,7 +323,7 @@ def discover(inputs: Sequence[str]) -> List[VideoInput]:
     unique: List[Found] = []
     seen_paths = set()
     for path, rel, label, start, end in found:
-        key = (os.path.abspath(path), start, end)
+        key = (path if is_url(path) else os.path.abspath(path), start, end)
         if key not in seen_paths:
             seen_paths.add(key)
             unique.append((path, rel, label, start, end))
@@ -236,10 +332,12 @@ def discover(inputs: Sequence[str]) -> List[VideoInput]:
         return "" if start is None else f"@{format_time(start)}-{format_time(end)}"
 
     def base_id(path: str, rel: str, start: Optional[float], end: Optional[float]) -> str:
-        return _safe_id(rel, keep_ext=os.path.isdir(path)) + segment(start, end)
+        folder = path in frame_dirs or (not is_url(path) and os.path.isdir(path))
+        return _safe_id(rel, keep_ext=folder) + segment(start, end)
 
     def original_id(path: str, rel: str, start: Optional[float], end: Optional[float]):
-        raw = _raw_id(rel, keep_ext=os.path.isdir(path))
+        folder = path in frame_dirs or (not is_url(path) and os.path.isdir(path))
+        raw = _raw_id(rel, keep_ext=folder)
         return raw + segment(start, end) if has_unsafe(raw) else None
 
     # folders the ids name (casefolded): no video may take one of these as its own id

@@ -29,26 +29,33 @@ from .errors import StoreError
 
 
 def verify_store(path: str, decode: bool = True,
-                 progress: Optional[Callable[[str], None]] = None) -> List[Problem]:
+                 progress: Optional[Callable[[str], None]] = None,
+                 storage_options: Optional[Dict[str, Any]] = None) -> List[Problem]:
     """Check a store; returns every problem found (empty list: the store is sound).
 
     Args:
-        path: the store directory.
+        path: the store directory, or its fsspec URL (s3://...: every shard is read by
+            byte ranges; ``storage_options`` go to fsspec).
         decode: decode every frame (False: counts, files and checksums only).
         progress: called with each video id before it is checked.
     Raises:
         StoreError when ``path`` is not a readable store at all.
     """
-    root = os.path.abspath(os.fspath(path))
-    store = open_store(root)
+    store = open_store(_where(path), storage_options)
     col = Collector()
     registry.get(store.format).verify(store, col, decode, progress)
     _verify_lists(store, col)
     return col.problems
 
 
+def _where(path: str) -> str:
+    """A URL as it is, a local path made absolute."""
+    from .remote import is_url
+    path = os.fspath(path)
+    return path if is_url(path) else os.path.abspath(path)
+
+
 def _verify_lists(store: Store, col: Collector) -> None:
-    root = store.root
     store_task = task_of(store.config)
     metas = {vid: meta_or_empty(store, vid) for vid in store.video_ids}
 
@@ -60,31 +67,32 @@ def _verify_lists(store: Store, col: Collector) -> None:
     warped = {v for v, m in metas.items() if m.get("warped") and task_of(m) != "rgb"}
     lists = [("rgb_list.txt", "num_frames", listed_in("flow"), "flow"),
              ("flow_list.txt", "num_flows", listed_in("rgb"), "rgb")]
-    if warped or os.path.isfile(os.path.join(root, "wflow_list.txt")):
+    texts = {name: store.top_file(name)
+             for name in ("rgb_list.txt", "flow_list.txt", "wflow_list.txt")}
+    if warped or texts["wflow_list.txt"] is not None:
         lists.append(("wflow_list.txt", "num_flows", warped, "rgb"))  # --warped videos only
     for list_name, key, have, skip in lists:  # skip: the task without this list
-        path = os.path.join(root, list_name)
+        text = texts[list_name]
         if store_task == skip:
-            if os.path.isfile(path):
+            if text is not None:
                 col.add(None, "lists", f"{list_name} exists, but the store was extracted with "
                                        f"--task {skip} (run flowprep index)", list_name)
             continue
-        if not os.path.isfile(path):
+        if text is None:
             if have:
                 col.add(None, "lists", f"{list_name} missing (run flowprep index)", list_name)
             continue
         listed: Dict[str, int] = {}
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                line = line.rstrip("\n")
-                if not line.strip():
-                    continue
-                fields = line.rsplit(" ", 2)
-                try:
-                    listed[fields[0]] = int(fields[1])
-                    int(fields[2])
-                except (ValueError, IndexError):
-                    col.add(None, "lists", f"{list_name}: unparsable line {line!r}", list_name)
+        for line in text.decode("utf-8").replace("\r\n", "\n").split("\n"):
+            line = line.rstrip("\n")
+            if not line.strip():
+                continue
+            fields = line.rsplit(" ", 2)
+            try:
+                listed[fields[0]] = int(fields[1])
+                int(fields[2])
+            except (ValueError, IndexError):
+                col.add(None, "lists", f"{list_name}: unparsable line {line!r}", list_name)
         stale = sorted(set(listed) - have)
         absent = sorted(have - set(listed))
         for vid in stale[:MAX_PER_VIDEO]:
@@ -125,7 +133,7 @@ def _tree_bytes(root: str) -> Dict[str, int]:
     return {"bytes": size, "allocated": alloc, "files": files}
 
 
-def describe_store(path: str) -> Dict[str, Any]:
+def describe_store(path: str, storage_options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """What ``flowprep inspect`` reports, as a JSON-ready dict.
 
     Keys: path, format, payload, config, config_key, videos, frames, flows (forward),
@@ -136,7 +144,7 @@ def describe_store(path: str) -> Dict[str, Any]:
     flow), float32_bytes_per_flow, ratio_vs_float32, stale_videos; HDF5 also shards,
     index_parts, superseded (older copies of republished videos).
     """
-    store = open_store(path)
+    store = open_store(_where(path), storage_options)
     fmt = registry.get(store.format)
     root = store.root
     out: Dict[str, Any] = {"path": root, "format": store.format,
@@ -169,7 +177,8 @@ def describe_store(path: str) -> Dict[str, Any]:
             pb[k] += v
     out.update(videos=len(ids), frames=frames, flows=flows, backward_flows=bflows,
                warped_flows=wflows, homography_fallbacks=fallbacks,
-               stale_videos=stale, payload_bytes=pb, disk=_tree_bytes(root),
+               stale_videos=stale, payload_bytes=pb,
+               disk=store.disk_usage() if hasattr(store, "disk_usage") else _tree_bytes(root),
                failures=dict(sorted(store.failures.items())), warnings=warnings)
     out["task"] = task_of(store.config)
     out["bytes_per_rgb_frame"] = pb["rgb"] / rgb_frames if rgb_frames else None

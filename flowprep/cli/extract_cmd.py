@@ -57,10 +57,39 @@ def extract_options(f):
     return f
 
 
+def storage_options(ctx, param, value):
+    """--storage-option KEY=VALUE (repeatable) -> dict for fsspec."""
+    from flowprep.remote import parse_storage_options
+    try:
+        return parse_storage_options(value or ())
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+class StorePath(click.Path):
+    """A store's directory (checked like click.Path) or an fsspec URL (taken as it is)."""
+
+    def convert(self, value, param, ctx):
+        from flowprep.remote import is_url
+        if isinstance(value, str) and is_url(value):
+            return value
+        return super().convert(value, param, ctx)
+
+
+#: the object-storage options, shared by the commands that take URLs
+storage_option = click.option(
+    "--storage-option", "storage_opts", multiple=True, metavar="KEY=VALUE",
+    callback=storage_options,
+    help="Passed to fsspec for s3://, gs://... URLs (e.g. endpoint_url=http://host:9000, "
+         "anon=true); repeatable. Credentials come from the usual AWS_*/GOOGLE_* "
+         "variables and profiles; never written anywhere.")
+
+
 @click.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
-              help="Store directory to write (created if missing).")
+              help="Store directory to write (created if missing), or an s3://, gs://... "
+                   "URL (--format wds or hdf5).")
 @extract_options
 @click.pass_context
 def extract(ctx, inputs, out, **values):
@@ -68,8 +97,9 @@ def extract(ctx, inputs, out, **values):
 
     INPUT is a video file, a folder (searched recursively; class folders give
     labels), a frame folder (images, no videos: one video) or a .txt list of
-    videos (lines "path [label] [start end]"). A rerun skips published videos
-    with the same configuration and redoes the rest. --preset NAME starts from a
+    videos (lines "path [label] [start end]"); any of them may be an s3://, gs://
+    ... URL. A rerun skips published videos with the same configuration and
+    redoes the rest. --preset NAME starts from a
     published setup (tsn, i3d, denseflow: docs/presets.md); the options given
     here replace its values.
     """
@@ -105,9 +135,17 @@ def extract(ctx, inputs, out, **values):
 
 
 @click.command("index")
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
-def index_cmd(out):
-    """Rewrite OUT's annotation lists from its published videos."""
+@click.argument("out", type=StorePath(exists=True, file_okay=False))
+@storage_option
+def index_cmd(out, storage_opts):
+    """Rewrite OUT's annotation lists from its published videos (OUT may be a URL)."""
+    from flowprep.remote import Remote, is_url
+    if is_url(out):
+        from flowprep.store.remote import write_lists as write_remote_lists
+        remote = Remote(out, storage_opts)
+        n = write_remote_lists(remote)
+        click.echo(f"{n} videos listed in {remote.where('rgb_list.txt')} and flow_list.txt")
+        return
     from flowprep.store.lists import write_lists
     n = write_lists(out)
     click.echo(f"{n} videos listed in {os.path.join(out, 'rgb_list.txt')} and flow_list.txt")

@@ -9,6 +9,8 @@ import click
 from flowprep.errors import ConfigError
 from flowprep.store.registry import names as _format_names
 
+from .extract_cmd import StorePath, storage_option
+
 FORMAT_NAMES = list(_format_names())  # the registered store formats: jpeg, hdf5, wds
 
 
@@ -21,14 +23,16 @@ def _bytes_option(ctx, param, value):
 
 
 @click.command()
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=StorePath(exists=True, file_okay=False))
 @click.option("--videos", is_flag=True,
               help="One row per video: counts, motion (mean |d| px), motion_p95, clipped "
                    "fraction, camera motion, warnings; failed inputs with their reason.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (for machines).")
 @click.option("--csv", "as_csv", is_flag=True, help="With --videos: print CSV.")
-def inspect(out, videos, as_json, as_csv):
-    """Show what is in the store OUT: format, config, counts, bytes, failures.
+@storage_option
+def inspect(out, videos, as_json, as_csv, storage_opts):
+    """Show what is in the store OUT (a folder or an s3://, gs://... URL): format, config,
+    counts, bytes, failures.
 
     With --videos, one row per video instead (the motion score to filter by).
     """
@@ -39,7 +43,7 @@ def inspect(out, videos, as_json, as_csv):
     if videos:
         from flowprep.report.stats import format_rows, json_ready, write_csv
         from flowprep.store import open_store
-        rows = open_store(out).video_stats()
+        rows = open_store(out, storage_opts).video_stats()
         if as_json:
             click.echo(json.dumps([json_ready(r) for r in rows], indent=1))
         elif as_csv:
@@ -48,7 +52,7 @@ def inspect(out, videos, as_json, as_csv):
             click.echo(format_rows(rows))
         return
     from flowprep.verify import describe_store, format_description
-    d = describe_store(out)
+    d = describe_store(out, storage_opts)
     if as_json:
         click.echo(json.dumps(d, indent=1, sort_keys=True))
     else:
@@ -56,24 +60,25 @@ def inspect(out, videos, as_json, as_csv):
 
 
 @click.command()
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=StorePath(exists=True, file_okay=False))
 @click.option("--quick", is_flag=True,
               help="Check files, counts and checksums only; do not decode every frame.")
 @click.option("--json", "as_json", is_flag=True, help="Print the problems as a JSON list.")
-def verify(out, quick, as_json):
+@storage_option
+def verify(out, quick, as_json, storage_opts):
     """Check the store OUT: every frame present and decodable, counts, checksums, index.
 
     Prints each problem with the video and frame it concerns; exits 1 if there are any.
     """
     from flowprep.store import open_store
     from flowprep.verify import verify_store
-    problems = verify_store(out, decode=not quick)
+    problems = verify_store(out, decode=not quick, storage_options=storage_opts)
     if as_json:
         click.echo(json.dumps([p.to_dict() for p in problems], indent=1))
     else:
         for p in problems:
             click.echo(str(p))
-        n = len(open_store(out).video_ids)
+        n = len(open_store(out, storage_opts).video_ids)
         if problems:
             click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} found "
                        f"in {out} ({n} video{'' if n == 1 else 's'})", err=True)
@@ -85,16 +90,22 @@ def verify(out, quick, as_json):
 
 
 @click.command()
-@click.argument("src", type=click.Path(exists=True, file_okay=False))
-@click.argument("dst", type=click.Path(file_okay=False))
+@click.argument("src", type=StorePath(exists=True, file_okay=False))
+@click.argument("dst", type=StorePath(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(FORMAT_NAMES), required=True,
               help="Format of the new store DST.")
 @click.option("--shard-size", default="1GiB", show_default=True, callback=_bytes_option,
               help="Shard size limit of hdf5 and wds (bytes, or with KiB/MiB/GiB).")
 @click.option("--progress/--no-progress", default=None,
               help="Print each video as it is copied (default: when stderr is a terminal).")
-def convert(src, dst, fmt, shard_size, progress):
+@storage_option
+@click.option("--staging", type=click.Path(file_okay=False), default=None, metavar="DIR",
+              help="With a DST URL: local folder where shards are built before upload "
+                   "(default: a temporary folder).")
+def convert(src, dst, fmt, shard_size, progress, storage_opts, staging):
     """Copy the store SRC into a new store DST of another format.
+
+    SRC and DST may be s3://, gs://... URLs (DST: --format hdf5 or wds).
 
     JPEG bytes are copied as stored (no re-encoding); metadata, configuration,
     failures and lists are kept. Rerun the same command to resume.
@@ -103,7 +114,8 @@ def convert(src, dst, fmt, shard_size, progress):
     show = sys.stderr.isatty() if progress is None else progress
     try:
         rep = run_convert(src, dst, fmt, shard_size=shard_size,
-                          progress=(lambda vid: click.echo(vid, err=True)) if show else None)
+                          progress=(lambda vid: click.echo(vid, err=True)) if show else None,
+                          storage_options=storage_opts, staging=staging)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"{rep['videos']} videos copied, {rep['skipped']} already there, "
@@ -111,7 +123,7 @@ def convert(src, dst, fmt, shard_size, progress):
 
 
 @click.command()
-@click.argument("out", type=click.Path(exists=True, file_okay=False))
+@click.argument("out", type=StorePath(exists=True, file_okay=False))
 @click.argument("video_id")
 @click.option("--frame", type=int, default=None,
               help="Flow index to show (default: a contact sheet of evenly spaced flows).")
@@ -122,7 +134,8 @@ def convert(src, dst, fmt, shard_size, progress):
               help="Show the warped flow (camera motion removed; extracted with --warped).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="PNG file to write.")
-def show(out, video_id, frame, count, backward, warped, output):
+@storage_option
+def show(out, video_id, frame, count, backward, warped, output, storage_opts):
     """Draw VIDEO_ID of the store OUT as a PNG: RGB, colour-coded flow, dx, dy, legend.
 
     Flow colours follow the Middlebury coding (hue = direction, saturation =
@@ -130,7 +143,7 @@ def show(out, video_id, frame, count, backward, warped, output):
     """
     from flowprep.store import open_store
     from flowprep.visualize import render_video, write_png
-    store = open_store(out)
+    store = open_store(out, storage_opts)
     if video_id not in store:
         ids = store.video_ids
         hint = f"; it has {len(ids)} videos, e.g. {', '.join(ids[:3])}" if ids else "; it is empty"

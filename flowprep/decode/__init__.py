@@ -13,7 +13,7 @@ selection (select.py) are shared by all of them.
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 from ..errors import ConfigError
 from .base import (DEFAULT_FPS, DEFAULT_SHORT_SIDE, MAX_BAD_READS, Decoder, Resize, check_file,
@@ -72,7 +72,8 @@ def decoder_info(name: str = "auto") -> Dict[str, str]:
 
 
 def open_reader(path: str, decoder: str = "auto", resize: Resize = Resize(), threads: int = 0,
-                input_fps: Optional[float] = None, seek: Optional[float] = None) -> Decoder:
+                input_fps: Optional[float] = None, seek: Optional[float] = None,
+                storage_options: Optional[Dict[str, Any]] = None) -> Decoder:
     """A Decoder streaming ``path`` (a video file or a frame folder).
 
     Args:
@@ -84,9 +85,15 @@ def open_reader(path: str, decoder: str = "auto", resize: Resize = Resize(), thr
         seek: seconds (float or Fraction): PyAV starts decoding at the keyframe at or
             before it (see decode/pyav.py; frames before it may still come, the caller
             selects); the other readers decode from the first frame. None: the start.
+        storage_options: for an fsspec URL ``path`` (see flowprep.decode.remote_input).
     Raises:
         DecodeError naming the input when it does not decode; ConfigError for a bad name.
     """
+    from ..remote import is_url
+    if is_url(path):
+        from .remote_input import open_remote_reader
+        return open_remote_reader(path, resolve_decoder(decoder), resize, threads, input_fps,
+                                  storage_options, seek=seek)
     if os.path.isdir(path):
         from .folder import FolderReader
         return FolderReader(path, resize, input_fps=input_fps)

@@ -179,38 +179,48 @@ def diagnose(path: str, opened: bool = False) -> str:
     Looks at the first bytes (text? an MP4 whose index is missing or cut short, or
     that has only audio?) and otherwise lists the usual causes.
     """
-    generic = ("not a video file, a damaged one, a codec this FFmpeg build lacks, "
-               "or a file with audio but no video stream")
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
-            head = fh.read(4096)
-            if head and not opened:
-                try:
-                    text = head.decode("utf-8")
-                    if all(c.isprintable() or c in "\r\n\t" for c in text[:-4]):
-                        return "it is a text file, not a video"
-                except UnicodeDecodeError:
-                    pass
-            if head[4:8] != b"ftyp":
-                return generic if not opened else "the stream holds no decodable video frame"
-            boxes = _mp4_boxes(head, size, fh)
-            kinds = {k: (o, n) for k, o, n in boxes}
-            if b"moov" not in kinds:
-                return ("an MP4 file without its index (moov atom): the file is cut short, "
-                        "e.g. an incomplete download or copy")
-            off, n = kinds[b"moov"]
-            if off + n > size:
-                return ("the MP4 index (moov atom) is cut short: the file is truncated, "
-                        "e.g. an incomplete download or copy")
-            fh.seek(off)
-            moov = fh.read(min(n, 1 << 22))
-            if b"vide" not in moov:
-                return "the file has audio but no video stream" if b"soun" in moov else generic
-            mdat = kinds.get(b"mdat")
-            if mdat is None or mdat[0] + mdat[1] > size:
-                return ("the MP4 media data (mdat) is missing or cut short: the file is "
-                        "truncated, e.g. an incomplete download or copy")
+            return diagnose_file(fh, size, opened)
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror or exc}"
+
+
+def diagnose_file(fh, size: int, opened: bool = False) -> str:
+    """:func:`diagnose` for an open, seekable binary file object of ``size`` bytes (a
+    local file, or an object on object storage read by byte ranges)."""
+    generic = ("not a video file, a damaged one, a codec this FFmpeg build lacks, "
+               "or a file with audio but no video stream")
+    try:
+        fh.seek(0)
+        head = fh.read(4096)
+        if head and not opened:
+            try:
+                text = head.decode("utf-8")
+                if all(c.isprintable() or c in "\r\n\t" for c in text[:-4]):
+                    return "it is a text file, not a video"
+            except UnicodeDecodeError:
+                pass
+        if head[4:8] != b"ftyp":
+            return generic if not opened else "the stream holds no decodable video frame"
+        boxes = _mp4_boxes(head, size, fh)
+        kinds = {k: (o, n) for k, o, n in boxes}
+        if b"moov" not in kinds:
+            return ("an MP4 file without its index (moov atom): the file is cut short, "
+                    "e.g. an incomplete download or copy")
+        off, n = kinds[b"moov"]
+        if off + n > size:
+            return ("the MP4 index (moov atom) is cut short: the file is truncated, "
+                    "e.g. an incomplete download or copy")
+        fh.seek(off)
+        moov = fh.read(min(n, 1 << 22))
+        if b"vide" not in moov:
+            return "the file has audio but no video stream" if b"soun" in moov else generic
+        mdat = kinds.get(b"mdat")
+        if mdat is None or mdat[0] + mdat[1] > size:
+            return ("the MP4 media data (mdat) is missing or cut short: the file is "
+                    "truncated, e.g. an incomplete download or copy")
     except OSError as exc:
         return f"cannot read it: {exc.strerror or exc}"
     return generic if not opened else "the stream holds no decodable video frame"

@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import ConfigError, DecodeError
 from ..filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from .base import DEFAULT_FPS, MAX_PIXELS, Decoder, Resize, Time, megapixels, too_large
-from .image_header import image_size
+from .image_header import image_size, read_size
 
 
 _DIGITS = re.compile(r"(\d+)")
@@ -118,11 +118,14 @@ class FolderReader(Decoder):
 
     name = "folder"
 
-    def __init__(self, path: str, resize: Resize = Resize(), input_fps: Optional[float] = None) -> None:
+    def __init__(self, path: str, resize: Resize = Resize(), input_fps: Optional[float] = None,
+                 remote=None) -> None:
         super().__init__(path, resize)
         self.fps = check_input_fps(DEFAULT_FPS if input_fps is None else input_fps)
         self._fps_q = Fraction(self.fps).limit_denominator(1_000_000)
-        self.names = list_images(self.path)
+        #: a flowprep.remote.Remote: the folder is a prefix on object storage
+        self._remote = remote
+        self.names = list_images(self.path) if remote is None else self._remote_images()
         if not self.names:
             raise DecodeError(f"{self.path}: a folder without images ({', '.join(IMAGE_EXTENSIONS)}) "
                               f"or videos")
@@ -130,7 +133,7 @@ class FolderReader(Decoder):
         self._skipped: List[str] = []  # one message per skipped image, for the warning
         self._skipped_by: Dict[str, List[str]] = {c: [] for c in SKIP_CAUSES}  # names (+ size)
         # sizes from the headers: the folder's size is the one most images share
-        self._headers = [image_size(os.path.join(self.path, n)) for n in self.names]
+        self._headers = [self._header(n) for n in self.names]
         usable = [s if s is not None and not too_large(*s) else None for s in self._headers]
         self._vote = folder_size(usable)
         known = [s for s in usable if s is not None]
@@ -141,6 +144,37 @@ class FolderReader(Decoder):
                               f"({_clip(listed)}); a frame folder's frames have one size")
         self._size: Optional[Tuple[int, int]] = None  # the decoded size of the used images
         self._start()
+
+    def _remote_images(self) -> List[str]:
+        try:
+            names = self._remote.listdir("")
+        except Exception as exc:  # noqa: BLE001 - network errors
+            raise DecodeError(self._remote.error(f"{self.path}: cannot list the frame folder",
+                                                 exc)) from None
+        return sorted((n for n in names if n.lower().endswith(IMAGE_EXTENSIONS)
+                       and not n.startswith(".")), key=natural_key)
+
+    def _header(self, name: str) -> Optional[Tuple[int, int]]:
+        """(width, height) from the image file's header, None when unknown."""
+        if self._remote is None:
+            return image_size(os.path.join(self.path, name))
+        try:
+            with self._remote.open_read(name, block=1 << 16, blocks=1) as fh:
+                return read_size(fh)
+        except Exception:  # noqa: BLE001 - unknown here; decoding says what is wrong
+            return None
+
+    def _read(self, name: str) -> Optional[np.ndarray]:
+        """The image file's bytes as uint8 (n,), None when empty."""
+        if self._remote is not None:
+            try:
+                data = self._remote.read_bytes(name)
+            except Exception as exc:  # noqa: BLE001 - network errors
+                raise DecodeError(self._remote.error(f"{self.path}/{name}: cannot be read",
+                                                     exc)) from None
+            return np.frombuffer(data, dtype=np.uint8) if data else None
+        full = os.path.join(self.path, name)
+        return np.fromfile(full, dtype=np.uint8) if os.path.getsize(full) else None
 
     def _no_frames_reason(self) -> str:
         n = len(self.names)
@@ -164,8 +198,7 @@ class FolderReader(Decoder):
                            f"{name} is {header[0]}x{header[1]}, most of the folder's images "
                            f"are {want[0]}x{want[1]}")
                 continue
-            full = os.path.join(self.path, name)
-            data = np.fromfile(full, dtype=np.uint8) if os.path.getsize(full) else None
+            data = self._read(name)
             img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
             if img is None:
                 self._skip("unreadable", name, f"{name} does not decode as an image (damaged or empty)")

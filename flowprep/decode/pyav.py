@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import DecodeError
 from .base import (MAX_BAD_READS, Decoder, Resize, Time, check_declared_size, check_file,
-                   diagnose)
+                   diagnose, diagnose_file)
 
 
 def ffmpeg_version() -> str:
@@ -81,20 +81,25 @@ class PyAVReader(Decoder):
     SEEK_MAX_LEADING = 512
 
     def __init__(self, path: str, resize: Resize = Resize(), threads: int = 0,
-                 seek: Optional[Time] = None) -> None:
+                 seek: Optional[Time] = None, fileobj=None, size: int = 0) -> None:
         super().__init__(path, resize)
         import av
         self._av = av
-        check_file(self.path)
+        #: an open binary file object to read instead of ``path`` (object storage: byte
+        #: ranges, see flowprep.decode.remote_input), and its size in bytes
+        self._fileobj, self._fsize = fileobj, int(size)
+        if fileobj is None:
+            check_file(self.path)
         try:
-            self._container = av.open(self.path, metadata_errors="ignore")
+            self._container = av.open(self.path if fileobj is None else fileobj,
+                                      metadata_errors="ignore")
         except Exception as exc:  # noqa: BLE001 - av.error.* and OSError
-            raise DecodeError(f"{self.path}: not a readable video ({diagnose(self.path)}; "
+            raise DecodeError(f"{self.path}: not a readable video ({self._diagnose()}; "
                               f"FFmpeg: {_short(exc)})") from None
         if not self._container.streams.video:
             self._container.close()
             what = "it has audio but no video stream" if self._container.streams.audio \
-                else diagnose(self.path, opened=True)
+                else self._diagnose(opened=True)
             raise DecodeError(f"{self.path}: no video stream ({what})")
         self._stream = st = self._container.streams.video[0]
         try:  # an absurd declared frame size: refused before a frame is decoded
@@ -132,11 +137,16 @@ class PyAVReader(Decoder):
         if (self.width, self.height) != (self.src_width, self.src_height):
             self._first = (self._convert(first)[0], self._first[1])
 
+    def _diagnose(self, opened: bool = False) -> str:
+        if self._fileobj is None:
+            return diagnose(self.path, opened)
+        return diagnose_file(self._fileobj, self._fsize, opened)
+
     def _no_frames_reason(self) -> str:
         if self.decode_errors:
             return (f"{self.path}: no video frames decode ({self.decode_errors} packets of its "
                     f"{self.codec} stream rejected by the decoder: a damaged file)")
-        return f"{self.path}: no video frames decode ({diagnose(self.path, opened=True)})"
+        return f"{self.path}: no video frames decode ({self._diagnose(opened=True)})"
 
     def _packets(self):
         """Demux the video stream; a demuxer error is counted and demuxing resumes."""
@@ -271,6 +281,12 @@ class PyAVReader(Decoder):
             except Exception:  # noqa: BLE001 - closing a broken container
                 pass
             self._container = None
+        f = getattr(self, "_fileobj", None)
+        if f is not None:
+            try:
+                f.close()
+            except Exception:  # noqa: BLE001 - a broken connection
+                pass
 
 
 def _chain(first, rest: Iterator) -> Iterator:

@@ -36,7 +36,8 @@ class TwoStreamDataset:
     """Map-style dataset of two-stream snippets read from a flowprep store.
 
     Args:
-        store: a Store, or the path of one (opened with open_store).
+        store: a Store, or the path or fsspec URL (s3://...) of one (opened with
+            open_store; ``storage_options`` go to fsspec, in memory only).
         videos: None (every published video), a list of video ids, or the
             path of an annotation list ("<video dir> <count> <label>" lines,
             e.g. OUT/flow_list.txt; the dir is a video id, or a path inside
@@ -72,6 +73,7 @@ class TwoStreamDataset:
         test_crops: 1 (centre) or 10 (ten-crop) in test mode.
         seed: base seed of every random draw (None: drawn once from the OS).
         video_cache: open Video objects kept per worker.
+        storage_options: for a URL ``store``: passed to fsspec (endpoint, credentials).
 
     Each item is a dict (shapes for V views, K snippets, S = crop_size):
         "flow": (V*K, 2L, S, S) float32 or uint8; channel 2j = dx, 2j+1 = dy
@@ -100,7 +102,8 @@ class TwoStreamDataset:
                  rgb_mean: Optional[Sequence[float]] = None,
                  rgb_std: Optional[Sequence[float]] = None, pad: str = "repeat_last",
                  test_snippets: int = 25, test_crops: int = 1, seed: Optional[int] = None,
-                 video_cache: int = 64) -> None:
+                 video_cache: int = 64,
+                 storage_options: Optional[Mapping[str, Any]] = None) -> None:
         def choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(map(str, allowed))}, "
@@ -195,13 +198,21 @@ class TwoStreamDataset:
         self.seed = int(seed)
         self.epoch = 0
 
+        from ..remote import is_url
         if isinstance(store, Store):
             self.root = store.root
             self._store: Optional[Store] = store
+            remote = getattr(store, "remote", None)  # a store on object storage
+            #: (path or URL, storage_options) that open the store again in another process
+            self._source = ((remote.url, remote.storage_options) if remote is not None
+                            else (store.root, None))
         else:
             from ..store import open_store
-            self.root = os.path.abspath(os.fspath(store))
-            self._store = open_store(self.root)
+            where = os.fspath(store)
+            self._source = ((where, dict(storage_options or {})) if is_url(where)
+                            else (os.path.abspath(where), None))
+            self._store = open_store(*self._source)
+            self.root = self._store.root
         self._pid = os.getpid()
         self._videos: "OrderedDict[str, Tuple[Video, Dict[str, Any]]]" = OrderedDict()
         st = self._store
@@ -337,7 +348,7 @@ class TwoStreamDataset:
     def _open(self) -> Store:
         if self._store is None or self._pid != os.getpid():
             from ..store import open_store
-            self._store = open_store(self.root)
+            self._store = open_store(*self._source)
             self._videos = OrderedDict()
             self._pid = os.getpid()
         return self._store

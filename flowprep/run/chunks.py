@@ -253,7 +253,8 @@ def compute_chunk(vin: VideoInput, job: "Job", backend: "FlowBackend", spec: Chu
     start, end = time_range(vin, opts)
     lo = spec.t0 if spec.t0 is not None else (as_fraction(start) if start else None)
     reader = open_reader(vin.path, job.decoder, opts.resize, threads=job.threads,
-                         input_fps=opts.input_fps, seek=lo)
+                         input_fps=opts.input_fps, seek=lo,
+                         storage_options=job.storage_options)
     out = _OrderedWriter()
     try:
         rec = PayloadRecorder(opts.jpeg_quality, opts.format == "hdf5" and opts.payload == "raw")

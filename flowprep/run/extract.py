@@ -32,6 +32,7 @@ from .local import run_local  # the runners sit above pipeline.py, extract.py ab
 from .options import ExtractOptions, make_options  # noqa: F401  (ExtractOptions: importable here)
 from .pipeline import Job, rgb_only_choice
 from ..store import published_keys, registry
+from ..remote import is_url
 from ..store.base import (STORE_FILE, config_key, read_store_file, record_failure,
                          write_store_file, STORE_VERSION)
 
@@ -120,10 +121,12 @@ class Report:
 
 
 def prepare(inputs: Sequence[str], out: str, opts: ExtractOptions,
-            choice: Optional[FlowChoice] = None):
+            choice: Optional[FlowChoice] = None,
+            storage_options: Optional[Dict[str, Any]] = None):
     """Validate options, resolve the backend and discover inputs (no files written).
 
-    ``choice`` given (resolved elsewhere, e.g. on a dask worker) is used as is.
+    ``choice`` given (resolved elsewhere, e.g. on a dask worker) is used as is;
+    ``storage_options`` open input URLs.
     """
     opts.validate()  # once more: ``opts`` may have been made without make_options
     if choice is None:
@@ -135,7 +138,7 @@ def prepare(inputs: Sequence[str], out: str, opts: ExtractOptions,
     if opts.warped:
         check_warp_supported(choice)
     config = build_config(opts, choice, params)
-    videos = discover(inputs)
+    videos = discover(inputs, storage_options)
     return choice, params, config, videos
 
 
@@ -143,9 +146,15 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
     """Extract RGB frames and quantized flow of ``inputs`` into the store ``out``.
 
     Args:
-        inputs: video files, folders (searched recursively), or .txt lists.
-        out: the store directory (created if missing).
-        options: fields of :class:`ExtractOptions`.
+        inputs: video files, folders (searched recursively), or .txt lists; local paths
+            or fsspec URLs (s3://bucket/videos/, ...).
+        out: the store directory (created if missing), or an fsspec URL for a sharded
+            format (flowprep.store.remote: shards built in a local staging folder,
+            uploaded whole, index parts after their shards).
+        options: fields of :class:`ExtractOptions`, and ``storage_options`` (dict for
+            fsspec, for input and output URLs; in memory only, never written) and
+            ``staging`` (local folder for shards on their way to an ``out`` URL;
+            default a temporary folder).
     Returns:
         a Report. Inputs that fail are recorded in the store (store.failures)
         and listed in ``report.failed``; nothing raises for a bad input.
@@ -157,15 +166,29 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
     from ..store.lists import write_lists
 
     opts = make_options(options)  # unknown names, the preset, every value checked
+    storage_options = dict(opts.storage_options or {}) or None  # in memory only
+    staging = opts.staging
+    if is_url(out):
+        from .remote import check_url_run
+        check_url_run(out, opts)  # before anything is written
+    elif staging is not None:
+        raise ConfigError("--staging is for an -o URL on object storage; a local store "
+                          "stages inside OUT/.flowprep/tmp")
     choice = None
     if opts.scheduler and opts.task != "rgb":
         # the workers compute the flow: resolve the backend and devices where they run
         from .dask import resolve_on_cluster
         choice = resolve_on_cluster(opts.scheduler, opts.algo, opts.device, opts.backend)
-    choice, params, config, videos = prepare(inputs, out, opts, choice)
+    choice, params, config, videos = prepare(inputs, out, opts, choice, storage_options)
     chunk_frames = chunk_setting()  # FLOWPREP_CHUNK_FRAMES: ConfigError before anything runs
     index, count = parse_shard(opts.shard)
     mine = select_shard(videos, index, count)
+    if is_url(out):
+        # object storage: the same run, its shards staged locally and published by upload
+        from .remote import extract_to_url
+        report = Report(root="", not_in_shard=len(videos) - len(mine))
+        return extract_to_url(out, opts, storage_options, staging, choice, params, config,
+                              videos, mine, (index, count), report, versions())
     t0 = time.perf_counter()
     root = os.path.abspath(out)
     try:
@@ -194,7 +217,7 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
             chunk_frames = 0
         threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
         job = Job(opts, choice, params, config, key, root, lock.tmp_root, threads,
-                  chunk_frames=chunk_frames, workers=jobs)
+                  chunk_frames=chunk_frames, workers=jobs, storage_options=storage_options)
         results = []
         if todo:
             from ..progress import Progress

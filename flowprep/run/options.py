@@ -26,6 +26,7 @@ from ..errors import ConfigError
 from ..flow import ALGOS, BACKENDS, parse_device, parse_param_items
 from ..flow.warp import settings_from
 from ..inputs import parse_shard
+from ..remote import parse_storage_options
 from ..store import FORMATS
 from .presets import PRESETS, apply_preset
 
@@ -72,6 +73,7 @@ class Option:
         cli_default: the CLI's default when its text differs (``--shard-size 1GiB``).
         parse: CLI text -> value (``--size 340x256``, ``--shard-size 1GiB``).
         metavar: the CLI metavar; multiple: the CLI option repeats (``--param``).
+        secret: the value may hold credentials (left out of repr).
     """
 
     name: str
@@ -88,6 +90,8 @@ class Option:
     metavar: Optional[str] = None
     multiple: bool = False
     factory: Optional[Callable[[], Any]] = None
+    #: credentials may be in it: left out of the options' repr (nothing records options)
+    secret: bool = False
 
     @property
     def cli_flag(self) -> Optional[str]:
@@ -181,6 +185,15 @@ OPTIONS: Tuple[Option, ...] = (
            metavar="F", check=check_input_fps),
     Option("preset", None, "A published setup (docs/presets.md): its options replace the "
            "defaults; options given explicitly replace its.", choices=tuple(PRESETS)),
+    # object storage (flowprep/remote.py): how to reach URLs, never part of a store's record
+    Option("storage_options", None, "Passed to fsspec for s3://, gs://... URLs (e.g. "
+           "endpoint_url=http://host:9000, anon=true); repeatable. Credentials come from the "
+           "usual AWS_*/GOOGLE_* variables and profiles; never written anywhere.",
+           type=dict, flag="--storage-option", metavar="KEY=VALUE", multiple=True,
+           parse=parse_storage_options, factory=dict, secret=True),
+    Option("staging", None, "With an -o URL: local folder where shards are built before "
+           "upload (default: a temporary folder; needs about --jobs x --shard-size).",
+           metavar="DIR"),
 )
 
 BY_NAME: Dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -200,8 +213,9 @@ def _validate_method(self) -> None:
 
 ExtractOptions = dataclasses.make_dataclass(
     "ExtractOptions",
-    [(o.name, _annotation(o), dataclasses.field(default_factory=o.factory) if o.factory
-      else dataclasses.field(default=o.default)) for o in OPTIONS],
+    [(o.name, _annotation(o), dataclasses.field(default_factory=o.factory, repr=not o.secret)
+      if o.factory else dataclasses.field(default=o.default, repr=not o.secret))
+     for o in OPTIONS],
     frozen=True,
     namespace={"resize": property(_resize), "validate": _validate_method,
                "__doc__": "Every option of ``flowprep extract`` (fields: flowprep.run.options."

@@ -79,6 +79,10 @@ class Job:
     chunk_frames: Optional[int] = None
     #: the run's workers (automatic chunks come in multiples of it)
     workers: int = 1
+    #: object storage: publishes sealed shards to the store's URL (root is then the local
+    #: staging folder); storage_options open input URLs. Both in memory only.
+    publisher: Any = None
+    storage_options: Optional[Dict[str, Any]] = None
 
     @property
     def decoder(self) -> str:
@@ -89,7 +93,8 @@ class Job:
     def writer(self, tag: str) -> StoreWriter:
         return open_writer(self.opts.format, self.root, self.tmp_root, tag,
                            jpeg_quality=self.opts.jpeg_quality, shard_size=self.opts.shard_size,
-                           payload=self.opts.payload)
+                           payload=self.opts.payload,
+                           **({"publisher": self.publisher} if self.publisher is not None else {}))
 
 
 class _OrderedWriter:
@@ -266,7 +271,7 @@ def video_meta(vin: VideoInput, job: "Job", backend: Optional[FlowBackend], dec:
     opts = job.opts
     want_flow = opts.task in ("both", "flow")
     meta = {
-        "video_id": vin.video_id, "source": os.path.abspath(vin.path),
+        "video_id": vin.video_id, "source": source_of(vin.path),
         "class_name": vin.class_name, "label": vin.label,
         "num_frames": len(times), "num_flows": n_flows,
         "fps": float(opts.fps) if opts.fps is not None else dec.fps,
@@ -316,7 +321,8 @@ def process_video(vin: VideoInput, job: Job, backend: FlowBackend, writer: Store
     try:
         start, end = time_range(vin, opts)
         reader = open_reader(vin.path, job.decoder, opts.resize, threads=job.threads,
-                             input_fps=opts.input_fps, seek=start or None)
+                             input_fps=opts.input_fps, seek=start or None,
+                             storage_options=job.storage_options)
         if split is not None:
             answer = split(reader, job, vin, start, end)
             if answer is not None:
@@ -407,6 +413,13 @@ def fail_result(result: VideoResult, exc: BaseException, vw=None) -> None:
     result.writer_error = not isinstance(exc, (DecodeError, cv2.error, MemoryError)) \
         and (storage is not None or isinstance(exc, (StoreError, OSError))
              or not isinstance(exc, FlowprepError))
+
+
+def source_of(path: str) -> str:
+    """What a video's meta records as its source: the absolute path, or the URL without
+    credentials."""
+    from ..remote import is_url, redact
+    return redact(path) if is_url(path) else os.path.abspath(path)
 
 
 def time_range(vin: VideoInput, opts: "ExtractOptions") -> Tuple[Optional[float], Optional[float]]:

@@ -6,7 +6,7 @@ subpackage each: jpeg, hdf5, wds); everything here dispatches through it.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from ..errors import ConfigError, StoreError
 from . import registry
@@ -15,8 +15,17 @@ from .base import STORE_FILE, Store, StoreWriter, Video, read_failures, read_sto
 FORMATS = registry.names()
 
 
-def open_store(path: str) -> Store:
-    """Open a store for reading; the reader is chosen by the store's flowprep.json."""
+def open_store(path: str, storage_options: Optional[Dict[str, Any]] = None) -> Store:
+    """Open a store for reading; the reader is chosen by the store's flowprep.json.
+
+    ``path`` may be an fsspec URL (s3://, gs://, ...): ``storage_options`` then go to
+    fsspec (see flowprep.remote); they are ignored for a local path.
+    """
+    from ..remote import is_url, local_path
+    if is_url(path):
+        from .remote import open_remote_store
+        return open_remote_store(path, storage_options)
+    path = local_path(os.fspath(path))
     info = read_store_file(os.fspath(path))
     fmt = info.get("format")
     try:

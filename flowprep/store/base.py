@@ -496,6 +496,14 @@ class Store:
     def __getitem__(self, video_id: str) -> Video:
         raise NotImplementedError
 
+    def top_file(self, name: str) -> Optional[bytes]:
+        """The bytes of a file at the top of the store (an annotation list), None if absent."""
+        try:
+            with open(os.path.join(self.root, name), "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+
     def refresh(self) -> None:
         """Re-read the list of published videos (a running extract may have added some)."""
 

@@ -29,7 +29,8 @@ import os
 
 from ..errors import WriteError
 from ..fsutil import atomic_write_bytes
-from .base import META_DIR, read_store_file, task_of
+from .base import META_DIR, read_store_file
+from .listing import list_texts
 
 
 GEN_FILE = "lists.gen"
@@ -81,30 +82,12 @@ def _write_lists(root: str) -> int:
     store = open_store(root)
     store.refresh()
     info = read_store_file(root)
-    store_task = task_of(info.get("config", {}))
-    rgb, flow, wflow = [], [], []
-    for vid in store.video_ids:
-        m = store.meta(vid)
-        label = m.get("label")
-        label = 0 if label is None else int(label)
-        if task_of(m) != "flow":
-            rgb.append(f"{vid} {int(m['num_frames'])} {label}\n")
-        if task_of(m) != "rgb":
-            flow.append(f"{vid} {int(m['num_flows'])} {label}\n")
-            if m.get("warped"):
-                wflow.append(f"{vid} {int(m['num_flows'])} {label}\n")
-    classes = info.get("classes", [])
-    for name, lines, kind in (("rgb_list.txt", rgb, "flow"), ("flow_list.txt", flow, "rgb")):
+    for name, text in list_texts(store, info).items():
         path = os.path.join(root, name)
-        if lines or store_task != kind:
-            atomic_write_bytes(path, "".join(lines).encode())
+        if name == "wflow_list.txt" and text == "" and not os.path.exists(path):
+            continue  # no --warped video: no warped list
+        if text is not None:
+            atomic_write_bytes(path, text.encode())
         elif os.path.exists(path):  # a --task store holds none of these: no stale list
             os.unlink(path)
-    wpath = os.path.join(root, "wflow_list.txt")
-    if wflow or (os.path.exists(wpath) and store_task != "rgb"):
-        atomic_write_bytes(wpath, "".join(wflow).encode())  # only stores with --warped videos
-    elif os.path.exists(wpath):  # a --task rgb store holds no flow: no stale warped list
-        os.unlink(wpath)
-    atomic_write_bytes(os.path.join(root, "classes.txt"),
-                       "".join(f"{i} {c}\n" for i, c in enumerate(classes)).encode())
     return len(store.video_ids)

@@ -89,6 +89,22 @@ def read_index_parts(root: str) -> Tuple[List[Dict[str, Any]], List[Tuple[str, s
     return parts, errors
 
 
+def shard_sizes(root: str, ext: str) -> Dict[str, int]:
+    """shard file name -> bytes, of every ``ext`` file in OUT/shards."""
+    d = shard_dir(root)
+    try:
+        names = [n for n in os.listdir(d) if n.endswith(ext)]
+    except FileNotFoundError:
+        return {}
+    out = {}
+    for n in names:
+        try:
+            out[n] = os.path.getsize(os.path.join(d, n))
+        except OSError:
+            continue
+    return out
+
+
 def merge_index(parts: List[Dict[str, Any]]) -> Dict[str, Dict[str, Any]]:
     """video_id -> winning entry (newest part wins), each with "shard", "sealed_ns" added.
 
@@ -244,8 +260,39 @@ class ShardWriter(StoreWriter):
         sealed = self.finish_shard()
         if sealed is None:
             return []
+        if getattr(self, "publisher", None) is not None:
+            return self._publish_elsewhere(sealed)
         self.install_shard(sealed)
         return self.write_index(sealed)
+
+    def index_objects(self, sealed: Dict[str, Any]) -> Dict[str, bytes]:
+        """The format's index files as (path relative to OUT -> bytes), for a publisher
+        that writes them elsewhere (wds: the member table)."""
+        return {}
+
+    def _publish_elsewhere(self, sealed: Dict[str, Any]) -> List[str]:
+        """Steps 1 and 2 through ``self.publisher`` (flowprep.store.remote.RemotePublisher,
+        object storage): the finished shard, fsynced, is uploaded whole, then the format's
+        index files, then its index part; then the local file is deleted. An upload that
+        fails (after its retries) drops the shard unpublished, as a failed install does."""
+        tmp = sealed["tmp_path"]
+        try:
+            fsync_file(tmp)
+            sealed["shard_bytes"] = os.path.getsize(tmp)
+            self.publisher.publish(tmp, sealed["name"], self.index_part(sealed),
+                                   extra=self.index_objects(sealed))
+        except (WriteError, OSError) as exc:  # never half-published: the videos are redone
+            raise self._broke(exc) from None
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        self.tmp_path = ""
+        self._videos = {}
+        ids = sorted(sealed["videos"])
+        self.publisher.clear_failures(ids)
+        self._published.extend(ids)
+        return ids
 
     def discard(self) -> List[str]:
         """Drop the open shard without sealing it; the ids of the committed videos it held.
@@ -296,7 +343,7 @@ class ShardedFormat(StoreFormat):
         return published_keys(root)
 
     def describe(self, store) -> Dict[str, Any]:
-        parts, errors = read_index_parts(store.root)
+        parts, errors = store.index_parts()
         copies = sum(len(p["videos"]) for p in parts)
         return {"shards": len({p["shard"] for p in parts}), "index_parts": len(parts),
                 "unreadable_index_parts": len(errors),
@@ -316,5 +363,5 @@ class ShardedFormat(StoreFormat):
 
 
 __all__ = ["SHARD_DIR", "INDEX_DIR", "INDEX_VERSION", "index_dir", "shard_dir", "safe_tag",
-           "read_index_parts", "merge_index", "load_index", "missing_shards", "published_keys", "install_shard",
+           "read_index_parts", "shard_sizes", "merge_index", "load_index", "missing_shards", "published_keys", "install_shard",
            "write_index_part", "ShardWriter", "ShardedFormat"]

@@ -25,9 +25,10 @@ class Hdf5Format(ShardedFormat):
         return Hdf5Store(root)
 
     def writer(self, root: str, tmp_root: str, worker_tag: str, *, jpeg_quality: int = 95,
-               shard_size: int = 1 << 30, payload: str = "jpeg") -> Hdf5StoreWriter:
+               shard_size: int = 1 << 30, payload: str = "jpeg",
+               publisher: Any = None) -> Hdf5StoreWriter:
         return Hdf5StoreWriter(root, tmp_root, worker_tag, jpeg_quality=jpeg_quality,
-                               shard_size=shard_size, payload=payload)
+                               shard_size=shard_size, payload=payload, publisher=publisher)
 
     def verify(self, store, col, decode, progress) -> None:
         from .verify import verify

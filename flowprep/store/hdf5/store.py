@@ -101,7 +101,7 @@ from ...fsutil import one_line, storage_error
 from .. import codec
 from ..shards import (INDEX_DIR, INDEX_VERSION, SHARD_DIR, ShardWriter, index_dir,  # noqa: F401
                       load_index, merge_index, published_keys, read_index_parts, safe_tag,
-                      shard_dir)
+                      shard_dir, shard_sizes)
 from ..base import (FLOW_STREAMS, Store, Video, VideoWriter, stored_rgb_frames,
                     stored_streams)
 
@@ -350,13 +350,7 @@ class Hdf5Store(Store):
         if f is not None:
             self._files.move_to_end(shard)
             return f
-        path = os.path.join(shard_dir(self.root), shard)
-        try:
-            f = open_h5(path, "r")
-        except FileNotFoundError:
-            raise StoreError(f"{path}: shard missing (named by the index); run flowprep verify") from None
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot open shard ({exc}); run flowprep verify") from None
+        f = self._open_shard_file(shard)
         self._files[shard] = f
         while len(self._files) > self.max_open_files:
             _, old = self._files.popitem(last=False)
@@ -365,6 +359,24 @@ class Hdf5Store(Store):
             except Exception:
                 pass
         return f
+
+    def _open_shard_file(self, shard: str):
+        """A new read-only h5py.File of ``shard`` (the remote store opens it by URL)."""
+        path = os.path.join(shard_dir(self.root), shard)
+        try:
+            return open_h5(path, "r")
+        except FileNotFoundError:
+            raise StoreError(f"{path}: shard missing (named by the index); run flowprep verify") from None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open shard ({exc}); run flowprep verify") from None
+
+    def index_parts(self) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
+        """(every index part, oldest first; unreadable parts as (name, reason))."""
+        return read_index_parts(self.root)
+
+    def shard_sizes(self) -> Dict[str, int]:
+        """shard file name -> bytes, of every shard file in OUT/shards."""
+        return shard_sizes(self.root, SHARD_EXT)
 
     def close(self) -> None:
         """Close this process's shard handles (they reopen on the next read)."""
@@ -621,7 +633,7 @@ class Hdf5StoreWriter(ShardWriter):
 
     def __init__(self, root: str, tmp_root: str, worker_tag: str,
                  jpeg_quality: int = codec.DEFAULT_JPEG_QUALITY, shard_size: int = 1 << 30,
-                 payload: str = "jpeg") -> None:
+                 payload: str = "jpeg", publisher: Any = None) -> None:
         if payload not in ("jpeg", "raw"):
             raise StoreError(f"payload must be 'jpeg' or 'raw', got {payload!r}")
         if int(shard_size) <= 0:
@@ -632,6 +644,9 @@ class Hdf5StoreWriter(ShardWriter):
         self.quality = int(jpeg_quality)
         self.shard_size = int(shard_size)
         self.payload = payload
+        #: publishes sealed shards elsewhere (flowprep.store.remote.RemotePublisher: object
+        #: storage); None: renamed into root/shards
+        self.publisher = publisher
         self._published = []
         self._seq = 0
         self._file = None

@@ -9,7 +9,6 @@ lists, are reported.
 """
 from __future__ import annotations
 
-import os
 import zlib
 from typing import Any, Dict, Optional
 
@@ -23,15 +22,12 @@ from . import store as h5
 
 def verify(store, col: Collector, decode: bool, progress) -> None:
     """Add the problems of the HDF5 store ``store`` (index, shards, videos) to ``col``."""
-    root = store.root
     key = store.info.get("config_key")
-    parts, errors = h5.read_index_parts(root)
+    parts, errors = store.index_parts()
     for name, reason in errors:
         col.add(None, f"index part {name}", reason, f"{h5.INDEX_DIR}/{name}")
-    try:
-        shard_files = set(n for n in os.listdir(h5.shard_dir(root)) if n.endswith(h5.SHARD_EXT))
-    except FileNotFoundError:
-        shard_files = set()
+    sizes = store.shard_sizes()  # local files, or objects on object storage
+    shard_files = set(sizes)
     named = {p["shard"] for p in parts}
     for name in sorted(shard_files - named):
         col.add(None, f"shard {name}", "no index part names this shard (left by an interrupted "
@@ -42,13 +38,12 @@ def verify(store, col: Collector, decode: bool, progress) -> None:
     for part in parts:
         name = part["shard"]
         rel = f"{h5.SHARD_DIR}/{name}"
-        path = os.path.join(h5.shard_dir(root), name)
         if name not in shard_files:
             bad_shards[name] = "missing"
             col.add(None, f"shard {name}", f"missing; index part {part['_part']} names it with "
                                            f"{len(part['videos'])} videos", rel)
             continue
-        size = os.path.getsize(path)
+        size = sizes[name]
         want = part.get("shard_bytes")
         if want is not None and size != int(want):
             bad_shards[name] = "truncated" if size < int(want) else "changed"

@@ -8,7 +8,7 @@ sealing are shared with the HDF5 store (:mod:`flowprep.store.shards`).
 """
 from __future__ import annotations
 
-from typing import Dict
+from typing import Any, Dict
 
 from ..shards import ShardedFormat
 from .keys import decode_key, encode_key  # noqa: F401
@@ -24,9 +24,10 @@ class WdsFormat(ShardedFormat):
         return WdsStore(root)
 
     def writer(self, root: str, tmp_root: str, worker_tag: str, *, jpeg_quality: int = 95,
-               shard_size: int = 1 << 30, payload: str = "jpeg") -> WdsStoreWriter:
+               shard_size: int = 1 << 30, payload: str = "jpeg",
+               publisher: Any = None) -> WdsStoreWriter:
         return WdsStoreWriter(root, tmp_root, worker_tag, jpeg_quality=jpeg_quality,
-                              shard_size=shard_size)
+                              shard_size=shard_size, publisher=publisher)
 
     def verify(self, store, col, decode, progress) -> None:
         from .verify import verify

@@ -50,7 +50,8 @@ from ...fsutil import AppendFile, atomic_write_json, one_line, read_json, storag
 from .. import codec
 from ..base import (FLOW_STREAMS, Store, Video, VideoWriter, flow_stream, stored_rgb_frames,
                     stored_streams)
-from ..shards import ShardWriter, index_dir, load_index, safe_tag, shard_dir
+from ..shards import (INDEX_DIR, ShardWriter, index_dir, load_index, read_index_parts, safe_tag,
+                      shard_dir, shard_sizes)
 from .keys import encode_key, split_member
 from .tar import END, iter_members, member_header, padding
 
@@ -215,12 +216,33 @@ class WdsStore(Store):
     def shard_path(self, shard: str) -> str:
         return os.path.join(shard_dir(self.root), shard)
 
+    def index_parts(self) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
+        """(every index part, oldest first; unreadable parts as (name, reason))."""
+        return read_index_parts(self.root)
+
+    def shard_sizes(self) -> Dict[str, int]:
+        """shard file name -> bytes, of every shard file in OUT/shards."""
+        return shard_sizes(self.root, SHARD_EXT)
+
+    def read_members(self, shard: str) -> Dict[str, Any]:
+        """The member table of ``shard``, read now (see :func:`read_members`)."""
+        return read_members(self.root, shard)
+
+    def open_shard_stream(self, shard: str):
+        """A binary file object reading ``shard`` front to back."""
+        path = self.shard_path(shard)
+        try:
+            return open(path, "rb", buffering=WRITE_BUFFER)
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot open shard ({exc.strerror}); run flowprep verify") \
+                from None
+
     # --- member tables and byte ranges -------------------------------------
     def members_of(self, shard: str) -> Dict[str, Any]:
         """The member table of ``shard`` (cached)."""
         t = self._tables.get(shard)
         if t is None:
-            t = self._tables[shard] = read_members(self.root, shard)
+            t = self._tables[shard] = self.read_members(shard)
             while len(self._tables) > self.tables_cache_size:
                 self._tables.popitem(last=False)
         else:
@@ -362,11 +384,7 @@ class WdsStore(Store):
         key_vid = {v["key"]: vid for vid, v in table["videos"].items()}
         crcs = {m[0]: int(m[3]) for v in table["videos"].values() for m in v["members"]}
         seen = set()
-        try:
-            fh = open(path, "rb", buffering=WRITE_BUFFER)
-        except OSError as exc:
-            raise StoreError(f"{path}: cannot open shard ({exc.strerror}); run flowprep verify") \
-                from None
+        fh = self.open_shard_stream(unit)
         with fh:
             key: Optional[str] = None
             fields: Dict[str, Tuple[Any, int]] = {}
@@ -532,7 +550,7 @@ class WdsStoreWriter(ShardWriter):
 
     def __init__(self, root: str, tmp_root: str, worker_tag: str,
                  jpeg_quality: int = codec.DEFAULT_JPEG_QUALITY,
-                 shard_size: int = 1 << 30) -> None:
+                 shard_size: int = 1 << 30, publisher: Any = None) -> None:
         if int(shard_size) <= 0:
             raise StoreError(f"shard_size must be a positive number of bytes, got {shard_size!r}")
         self.root = os.path.abspath(root)
@@ -540,6 +558,9 @@ class WdsStoreWriter(ShardWriter):
         self.tag = safe_tag(worker_tag)
         self.quality = int(jpeg_quality)
         self.shard_size = int(shard_size)
+        #: publishes sealed shards elsewhere (flowprep.store.remote.RemotePublisher: object
+        #: storage); None: installed into root/shards
+        self.publisher = publisher
         self._published = []
         self._seq = 0
         self._fh: Any = None
@@ -668,6 +689,13 @@ class WdsStoreWriter(ShardWriter):
                 "members": members,
                 "part": {"format": "wds",
                          "members": f"{MEMBERS_DIR}/{name[: -len(SHARD_EXT)]}.json"}}
+
+    def index_objects(self, sealed: Dict[str, Any]) -> Dict[str, bytes]:
+        """The shard's member table, for a publisher (object storage)."""
+        table = {"flowprep_members": MEMBERS_VERSION, "shard": sealed["name"],
+                 "videos": sealed["members"]}
+        rel = f"{INDEX_DIR}/{MEMBERS_DIR}/{sealed['name'][: -len(SHARD_EXT)]}.json"
+        return {rel: json.dumps(table).encode()}
 
     def _index_files(self, sealed: Dict[str, Any]) -> None:
         """The shard's member table, written before its index part."""

@@ -14,7 +14,6 @@ Every problem names the shard (path) and, where it concerns one, the member.
 """
 from __future__ import annotations
 
-import os
 import tarfile
 import zlib
 from typing import Any, Dict, Optional, Tuple
@@ -22,17 +21,19 @@ from typing import Any, Dict, Optional, Tuple
 from ...errors import StoreError
 from ..base import stored_rgb_frames
 from ..checks import Collector, decode_ok, flow_items, record_meta
-from ..shards import SHARD_DIR, merge_index, read_index_parts, shard_dir
+from ..shards import SHARD_DIR, merge_index
 from . import store as wds
 
 
-def scan_tar(path: str) -> Tuple[Dict[str, Tuple[int, int, bool]], Optional[str]]:
+def scan_tar(path: str, opener=None) -> Tuple[Dict[str, Tuple[int, int, bool]], Optional[str]]:
     """name -> (data offset, size, regular file) of every member the tar's headers hold,
-    and the reason reading stopped early (None when the archive ends properly)."""
+    and the reason reading stopped early (None when the archive ends properly).
+    ``opener()``: the binary file object to read (default: ``path`` opened)."""
     out: Dict[str, Tuple[int, int, bool]] = {}
     last = "the first member"
     try:
-        with open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r:") as tf:
+        with (opener or (lambda: open(path, "rb")))() as fh, \
+                tarfile.open(fileobj=fh, mode="r:") as tf:
             while True:
                 info = tf.next()
                 if info is None:
@@ -46,15 +47,12 @@ def scan_tar(path: str) -> Tuple[Dict[str, Tuple[int, int, bool]], Optional[str]
 
 def verify(store, col: Collector, decode: bool, progress) -> None:
     """Add the problems of the wds store ``store`` (index, shards, members, videos) to ``col``."""
-    root = store.root
     key = store.info.get("config_key")
-    parts, errors = read_index_parts(root)
+    parts, errors = store.index_parts()
     for name, reason in errors:
         col.add(None, f"index part {name}", reason, f"index/{name}")
-    try:
-        shard_files = set(n for n in os.listdir(shard_dir(root)) if n.endswith(wds.SHARD_EXT))
-    except FileNotFoundError:
-        shard_files = set()
+    sizes = store.shard_sizes()  # local files, or objects on object storage
+    shard_files = set(sizes)
     named = {p["shard"] for p in parts}
     for name in sorted(shard_files - named):
         col.add(None, f"shard {name}", "no index part names this shard (left by an interrupted "
@@ -66,25 +64,25 @@ def verify(store, col: Collector, decode: bool, progress) -> None:
     for part in parts:
         name = part["shard"]
         rel = f"{SHARD_DIR}/{name}"
-        path = os.path.join(shard_dir(root), name)
+        path = store.shard_path(name)
         if name not in shard_files:
             bad_shards[name] = "missing"
             col.add(None, f"shard {name}", f"missing; index part {part['_part']} names it with "
                                            f"{len(part['videos'])} videos", rel)
             continue
-        size = os.path.getsize(path)
+        size = sizes[name]
         want = part.get("shard_bytes")
         if want is not None and size != int(want):
             col.add(None, f"shard {name}", f"{size} bytes, sealed with {want} "
                                            f"({'truncated' if size < int(want) else 'changed since'})",
                     rel)
         try:
-            table = wds.read_members(root, name)
+            table = store.read_members(name)
         except StoreError as exc:
             bad_shards[name] = "without a readable member table"
             col.add(None, f"shard {name}", str(exc), f"index/{wds.MEMBERS_DIR}/{name[:-4]}.json")
             continue
-        found, stopped = scan_tar(path)
+        found, stopped = scan_tar(path, lambda name=name: store.open_shard_stream(name))
         scanned[name] = found
         if stopped:
             col.add(None, f"shard {name}", stopped, rel)
