@@ -454,7 +454,13 @@ class _RemoteShards:
         self._entries = None
         self._ids = None
         self._pid = os.getpid()
+        self._handles = OrderedDict()
         self._metas = OrderedDict()
+
+    def refresh(self) -> None:
+        super().refresh()  # type: ignore[misc]
+        self._parts = None
+        self.remote.invalidate()
 
     @property
     def url(self) -> str:
@@ -544,16 +550,9 @@ class RemoteHdf5Store(_RemoteShards, _hdf5_store_class()):
 
     def __init__(self, url: str, storage_options: Optional[Mapping[str, Any]] = None,
                  info: Optional[Dict[str, Any]] = None) -> None:
-        from collections import OrderedDict
         self._init_remote(url, storage_options, info)
-        self._files = OrderedDict()
 
-    def refresh(self) -> None:
-        super().refresh()
-        self._parts = None
-        self.remote.invalidate()
-
-    def _open_shard_file(self, shard: str):
+    def _open_handle(self, shard: str):
         from .hdf5 import open_h5
         fobj = self._open_remote(shard)
         try:
@@ -576,13 +575,7 @@ class RemoteWdsStore(_RemoteShards, _wds_store_class()):
                  info: Optional[Dict[str, Any]] = None) -> None:
         from collections import OrderedDict
         self._init_remote(url, storage_options, info)
-        self._fds = OrderedDict()  # shard -> open fsspec file object (range reads)
         self._tables = OrderedDict()
-
-    def refresh(self) -> None:
-        super().refresh()
-        self._parts = None
-        self.remote.invalidate()
 
     def read_members(self, shard: str) -> Dict[str, Any]:
         from .wds.store import MEMBERS_DIR, MEMBERS_VERSION
@@ -597,38 +590,16 @@ class RemoteWdsStore(_RemoteShards, _wds_store_class()):
                              f"{shard}")
         return table
 
-    def _fd(self, shard: str):
-        pid = os.getpid()
-        if self._pid != pid:
-            from collections import OrderedDict
-            self._fds = OrderedDict()
-            self._pid = pid
-        f = self._fds.get(shard)
-        if f is not None:
-            self._fds.move_to_end(shard)
-            return f
-        f = self._fds[shard] = self._open_remote(shard)
-        while len(self._fds) > self.max_open_files:
-            _, old = self._fds.popitem(last=False)
-            try:
-                old.close()
-            except Exception:  # noqa: BLE001
-                pass
-        return f
+    def _open_handle(self, shard: str):
+        """An open fsspec file object of ``shard`` (range reads)."""
+        return self._open_remote(shard)
 
-    def close(self) -> None:
-        if self._pid == os.getpid():
-            for f in self._fds.values():
-                try:
-                    f.close()
-                except Exception:  # noqa: BLE001
-                    pass
-        from collections import OrderedDict
-        self._fds = OrderedDict()
+    def _close_handle(self, f) -> None:
+        f.close()
 
     def read_range(self, shard: str, offset: int, size: int, member: str) -> bytes:
         try:
-            f = self._fd(shard)
+            f = self._handle(shard)
             f.seek(offset)
             data = f.read(size)
         except StoreError:

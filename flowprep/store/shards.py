@@ -30,11 +30,12 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import WriteError
 from ..fsutil import atomic_write_json, fsync_dir, read_json
-from .base import StoreWriter, clear_failure
+from .base import Store, StoreWriter, clear_failure
 from .registry import StoreFormat
 
 SHARD_DIR = "shards"
@@ -331,6 +332,105 @@ class ShardWriter(StoreWriter):
         raise NotImplementedError
 
 
+class ShardedStore(Store):
+    """What the readers of shard stores (HDF5, wds) share: the merged index (newest entry
+    wins), its sorted ids, and this process's open shard handles.
+
+    Safe to pickle and to use after fork: handles belong to the process that opened them
+    and are reopened lazily elsewhere. Subclasses set ``shard_ext`` and define
+    ``_open_handle(shard)`` and ``_close_handle(handle)``.
+    """
+
+    shard_ext = ""
+    max_open_files = 64
+    meta_cache_size = 512
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self._entries: Optional[Dict[str, Dict[str, Any]]] = None
+        self._ids: Optional[List[str]] = None
+        self._pid: Optional[int] = os.getpid()
+        self._handles: "OrderedDict[str, Any]" = OrderedDict()
+        self._metas: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_handles"] = OrderedDict()
+        state["_metas"] = OrderedDict()
+        state["_pid"] = None
+        return state
+
+    # --- index ----------------------------------------------------------
+    def refresh(self) -> None:
+        self._entries = None
+        self._ids = None
+        self._metas = OrderedDict()
+
+    @property
+    def entries(self) -> Dict[str, Dict[str, Any]]:
+        """video_id -> index entry {"shard", "config_key", "num_frames", ...; "group" in
+        HDF5, "key" and "offset" in wds}."""
+        if self._entries is None:
+            self._entries = load_index(self.root)
+        return self._entries
+
+    @property
+    def video_ids(self) -> List[str]:
+        if self._ids is None:
+            self._ids = sorted(self.entries)
+        return self._ids
+
+    def __contains__(self, video_id: object) -> bool:
+        return self.resolve_id(video_id) in self.entries
+
+    def index_parts(self) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
+        """(every index part, oldest first; unreadable parts as (name, reason))."""
+        return read_index_parts(self.root)
+
+    def shard_sizes(self) -> Dict[str, int]:
+        """shard file name -> bytes, of every shard file in OUT/shards."""
+        return shard_sizes(self.root, self.shard_ext)
+
+    # --- handles --------------------------------------------------------
+    def _handle(self, shard: str) -> Any:
+        """The open handle of ``shard`` in this process (at most ``max_open_files`` stay
+        open, least recently used closed first)."""
+        pid = os.getpid()
+        if self._pid != pid:
+            # Inherited through fork: never use the parent's handles; drop them unclosed-by-us
+            # (the parent's are untouched).
+            self._handles = OrderedDict()
+            self._pid = pid
+        h = self._handles.get(shard)
+        if h is not None:
+            self._handles.move_to_end(shard)
+            return h
+        h = self._handles[shard] = self._open_handle(shard)
+        while len(self._handles) > self.max_open_files:
+            _, old = self._handles.popitem(last=False)
+            self._close_quietly(old)
+        return h
+
+    def _close_quietly(self, handle: Any) -> None:
+        try:
+            self._close_handle(handle)
+        except Exception:  # noqa: BLE001 - closing a read-only handle
+            pass
+
+    def _open_handle(self, shard: str) -> Any:
+        raise NotImplementedError
+
+    def _close_handle(self, handle: Any) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close this process's shard handles (they reopen on the next read)."""
+        if self._pid == os.getpid():
+            for h in self._handles.values():
+                self._close_quietly(h)
+        self._handles = OrderedDict()
+
+
 class ShardedFormat(StoreFormat):
     """A format of shards plus index parts: resume, inspect and orphan cleaning shared."""
 
@@ -364,4 +464,4 @@ class ShardedFormat(StoreFormat):
 
 __all__ = ["SHARD_DIR", "INDEX_DIR", "INDEX_VERSION", "index_dir", "shard_dir", "safe_tag",
            "read_index_parts", "shard_sizes", "merge_index", "load_index", "missing_shards", "published_keys", "install_shard",
-           "write_index_part", "ShardWriter", "ShardedFormat"]
+           "write_index_part", "ShardWriter", "ShardedStore", "ShardedFormat"]

@@ -91,7 +91,6 @@ from __future__ import annotations
 import json
 import os
 import zlib
-from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -101,8 +100,8 @@ from ...fsutil import one_line, storage_error
 from .. import codec
 from ..shards import (INDEX_DIR, INDEX_VERSION, SHARD_DIR, ShardWriter, index_dir,  # noqa: F401
                       load_index, merge_index, published_keys, read_index_parts, safe_tag,
-                      shard_dir, shard_sizes)
-from ..base import (FLOW_STREAMS, Store, Video, VideoWriter, stored_rgb_frames,
+                      shard_dir, shard_sizes, ShardedStore)
+from ..base import (FLOW_STREAMS, Video, VideoWriter, stored_rgb_frames,
                     stored_streams)
 
 SHARD_EXT = ".h5"
@@ -286,7 +285,7 @@ class Hdf5Video(Video):
         return super()._flow_quantized(i, backward, warped)
 
 
-class Hdf5Store(Store):
+class Hdf5Store(ShardedStore):
     """Reader of an HDF5 shard store (merges the index parts; newest entry wins).
 
     Safe to pickle and to use after fork: shard handles belong to the process
@@ -294,73 +293,13 @@ class Hdf5Store(Store):
     """
 
     format = "hdf5"
-    max_open_files = 64
-    meta_cache_size = 512
-
-    def __init__(self, root: str) -> None:
-        super().__init__(root)
-        self._entries: Optional[Dict[str, Dict[str, Any]]] = None
-        self._ids: Optional[List[str]] = None
-        self._pid = os.getpid()
-        self._files: "OrderedDict[str, Any]" = OrderedDict()
-        self._metas: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
-
-    def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_files"] = OrderedDict()
-        state["_metas"] = OrderedDict()
-        state["_pid"] = None
-        return state
-
-    def __setstate__(self, state: Dict[str, Any]) -> None:
-        self.__dict__.update(state)
-
-    # --- index ----------------------------------------------------------
-    def refresh(self) -> None:
-        self._entries = None
-        self._ids = None
-        self._metas = OrderedDict()
-
-    @property
-    def entries(self) -> Dict[str, Dict[str, Any]]:
-        """video_id -> index entry {"shard", "group", "config_key", "num_frames", ...}."""
-        if self._entries is None:
-            self._entries = load_index(self.root)
-        return self._entries
-
-    @property
-    def video_ids(self) -> List[str]:
-        if self._ids is None:
-            self._ids = sorted(self.entries)
-        return self._ids
-
-    def __contains__(self, video_id: object) -> bool:
-        return self.resolve_id(video_id) in self.entries
+    shard_ext = SHARD_EXT
 
     # --- handles --------------------------------------------------------
-    def _file(self, shard: str):
-        """The open read-only h5py.File of ``shard`` in this process."""
-        pid = os.getpid()
-        if self._pid != pid:
-            # Inherited through fork: never use the parent's handles; drop them unclosed-by-us
-            # (h5py closes the child's copies of the descriptors, the parent's are untouched).
-            self._files = OrderedDict()
-            self._pid = pid
-        f = self._files.get(shard)
-        if f is not None:
-            self._files.move_to_end(shard)
-            return f
-        f = self._open_shard_file(shard)
-        self._files[shard] = f
-        while len(self._files) > self.max_open_files:
-            _, old = self._files.popitem(last=False)
-            try:
-                old.close()
-            except Exception:
-                pass
-        return f
+    #: The open read-only h5py.File of a shard in this process.
+    _file = ShardedStore._handle
 
-    def _open_shard_file(self, shard: str):
+    def _open_handle(self, shard: str):
         """A new read-only h5py.File of ``shard`` (the remote store opens it by URL)."""
         path = os.path.join(shard_dir(self.root), shard)
         try:
@@ -370,23 +309,8 @@ class Hdf5Store(Store):
         except OSError as exc:
             raise StoreError(f"{path}: cannot open shard ({exc}); run flowprep verify") from None
 
-    def index_parts(self) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
-        """(every index part, oldest first; unreadable parts as (name, reason))."""
-        return read_index_parts(self.root)
-
-    def shard_sizes(self) -> Dict[str, int]:
-        """shard file name -> bytes, of every shard file in OUT/shards."""
-        return shard_sizes(self.root, SHARD_EXT)
-
-    def close(self) -> None:
-        """Close this process's shard handles (they reopen on the next read)."""
-        if self._pid == os.getpid():
-            for f in self._files.values():
-                try:
-                    f.close()
-                except Exception:
-                    pass
-        self._files = OrderedDict()
+    def _close_handle(self, f) -> None:
+        f.close()
 
     # --- videos ---------------------------------------------------------
     def _entry(self, video_id: str) -> Dict[str, Any]:

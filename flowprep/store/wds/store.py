@@ -48,10 +48,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 from ...errors import StoreError, WriteError
 from ...fsutil import AppendFile, atomic_write_json, one_line, read_json, storage_error
 from .. import codec
-from ..base import (FLOW_STREAMS, Store, Video, VideoWriter, flow_stream, stored_rgb_frames,
+from ..base import (FLOW_STREAMS, Video, VideoWriter, flow_stream, stored_rgb_frames,
                     stored_streams)
-from ..shards import (INDEX_DIR, ShardWriter, index_dir, load_index, read_index_parts, safe_tag,
-                      shard_dir, shard_sizes)
+from ..shards import INDEX_DIR, ShardedStore, ShardWriter, index_dir, safe_tag, shard_dir
 from .keys import encode_key, split_member
 from .tar import END, iter_members, member_header, padding
 
@@ -156,7 +155,7 @@ class WdsVideo(Video):
         return [(x, y) for x, y in out]
 
 
-class WdsStore(Store):
+class WdsStore(ShardedStore):
     """Reader of a wds store (merges the index parts; newest entry wins).
 
     Safe to pickle and to use after fork: descriptors belong to the process that
@@ -164,25 +163,16 @@ class WdsStore(Store):
     """
 
     format = "wds"
-    max_open_files = 64
+    shard_ext = SHARD_EXT
     tables_cache_size = 64
-    meta_cache_size = 512
 
     def __init__(self, root: str) -> None:
         super().__init__(root)
-        self._entries: Optional[Dict[str, Dict[str, Any]]] = None
-        self._ids: Optional[List[str]] = None
-        self._pid = os.getpid()
-        self._fds: "OrderedDict[str, int]" = OrderedDict()
         self._tables: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
-        self._metas: "OrderedDict[str, Dict[str, Any]]" = OrderedDict()
 
     def __getstate__(self) -> Dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_fds"] = OrderedDict()
+        state = super().__getstate__()
         state["_tables"] = OrderedDict()
-        state["_metas"] = OrderedDict()
-        state["_pid"] = None
         return state
 
     def __del__(self) -> None:
@@ -191,38 +181,8 @@ class WdsStore(Store):
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
 
-    # --- index ----------------------------------------------------------
-    def refresh(self) -> None:
-        self._entries = None
-        self._ids = None
-        self._metas = OrderedDict()
-
-    @property
-    def entries(self) -> Dict[str, Dict[str, Any]]:
-        """video_id -> index entry {"shard", "key", "config_key", "num_frames", ...}."""
-        if self._entries is None:
-            self._entries = load_index(self.root)
-        return self._entries
-
-    @property
-    def video_ids(self) -> List[str]:
-        if self._ids is None:
-            self._ids = sorted(self.entries)
-        return self._ids
-
-    def __contains__(self, video_id: object) -> bool:
-        return self.resolve_id(video_id) in self.entries
-
     def shard_path(self, shard: str) -> str:
         return os.path.join(shard_dir(self.root), shard)
-
-    def index_parts(self) -> Tuple[List[Dict[str, Any]], List[Tuple[str, str]]]:
-        """(every index part, oldest first; unreadable parts as (name, reason))."""
-        return read_index_parts(self.root)
-
-    def shard_sizes(self) -> Dict[str, int]:
-        """shard file name -> bytes, of every shard file in OUT/shards."""
-        return shard_sizes(self.root, SHARD_EXT)
 
     def read_members(self, shard: str) -> Dict[str, Any]:
         """The member table of ``shard``, read now (see :func:`read_members`)."""
@@ -249,45 +209,25 @@ class WdsStore(Store):
             self._tables.move_to_end(shard)
         return t
 
-    def _fd(self, shard: str) -> int:
-        pid = os.getpid()
-        if self._pid != pid:  # inherited through fork: the parent's descriptors stay its own
-            self._fds = OrderedDict()
-            self._pid = pid
-        fd = self._fds.get(shard)
-        if fd is not None:
-            self._fds.move_to_end(shard)
-            return fd
+    def _open_handle(self, shard: str) -> int:
         path = self.shard_path(shard)
         try:
-            fd = os.open(path, os.O_RDONLY)
+            return os.open(path, os.O_RDONLY)
         except FileNotFoundError:
             raise StoreError(f"{path}: shard missing (named by the index); run flowprep verify") \
                 from None
         except OSError as exc:
             raise StoreError(f"{path}: cannot open shard ({exc.strerror})") from None
-        self._fds[shard] = fd
-        while len(self._fds) > self.max_open_files:
-            _, old = self._fds.popitem(last=False)
-            os.close(old)
-        return fd
 
-    def close(self) -> None:
-        """Close this process's shard descriptors (they reopen on the next read)."""
-        if self._pid == os.getpid():
-            for fd in self._fds.values():
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self._fds = OrderedDict()
+    def _close_handle(self, fd: int) -> None:
+        os.close(fd)
 
     def read_range(self, shard: str, offset: int, size: int, member: str) -> bytes:
         """``size`` bytes at ``offset`` of ``shard``; StoreError naming the member if short."""
         try:
-            data = os.pread(self._fd(shard), size, offset)
+            data = os.pread(self._handle(shard), size, offset)
             while 0 < len(data) < size:  # short reads on network filesystems
-                more = os.pread(self._fd(shard), size - len(data), offset + len(data))
+                more = os.pread(self._handle(shard), size - len(data), offset + len(data))
                 if not more:
                     break
                 data += more
