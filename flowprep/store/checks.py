@@ -7,13 +7,14 @@ problems of its own layout, and these helpers check what every format holds alik
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from ..errors import StoreError
 from . import codec
 from .base import Store, flow_stream, stat_suffix, stored_streams, stream_label, task_of
+from .shards import INDEX_DIR, SHARD_DIR, merge_index
 
 MAX_PER_VIDEO = 50
 
@@ -189,3 +190,69 @@ def decode_ok(data: bytes, colour: bool, h: int, w: int) -> Optional[str]:
     return None
 
 
+
+
+# --------------------------------------------------------------------------------------
+# shard stores (HDF5, wds)
+
+
+def check_shard_index(store, col: "Collector", unnamed: str
+                      ) -> Tuple[List[Dict[str, Any]], Dict[str, int]]:
+    """Record the unreadable index parts of a shard store and the shards no part names
+    (``unnamed``: where such a shard comes from); (the readable parts, shard -> bytes)."""
+    parts, errors = store.index_parts()
+    for name, reason in errors:
+        col.add(None, f"index part {name}", reason, f"{INDEX_DIR}/{name}")
+    sizes = store.shard_sizes()  # local files, or objects on object storage
+    named = {p["shard"] for p in parts}
+    for name in sorted(set(sizes) - named):
+        col.add(None, f"shard {name}", f"no index part names this shard ({unnamed}; its "
+                                       f"videos are not published; delete it)",
+                f"{SHARD_DIR}/{name}")
+    return parts, sizes
+
+
+def check_shard_size(col: "Collector", part: Dict[str, Any], sizes: Dict[str, int]
+                     ) -> Optional[str]:
+    """Record the shard of index part ``part`` if it is missing or not the size it was
+    sealed with: "missing", "truncated" or "changed"; None when it is as sealed."""
+    name = part["shard"]
+    rel = f"{SHARD_DIR}/{name}"
+    if name not in sizes:
+        col.add(None, f"shard {name}", f"missing; index part {part['_part']} names it with "
+                                       f"{len(part['videos'])} videos", rel)
+        return "missing"
+    size = sizes[name]
+    want = part.get("shard_bytes")
+    if want is not None and size != int(want):
+        col.add(None, f"shard {name}", f"{size} bytes, sealed with {want} "
+                                       f"({'truncated' if size < int(want) else 'changed since'})",
+                rel)
+        return "truncated" if size < int(want) else "changed"
+    return None
+
+
+def check_shard_videos(parts: List[Dict[str, Any]], bad_shards: Dict[str, str],
+                       col: "Collector", progress,
+                       check: Callable[[str, Dict[str, Any], str], None]) -> None:
+    """``check(video_id, index entry, shard path)`` every published video (the newest entry
+    of each), in id order; a video in one of ``bad_shards`` (shard -> what is wrong) is
+    recorded unreadable instead."""
+    winners = merge_index(parts)
+    for vid in sorted(winners):
+        e = winners[vid]
+        rel = f"{SHARD_DIR}/{e['shard']}"
+        if e["shard"] in bad_shards:
+            col.add(vid, "", f"its shard is {bad_shards[e['shard']]}; the video is unreadable", rel)
+            continue
+        if progress:
+            progress(vid)
+        check(vid, e, rel)
+
+
+def check_index_counts(col: "Collector", vid: str, e: Dict[str, Any], meta: Dict[str, Any],
+                       n: int, nf: int, rel: str) -> None:
+    """Record where the index entry ``e`` disagrees with the video's metadata."""
+    for k, v in (("num_frames", n), ("num_flows", nf), ("config_key", meta.get("config_key"))):
+        if e.get(k) != v:
+            col.add(vid, "index", f"index says {k}={e.get(k)!r}, metadata {v!r}", rel)

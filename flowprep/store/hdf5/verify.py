@@ -16,40 +16,22 @@ import numpy as np
 
 from ...errors import StoreError
 from ..base import stored_rgb_frames
-from ..checks import Collector, decode_ok, flow_items, record_meta
+from ..checks import (Collector, check_index_counts, check_shard_index, check_shard_size,
+                      check_shard_videos, decode_ok, flow_items, record_meta)
 from . import store as h5
 
 
 def verify(store, col: Collector, decode: bool, progress) -> None:
     """Add the problems of the HDF5 store ``store`` (index, shards, videos) to ``col``."""
     key = store.info.get("config_key")
-    parts, errors = store.index_parts()
-    for name, reason in errors:
-        col.add(None, f"index part {name}", reason, f"{h5.INDEX_DIR}/{name}")
-    sizes = store.shard_sizes()  # local files, or objects on object storage
-    shard_files = set(sizes)
-    named = {p["shard"] for p in parts}
-    for name in sorted(shard_files - named):
-        col.add(None, f"shard {name}", "no index part names this shard (left by an interrupted "
-                                       "run; its videos are not published; delete it)",
-                f"{h5.SHARD_DIR}/{name}")
-    winners = h5.merge_index(parts)
+    parts, sizes = check_shard_index(store, col, "left by an interrupted run")
     bad_shards: Dict[str, str] = {}
     for part in parts:
         name = part["shard"]
         rel = f"{h5.SHARD_DIR}/{name}"
-        if name not in shard_files:
-            bad_shards[name] = "missing"
-            col.add(None, f"shard {name}", f"missing; index part {part['_part']} names it with "
-                                           f"{len(part['videos'])} videos", rel)
-            continue
-        size = sizes[name]
-        want = part.get("shard_bytes")
-        if want is not None and size != int(want):
-            bad_shards[name] = "truncated" if size < int(want) else "changed"
-            col.add(None, f"shard {name}", f"{size} bytes, sealed with {want} "
-                                           f"({'truncated' if size < int(want) else 'changed since'})",
-                    rel)
+        bad = check_shard_size(col, part, sizes)
+        if bad:
+            bad_shards[name] = bad
             continue
         try:
             f = store._file(name)
@@ -66,15 +48,8 @@ def verify(store, col: Collector, decode: bool, progress) -> None:
             continue
         for g in sorted(groups - listed):
             col.add(None, f"shard {name}", f"group {g} is not in the index (dead data)", rel)
-    for vid in sorted(winners):
-        e = winners[vid]
-        rel = f"{h5.SHARD_DIR}/{e['shard']}"
-        if e["shard"] in bad_shards:
-            col.add(vid, "", f"its shard is {bad_shards[e['shard']]}; the video is unreadable", rel)
-            continue
-        if progress:
-            progress(vid)
-        _verify_hdf5_video(store, vid, e, key, col, decode, rel)
+    check_shard_videos(parts, bad_shards, col, progress, lambda vid, e, rel: _verify_hdf5_video(
+        store, vid, e, key, col, decode, rel))
 
 
 def _verify_hdf5_video(store, vid: str, e: Dict[str, Any], key, col: Collector, decode: bool,
@@ -97,9 +72,7 @@ def _verify_hdf5_video(store, vid: str, e: Dict[str, Any], key, col: Collector, 
     if counts is None:
         return
     n, nf, h, w = counts
-    for k, v in (("num_frames", n), ("num_flows", nf), ("config_key", meta.get("config_key"))):
-        if e.get(k) != v:
-            col.add(vid, "index", f"index says {k}={e.get(k)!r}, metadata {v!r}", rel)
+    check_index_counts(col, vid, e, meta, n, nf, rel)
     video = store[vid]
     try:
         blob = g["blob"]

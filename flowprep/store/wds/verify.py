@@ -20,8 +20,9 @@ from typing import Any, Dict, Optional, Tuple
 
 from ...errors import StoreError
 from ..base import stored_rgb_frames
-from ..checks import Collector, decode_ok, flow_items, record_meta
-from ..shards import SHARD_DIR, merge_index
+from ..checks import (Collector, check_index_counts, check_shard_index, check_shard_size,
+                      check_shard_videos, decode_ok, flow_items, record_meta)
+from ..shards import SHARD_DIR
 from . import store as wds
 
 
@@ -48,34 +49,17 @@ def scan_tar(path: str, opener=None) -> Tuple[Dict[str, Tuple[int, int, bool]], 
 def verify(store, col: Collector, decode: bool, progress) -> None:
     """Add the problems of the wds store ``store`` (index, shards, members, videos) to ``col``."""
     key = store.info.get("config_key")
-    parts, errors = store.index_parts()
-    for name, reason in errors:
-        col.add(None, f"index part {name}", reason, f"index/{name}")
-    sizes = store.shard_sizes()  # local files, or objects on object storage
-    shard_files = set(sizes)
-    named = {p["shard"] for p in parts}
-    for name in sorted(shard_files - named):
-        col.add(None, f"shard {name}", "no index part names this shard (left by an interrupted "
-                                       "run, or not written by flowprep; its videos are not "
-                                       "published; delete it)", f"{SHARD_DIR}/{name}")
-    winners = merge_index(parts)
+    parts, sizes = check_shard_index(store, col, "left by an interrupted run, or not written "
+                                                 "by flowprep")
     bad_shards: Dict[str, str] = {}
     scanned: Dict[str, Dict[str, Tuple[int, int, bool]]] = {}
     for part in parts:
         name = part["shard"]
         rel = f"{SHARD_DIR}/{name}"
         path = store.shard_path(name)
-        if name not in shard_files:
+        if check_shard_size(col, part, sizes) == "missing":  # a wrong size: members checked
             bad_shards[name] = "missing"
-            col.add(None, f"shard {name}", f"missing; index part {part['_part']} names it with "
-                                           f"{len(part['videos'])} videos", rel)
             continue
-        size = sizes[name]
-        want = part.get("shard_bytes")
-        if want is not None and size != int(want):
-            col.add(None, f"shard {name}", f"{size} bytes, sealed with {want} "
-                                           f"({'truncated' if size < int(want) else 'changed since'})",
-                    rel)
         try:
             table = store.read_members(name)
         except StoreError as exc:
@@ -90,15 +74,8 @@ def verify(store, col: Collector, decode: bool, progress) -> None:
         for member in sorted(set(found) - listed)[:50]:
             col.add(None, f"shard {name}", f"member {member}: foreign (not in the shard's member "
                                            f"table; not written by flowprep)", rel)
-    for vid in sorted(winners):
-        e = winners[vid]
-        rel = f"{SHARD_DIR}/{e['shard']}"
-        if e["shard"] in bad_shards:
-            col.add(vid, "", f"its shard is {bad_shards[e['shard']]}; the video is unreadable", rel)
-            continue
-        if progress:
-            progress(vid)
-        _verify_video(store, vid, e, key, col, decode, rel, scanned.get(e["shard"], {}))
+    check_shard_videos(parts, bad_shards, col, progress, lambda vid, e, rel: _verify_video(
+        store, vid, e, key, col, decode, rel, scanned.get(e["shard"], {})))
 
 
 def _verify_video(store, vid: str, e: Dict[str, Any], key, col: Collector, decode: bool,
@@ -144,9 +121,7 @@ def _verify_video(store, vid: str, e: Dict[str, Any], key, col: Collector, decod
     if counts is None:
         return
     n, nf, h, w = counts
-    for k, v in (("num_frames", n), ("num_flows", nf), ("config_key", meta.get("config_key"))):
-        if e.get(k) != v:
-            col.add(vid, "index", f"index says {k}={e.get(k)!r}, metadata {v!r}", rel)
+    check_index_counts(col, vid, e, meta, n, nf, rel)
     expected = {wds.field_name("img", i): ("frame", i, None, True)
                 for i in range(stored_rgb_frames(meta))}
     for _, label, p in flow_items(meta):
