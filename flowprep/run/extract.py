@@ -28,7 +28,8 @@ from ..fsutil import storage_error as _storage_error
 from ..inputs import class_names, discover, parse_shard, select_shard
 from .chunks import chunk_setting
 from .ledger import Ledger
-from .local import run_local  # the runners sit above pipeline.py, extract.py above them
+# the runners sit above pipeline.py, extract.py above them
+from .local import plan_local, run_local
 from .options import ExtractOptions, make_options  # noqa: F401  (ExtractOptions: importable here)
 from .pipeline import Job, rgb_only_choice
 from ..store import published_keys, registry
@@ -203,19 +204,12 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
         _write_store_info(root, opts.format, config, key, class_names(videos), lock)
         clean_stale(root)
         done = {} if opts.force else published_keys(opts.format, root)
-        todo = []
-        for v in mine:
-            if done.get(v.video_id) == key:
-                report.skipped.append(v.video_id)
-            else:
-                todo.append(v)
-        jobs = int(opts.jobs or os.cpu_count() or 1)
+        todo, jobs, threads = plan_local(mine, done, key, report.skipped, opts.jobs)
         # long videos are split into time chunks over the workers (run/chunks.py): by
         # default with several local workers or on a cluster; FLOWPREP_CHUNK_FRAMES=N
         # forces chunks of N frames, 0 never splits
         if chunk_frames is None and jobs < 2 and not opts.scheduler:
             chunk_frames = 0
-        threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
         job = Job(opts, choice, params, config, key, root, lock.tmp_root, threads,
                   chunk_frames=chunk_frames, workers=jobs, storage_options=storage_options)
         results = []

@@ -32,7 +32,7 @@ import signal
 import sys
 import time
 from multiprocessing.connection import wait
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import DiskFullError, FlowprepError
 from .ledger import Ledger, VideoResult, disk_full_reason, time_limit, timed_out_reason, \
@@ -215,6 +215,25 @@ class _Worker:
         if self.proc.is_alive():
             self.proc.kill()
         self.proc.join(5)
+
+
+def plan_local(mine: Sequence[Any], done: Dict[str, str], key: str, skipped: List[str],
+               jobs: Optional[int]) -> Tuple[List[Any], int, int]:
+    """(the videos of ``mine`` still to extract, worker processes, threads per worker).
+
+    A video whose published version has config ``key`` (``done``: video_id -> config
+    key) is appended to ``skipped`` instead. ``jobs``: the workers asked for (None or 0:
+    one per core); each worker gets an equal share of the cores (at least one thread).
+    """
+    todo = []
+    for v in mine:
+        if done.get(v.video_id) == key:
+            skipped.append(v.video_id)
+        else:
+            todo.append(v)
+    jobs = int(jobs or os.cpu_count() or 1)
+    threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
+    return todo, jobs, threads
 
 
 def run_local(videos: List[Any], job, jobs: int, ledger: Ledger) -> None:

@@ -81,7 +81,7 @@ def extract_to_url(url: str, opts: Any, storage_options: Optional[Dict[str, Any]
     """
     from ..lock import RunLock, clean_stale
     from .ledger import Ledger
-    from .local import run_local
+    from .local import plan_local, run_local
     from .pipeline import Job
     from ..store.base import STORE_VERSION, config_key
     from ..store import remote as rs
@@ -103,14 +103,7 @@ def extract_to_url(url: str, opts: Any, storage_options: Optional[Dict[str, Any]
                 rs.write_store_info(remote, info, rlock.others_alive)
                 rs.clean_orphans(remote, rlock.live_tokens(), opts.format)
                 done = {} if opts.force else rs.published_keys(remote, opts.format)
-                todo: List[VideoInput] = []
-                for v in mine:
-                    if done.get(v.video_id) == key:
-                        report.skipped.append(v.video_id)
-                    else:
-                        todo.append(v)
-                jobs = int(opts.jobs or os.cpu_count() or 1)
-                threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(todo) or 1)))
+                todo, jobs, threads = plan_local(mine, done, key, report.skipped, opts.jobs)
                 job = Job(opts, choice, params, config, key, root, lock.tmp_root, threads,
                           publisher=rs.RemotePublisher(remote), storage_options=storage_options,
                           chunk_frames=0)  # a run into a URL does not split long videos (yet)
