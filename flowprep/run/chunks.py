@@ -567,36 +567,32 @@ def publish_parts(vin: VideoInput, job: "Job", backend: "FlowBackend", writer: "
 # scheduling: the tasks a runner hands its workers, and its book of chunked videos
 
 
+class _VideoTask:
+    """A task on one input video ``vin``: its id and path, as a VideoInput's."""
+
+    @property
+    def video_id(self) -> str:
+        return self.vin.video_id  # type: ignore[attr-defined]
+
+    @property
+    def path(self) -> str:
+        return self.vin.path  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
-class ChunkTask:
+class ChunkTask(_VideoTask):
     """Compute chunk ``spec`` of video ``vin`` into the run's staging area."""
 
     vin: VideoInput
     spec: ChunkSpec
 
-    @property
-    def video_id(self) -> str:
-        return self.vin.video_id
-
-    @property
-    def path(self) -> str:
-        return self.vin.path
-
 
 @dataclass(frozen=True)
-class JoinTask:
+class JoinTask(_VideoTask):
     """Join the ``count`` staged chunks of ``vin`` into one published video."""
 
     vin: VideoInput
     count: int
-
-    @property
-    def video_id(self) -> str:
-        return self.vin.video_id
-
-    @property
-    def path(self) -> str:
-        return self.vin.path
 
 
 def video_of(item: Any) -> VideoInput:
