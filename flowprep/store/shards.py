@@ -204,8 +204,26 @@ class ShardWriter(StoreWriter):
 
     Subclasses set ``root``, ``tag``, ``shard_ext``, ``_videos`` (video id -> index
     entry of the committed videos of the open shard), ``_published``, and provide
-    ``finish_shard``, ``_index_files``, ``_broke``, ``_abandon``, ``_usable``.
+    ``finish_shard``, ``_index_files``, ``_broke``, ``_abandon``; ``label`` names the
+    format in messages.
     """
+
+    label = "shard"
+
+    def _usable(self) -> None:
+        """WriteError (the first one's type) once a write error put the writer out of use."""
+        if self.error is not None:
+            raise type(self.error)(
+                f"this {self.label} writer ({self.tag}) is out of use after a write error "
+                f"({self.error}); its open shard was dropped unsealed: use a new writer")
+
+    @staticmethod
+    def _dropped(err: BaseException, lost: List[str]) -> BaseException:
+        """``err`` saying how many committed videos the dropped open shard held."""
+        if not lost:
+            return err
+        return type(err)(f"{err}; the open shard was dropped, unsealed, with {len(lost)} "
+                         f"committed video{'s' if len(lost) != 1 else ''} not published")
 
     root: str
     tag: str

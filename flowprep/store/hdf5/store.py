@@ -553,6 +553,8 @@ class Hdf5StoreWriter(ShardWriter):
         payload: "jpeg" (the JPEG store's bytes) or "raw" (uint8 flow, gzip, lossless).
     """
 
+    label = "HDF5"
+
     shard_ext = SHARD_EXT
 
     def __init__(self, root: str, tmp_root: str, worker_tag: str,
@@ -608,17 +610,7 @@ class Hdf5StoreWriter(ShardWriter):
                     obj.id.locked = True
                 except (AttributeError, TypeError, ValueError):
                     pass
-        lost = self._abandon()
-        if lost:
-            err = type(err)(f"{err}; the open shard was dropped, unsealed, with {len(lost)} "
-                            f"committed video{'s' if len(lost) != 1 else ''} not published")
-        return err
-
-    def _usable(self) -> None:
-        if self.error is not None:
-            raise type(self.error)(
-                f"this HDF5 writer ({self.tag}) is out of use after a write error "
-                f"({self.error}); its open shard was dropped unsealed: use a new writer")
+        return self._dropped(err, self._abandon())
 
     def _abandon(self) -> List[str]:
         """Drop the open shard without sealing it; the ids of the committed videos it held.

@@ -486,6 +486,8 @@ class WdsStoreWriter(ShardWriter):
         shard_size: bytes; a shard is sealed after the commit that makes it pass this size.
     """
 
+    label = "wds"
+
     shard_ext = SHARD_EXT
 
     def __init__(self, root: str, tmp_root: str, worker_tag: str,
@@ -520,17 +522,7 @@ class WdsStoreWriter(ShardWriter):
         err = exc if isinstance(exc, WriteError) else _io_error(self.tmp_path, exc)
         if self.error is None:
             self.error = err
-        lost = self._abandon()
-        if lost:
-            err = type(err)(f"{err}; the open shard was dropped, unsealed, with {len(lost)} "
-                            f"committed video{'s' if len(lost) != 1 else ''} not published")
-        return err
-
-    def _usable(self) -> None:
-        if self.error is not None:
-            raise type(self.error)(
-                f"this wds writer ({self.tag}) is out of use after a write error "
-                f"({self.error}); its open shard was dropped unsealed: use a new writer")
+        return self._dropped(err, self._abandon())
 
     def _abandon(self) -> List[str]:
         lost = sorted(self._videos)
