@@ -130,21 +130,38 @@ def _alive(pid):
         return False
 
 
-def test_workers_die_with_a_killed_parent(inputs, tmp_path):
+def _descendants(pid):
+    """The pids of every process below ``pid``."""
+    out, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_workers_die_with_a_killed_parent(inputs, tmp_path, method):
     # kill -9 of the parent alone (the OOM killer's choice, say) must not leave workers
-    # running on: they would keep writing into a store another run may now own
+    # running on: they would keep writing into a store another run may now own. Forked
+    # workers are the fork server's children (flowprep/run/starter.py): they die with it,
+    # and it with the run's process.
     cmd = [FLOWPREP, "extract", inputs, "-o", str(tmp_path / "o"), "--algo", "farneback",
            "--short-side", "0", "--jobs", "2", "--no-progress"]
-    p = subprocess.Popen(cmd, env={**os.environ, "FLOWPREP_TEST_HOOK": "hang:v"},
+    p = subprocess.Popen(cmd, env={**os.environ, "FLOWPREP_TEST_HOOK": "hang:v",
+                                   "FLOWPREP_START_METHOD": method},
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
-        kids = []
-        while time.monotonic() < deadline and len(kids) < 2:
+        kids, workers = [], []
+        while time.monotonic() < deadline and len(workers) < 2:
             time.sleep(0.2)
-            kids = [k for k in _children(p.pid) if "flowprep" in open(f"/proc/{k}/cmdline").read()
-                    or "multiprocessing" in open(f"/proc/{k}/cmdline").read()]
-        assert kids, "no worker processes started"
+            kids = _descendants(p.pid)
+            # spawned: "spawn_main" in the command line; forked: the fork server's children
+            workers = [k for k in kids if _alive(k) and (
+                "spawn_main" in open(f"/proc/{k}/cmdline").read()
+                or any(k in _children(s) for s in _children(p.pid)))]
+        assert len(workers) >= 2, f"no worker processes started ({kids})"
         time.sleep(1.0)  # workers are in the hang hook now
         os.kill(p.pid, signal.SIGKILL)
         p.wait(10)

@@ -1,6 +1,8 @@
 """Start-up (issue 17): --device auto decides without importing torch where no GPU driver
 is installed; TV-L1's parameters live in one module, checked once per run, and the native
-backend does not import the torch backend."""
+backend does not import the torch backend. Issue 21: local workers are forked from a fork
+server that imported their modules once (flowprep/run/starter.py), one per run."""
+import importlib.util
 import os
 import pickle
 import subprocess
@@ -69,3 +71,105 @@ def test_tvl1_params_are_checked_once_and_kept_checked():
         OpenCVTVL1(dict(TVL1_DEFAULTS, tau=-1.0))
     with pytest.raises(ConfigError, match="unknown TV-L1 parameter 'wraps'"):
         tvl1_params({"wraps": 2})
+
+
+# --- issue 21: workers forked from a fork server (flowprep/run/starter.py) -----------------
+
+def _what_a_forked_worker_sees(conn):
+    """Run in a process from the fork server: its parent's threads, what is imported."""
+    import sys as _sys
+    server = os.getppid()
+    conn.send((server, len(os.listdir(f"/proc/{server}/task")),
+               sorted(m for m in ("cv2", "numpy", "av", "flowprep.run.pipeline",
+                                  "flowprep.store.jpeg", "torch") if m in _sys.modules),
+               os.environ.get("OPENBLAS_NUM_THREADS")))
+    conn.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_fork_server_imports_once_starts_no_thread_and_is_stopped(monkeypatch):
+    import multiprocessing as mp
+    from flowprep.run import starter
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    if starter.server_pid():
+        pytest.skip("a fork server of this process is already running")
+    starter.begin("forkserver", starter.preload_for("jpeg"))
+    try:
+        pid = starter.server_pid()
+        assert pid and "OPENBLAS_NUM_THREADS" not in os.environ  # set for the server only
+        ctx = starter.context("forkserver")
+        a, b = ctx.Pipe()
+        p = ctx.Process(target=_what_a_forked_worker_sees, args=(b,))
+        p.start()
+        b.close()
+        server, threads, imported, blas = a.recv()
+        p.join(30)
+        # the server imported the workers' modules before forking, from one thread
+        assert server == pid and threads == 1
+        assert imported == sorted(["cv2", "flowprep.run.pipeline", "flowprep.store.jpeg", "numpy"]
+                                  + (["av"] if importlib.util.find_spec("av") else []))
+        assert blas == "1"  # no torch, no BLAS thread pool in the server
+    finally:
+        starter.end()
+    assert starter.server_pid() == 0 and not os.path.exists(f"/proc/{pid}/stat")
+    starter.end()  # idempotent
+
+
+def test_the_start_method_variable_is_checked(tmp_path):
+    from flowprep.run.starter import start_method
+    assert start_method("spawn") == "spawn" and start_method("") in ("forkserver", "spawn")
+    with pytest.raises(ConfigError, match="FLOWPREP_START_METHOD must be"):
+        start_method("fork")
+    tiny = write_video(str(tmp_path / "tiny.mkv"), translated_frames(3, 32, 32, 1.0, 0.0))
+    p = subprocess.run([sys.executable, "-m", "flowprep.cli.main", "extract", tiny, "-o",
+                        str(tmp_path / "o"), "--no-progress"], capture_output=True, text=True,
+                       env=dict(os.environ, FLOWPREP_START_METHOD="threads"), timeout=300)
+    assert p.returncode == 2 and "FLOWPREP_START_METHOD" in p.stderr, p.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.skipif("forkserver" not in __import__("multiprocessing").get_all_start_methods(),
+                    reason="no fork server on this platform")
+def test_forked_and_spawned_workers_make_the_same_store_and_see_their_runs_environment(
+        tmp_path, monkeypatch):
+    """In one process, runs one after the other: each run's workers see the environment of
+    that run (a fork server per run), and forked workers store what spawned ones do."""
+    import flowprep
+    from flowprep.run import starter
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(3):
+        write_video(str(src / f"v{k}.mkv"), translated_frames(5, 48, 64, 1.0 + k, 0.5))
+    outs = {}
+    for method in ("spawn", "forkserver"):
+        monkeypatch.setenv("FLOWPREP_START_METHOD", method)
+        rep = flowprep.extract(str(src), str(tmp_path / method), algo="tvl1", jobs=2,
+                               progress=False, short_side=0)
+        assert sorted(rep.published) == ["v0", "v1", "v2"] and starter.server_pid() == 0
+        outs[method] = _tree(tmp_path / method)
+    assert outs["spawn"] == outs["forkserver"]
+    # the next run's workers see FLOWPREP_TEST_HOOK, set after the fork server's last run
+    monkeypatch.setenv("FLOWPREP_TEST_HOOK", "segfault:v1")
+    rep = flowprep.extract(str(src), str(tmp_path / "hook"), algo="tvl1", jobs=2,
+                           progress=False, short_side=0)
+    assert sorted(rep.published) == ["v0", "v2"] and "SIGSEGV" in rep.failed[str(src / "v1.mkv")]
+    assert starter.server_pid() == 0
+
+
+def _tree(root):
+    """{relative path: bytes} of a store, flowprep.json's run-specific fields left out."""
+    import json
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            path = os.path.join(d, f)
+            rel = os.path.relpath(path, root)
+            if rel.startswith(".flowprep") or rel.endswith(".lock"):
+                continue
+            with open(path, "rb") as fh:
+                data = fh.read()
+            if rel == "flowprep.json":
+                data = json.dumps({k: v for k, v in json.loads(data).items()
+                                   if k not in ("created", "runs")}, sort_keys=True).encode()
+            out[rel] = data
+    return out

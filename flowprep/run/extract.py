@@ -32,6 +32,7 @@ from .ledger import Ledger
 from .local import plan_local, run_local
 from .options import ExtractOptions, make_options  # noqa: F401  (ExtractOptions: importable here)
 from .pipeline import Job, rgb_only_choice
+from .starter import begin as begin_workers, end as end_workers, preload_for, start_method
 from ..store import published_keys, registry
 from ..remote import is_url
 from ..store.base import (STORE_FILE, config_key, read_store_file, record_failure,
@@ -163,10 +164,22 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
         ConfigError / BackendUnavailable for bad options, LockedError when
         another run holds the store.
     """
+    opts = make_options(options)  # unknown names, the preset, every value checked
+    method = None if opts.scheduler else start_method()  # ConfigError before anything runs
+    if method is not None:
+        # the fork server imports what workers need while this process sets the run up
+        begin_workers(method, preload_for(opts.format))
+    try:
+        return _extract(inputs, out, opts)
+    finally:
+        end_workers()
+
+
+def _extract(inputs: Sequence[str], out: str, opts: ExtractOptions) -> Report:
+    """extract() once the options are checked (the fork server, if any, starting)."""
     from ..lock import RunLock, clean_stale
     from ..store.lists import write_lists
 
-    opts = make_options(options)  # unknown names, the preset, every value checked
     storage_options = dict(opts.storage_options or {}) or None  # in memory only
     staging = opts.staging
     if is_url(out):

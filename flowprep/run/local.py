@@ -1,8 +1,9 @@
 """Local parallel extraction: N supervised worker processes.
 
-Each worker is a separate process (multiprocessing "spawn": no state shared
-with the parent, OpenCV threads start clean). The parent hands one video at a
-time to each idle worker and watches them:
+Each worker is a separate process, forked from a fork server that imported
+flowprep, OpenCV, NumPy and PyAV once, or spawned (starter.py:
+FLOWPREP_START_METHOD): no state shared with the parent, OpenCV threads start
+clean. The parent hands one video at a time to each idle worker and watches them:
 
 - a worker that dies (segfault, OOM kill) fails only the video it was on,
   with the signal in the reason, and is replaced;
@@ -16,17 +17,15 @@ time to each idle worker and watches them:
   seconds, has its unsealed videos queued again for a fresh worker;
 - a full disk stops the dispatching of new videos; the run ends early with
   every remaining input reported, not failed one by one;
-- workers die with the parent (Linux: PR_SET_PDEATHSIG), so a parent killed
-  with SIGKILL leaves no worker writing into a store another run may own.
+- workers die with the parent (Linux: PR_SET_PDEATHSIG, through the fork server:
+  starter.py), so a parent killed with SIGKILL leaves no worker writing into a
+  store another run may own.
 
 Every video handed to ``run_local`` comes back in exactly one result dict.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import dataclasses
-import multiprocessing as mp
 import os
 import signal
 import sys
@@ -37,31 +36,22 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import DiskFullError, FlowprepError
 from .ledger import Ledger, VideoResult, disk_full_reason, time_limit, timed_out_reason, \
     worker_died_reason
+from .starter import context as start_context, server_pid, start_method
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (Linux; else a no-op)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover
-        return
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
-
-
-def _worker_main(conn, index: int, job, parent: int = 0) -> None:
+def _worker_main(conn, index: int, job, parent: int = 0, server: int = 0) -> None:
     """Body of a worker process: receive videos, process, report.
 
     Messages to the parent: ("ready",), ("progress", frames), ("done", result dict,
     ids published since the last report), ("diskfull", result dict), ("fatal", reason),
     ("closed", ids published, None or (error, disk full?)). After a writer error or a full
     disk it reports and exits without closing its writer (nothing of it is sealed).
+    ``parent``: the run's pid (0: run in-process, by a test), ``server``: the fork
+    server's (0: spawned).
     """
     if parent:
-        _die_with_parent(parent)
+        from .starter import in_worker
+        in_worker(parent, server)
     import cv2
     from . import faults
     from .chunks import ChunkAnswer, run_item
@@ -181,7 +171,8 @@ class _Worker:
         self.index = index
         self.tag = f"local-w{index}-{_Worker._serial}"
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, index, job, os.getpid()),
+        server = server_pid() if ctx.get_start_method() == "forkserver" else 0
+        self.proc = ctx.Process(target=_worker_main, args=(child, index, job, os.getpid(), server),
                                 daemon=True, name=f"flowprep-worker-{index}")
         self.proc.start()
         child.close()
@@ -242,7 +233,7 @@ def run_local(videos: List[Any], job, jobs: int, ledger: Ledger) -> None:
     from .chunks import ChunkBook, ChunkTask, describe_chunk, video_of
     if not videos:
         return
-    ctx = mp.get_context("spawn")
+    ctx = start_context(start_method())  # the fork server: started by extract() already
     n = max(1, min(jobs, len(videos)))
     queue = list(reversed(videos))
     workers = [_Worker(ctx, i, job) for i in range(n)]
