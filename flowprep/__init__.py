@@ -11,8 +11,9 @@ flowprep/_version.py), so nothing imports in a circle; docs/code_map.md maps the
 """
 from ._version import __version__
 from .errors import FlowprepError
-from .run.extract import extract as _extract
-from .store import open_store as _open_store
+
+# extract and open_store import what they need when called: `import flowprep` (and the
+# CLI, which starts its workers' fork server first) stays light
 
 
 def extract(inputs, out, **options):
@@ -26,6 +27,7 @@ def extract(inputs, out, **options):
     """
     if isinstance(inputs, (str, bytes)) or hasattr(inputs, "__fspath__"):
         inputs = [inputs]
+    from .run.extract import extract as _extract
     return _extract([str(i) for i in inputs], str(out), **options)
 
 
@@ -35,6 +37,7 @@ def open_store(path, storage_options=None):
     ``path`` may be an fsspec URL (s3://bucket/store, gs://...); ``storage_options``
     (a dict) go to fsspec: endpoint, credentials, ... (never written anywhere).
     """
+    from .store import open_store as _open_store
     return _open_store(str(path), storage_options)
 
 

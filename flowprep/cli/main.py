@@ -6,6 +6,7 @@ could not start (backend unavailable, store locked).
 """
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -13,11 +14,30 @@ import click
 from flowprep._version import __version__
 from flowprep.errors import FlowprepError, StoreError
 
-from . import extract_cmd, report_cmd, store_cmds
+#: every command, attached here in one place (the command modules never import this one):
+#: name -> (module of flowprep.cli, attribute). Imported when click asks for the command,
+#: so that `flowprep extract` can start its workers' fork server before the heavy imports.
+COMMANDS = {
+    "extract": ("extract_cmd", "extract"), "index": ("extract_cmd", "index_cmd"),
+    "inspect": ("store_cmds", "inspect"), "verify": ("store_cmds", "verify"),
+    "convert": ("store_cmds", "convert"), "show": ("store_cmds", "show"),
+    "report": ("report_cmd", "report"),
+}
 
 
 class _Group(click.Group):
-    """Turns project errors into one-line messages: exit 2 for usage, never a traceback."""
+    """Turns project errors into one-line messages: exit 2 for usage, never a traceback.
+    Commands (COMMANDS) are imported on first use."""
+
+    def list_commands(self, ctx):
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx, cmd_name):
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module, attr = COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(f"{__package__}.{module}"), attr),
+                             cmd_name)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx):
         try:
@@ -36,13 +56,11 @@ def cli() -> None:
     """Precompute dense optical flow for two-stream video models, and serve it."""
 
 
-# every command is attached here, in one place (the command modules never import this one)
-for _cmd in (extract_cmd.extract, extract_cmd.index_cmd, store_cmds.inspect, store_cmds.verify,
-             store_cmds.convert, store_cmds.show, report_cmd.report):
-    cli.add_command(_cmd)
-
-
 def main() -> None:
+    if sys.argv[1:2] == ["extract"]:
+        # workers' fork server: its imports overlap this process's (flowprep/run/starter.py)
+        from flowprep.run.starter import begin_early
+        begin_early()
     cli(prog_name="flowprep")
 
 

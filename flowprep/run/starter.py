@@ -117,6 +117,19 @@ def begin(method: str, extra: Optional[List[str]] = None) -> None:
     _owned = bool(server_pid())
 
 
+def begin_early() -> None:
+    """``begin`` for `flowprep extract`, called before the CLI imports flowprep's run
+    modules (cli/main.py): where FLOWPREP_START_METHOD is not usable, nothing (extract()
+    reports it). The server is stopped at exit if no run stopped it (a usage error)."""
+    import atexit
+    try:
+        method = start_method()
+    except ConfigError:
+        return
+    begin(method)
+    atexit.register(end)
+
+
 def context(method: str):
     """The multiprocessing context workers start from (the fork server started if needed)."""
     begin(method)
