@@ -51,6 +51,8 @@ CASES = [
 
 NEW = "from flowprep.cli.main import main; main()"
 OLD = "import sys; sys.path.insert(0, {root!r}); from cli.main import main; main()"
+#: commits since the CLI moved into the package (flowprep/cli/main.py)
+OLD_PKG = "import sys; sys.path.insert(0, {root!r}); from flowprep.cli.main import main; main()"
 
 
 def run(code: str, out: str, extra, cwd: str) -> None:
@@ -136,7 +138,8 @@ def main() -> int:
             shutil.copy(so, os.path.join(base, "flowprep"))
         for i, (name, extra) in enumerate(CASES):
             a, b = os.path.join(work, f"old{i}"), os.path.join(work, f"new{i}")
-            run(OLD.format(root=base), a, extra, work)
+            old = OLD_PKG if os.path.exists(os.path.join(base, "flowprep", "cli", "main.py")) else OLD
+            run(old.format(root=base), a, extra, work)
             run(NEW, b, extra, HERE)
             relaxed = []
             if "hdf5" in extra:

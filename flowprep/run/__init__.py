@@ -8,6 +8,7 @@
     pipeline.py   one video: decode -> flow -> quantize -> store (process_video)
     ledger.py     what a video came to (VideoResult) and the rules every runner shares
     local.py      the local runner: supervised worker processes
+    starter.py    how they start: forked from a fork server, or spawned
     dask.py       the dask.distributed runner
     faults.py     test-only fault injection (FLOWPREP_TEST_HOOK)
 
