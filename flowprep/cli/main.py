@@ -7,6 +7,7 @@ could not start (backend unavailable, store locked).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -61,6 +62,9 @@ def main() -> None:
         # workers' fork server: its imports overlap this process's (flowprep/run/starter.py)
         from flowprep.run.starter import begin_early
         begin_early()
+        # this process plans, supervises and publishes: no BLAS thread pool to start (NumPy's
+        # and OpenCV's OpenBLAS each start one on import and spin it, ~0.1 CPU-s)
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     cli(prog_name="flowprep")
 
 
