@@ -176,6 +176,42 @@ def test_workers_die_with_a_killed_parent(inputs, tmp_path, method):
             pass
 
 
+def test_a_killed_fork_server_fails_the_videos_of_its_workers_and_the_run_goes_on(inputs, tmp_path):
+    """Forked workers die with their fork server (flowprep/run/starter.py): the videos they
+    were on fail as crashed, the others are published by workers of a fresh server."""
+    cmd = [FLOWPREP, "extract", inputs, "-o", str(tmp_path / "o"), "--algo", "farneback",
+           "--short-side", "0", "--jobs", "2", "--no-progress"]
+    p = subprocess.Popen(cmd, env={**os.environ, "FLOWPREP_TEST_HOOK": "sleep:v",
+                                   "FLOWPREP_START_METHOD": "forkserver"},
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        server, deadline = None, time.monotonic() + 60
+        while server is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+            for k in _children(p.pid):  # the server: the workers' parent
+                if len([w for w in _children(k) if _alive(w)]) >= 2:
+                    server = k
+        assert server, "no fork server with two workers"
+        time.sleep(0.5)  # both workers sleep in the hook (2 s), three videos wait
+        os.kill(server, signal.SIGKILL)
+        out, err = p.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert p.returncode == 1 and "Traceback" not in out + err, err
+    store = flowprep.open_store(tmp_path / "o")
+    fails = {os.path.splitext(os.path.basename(k))[0]: v for k, v in store.failures.items()}
+    # the exit status the fork server can no longer report: 255 (multiprocessing's word)
+    assert 1 <= len(fails) <= 2 and all("crashed (exit code 255)" in r for r in fails.values()), fails
+    # the other three: by workers of a fresh server (none sent to the dead one's pid)
+    assert set(store.video_ids) | set(fails) == {f"v{k}" for k in range(5)}
+    from flowprep.verify import verify_store
+    assert verify_store(tmp_path / "o") == []
+
+
 def test_what_is_reported_published_is_in_the_store_when_workers_die_closing(tmp_path):
     """Regression: the run ended as soon as no worker was alive, before a worker that had
     just died at close was accounted for, so its unsealed HDF5 videos were reported

@@ -36,7 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import DiskFullError, FlowprepError
 from .ledger import Ledger, VideoResult, disk_full_reason, time_limit, timed_out_reason, \
     worker_died_reason
-from .starter import context as start_context, server_pid, start_method
+from .starter import context as start_context, start_method, worker_server
 
 
 def _worker_main(conn, index: int, job, parent: int = 0, server: int = 0) -> None:
@@ -171,7 +171,7 @@ class _Worker:
         self.index = index
         self.tag = f"local-w{index}-{_Worker._serial}"
         self.conn, child = ctx.Pipe()
-        server = server_pid() if ctx.get_start_method() == "forkserver" else 0
+        server = worker_server(ctx.get_start_method())
         self.proc = ctx.Process(target=_worker_main, args=(child, index, job, os.getpid(), server),
                                 daemon=True, name=f"flowprep-worker-{index}")
         self.proc.start()

@@ -6,9 +6,11 @@ again by every replacement worker.
 
 forkserver (the default where the platform has it, Linux and macOS): one fresh
 interpreter, the fork server, imports those modules once and forks every worker from
-itself. It is started as the run begins (``begin``, before inputs are discovered and
-the store is locked), so its imports overlap the parent's set-up, and stopped when the
-run ends (``end``), so:
+itself. It is started as the run begins, so its imports overlap the parent's: by
+`flowprep extract` before the CLI imports the run modules (``begin_early``: cli/main.py
+imports commands on first use and flowprep/__init__.py imports nothing heavy), and by
+``flowprep.extract`` before inputs are discovered and the store is locked (``begin``).
+It is stopped when the run ends (``end``), so:
 
 - workers see the environment of the run that started them, as spawn workers do
   (FLOWPREP_TEST_HOOK, an LD_PRELOAD fault shim, CUDA_VISIBLE_DEVICES...);
@@ -27,6 +29,8 @@ A worker's parent is then the fork server, not the run's process: the worker ask
 kernel for SIGKILL when the server dies (PR_SET_PDEATHSIG) and closes its copy of the
 server's "alive" pipe, whose last writer is then the run's process, so a run killed
 with SIGKILL takes the server (end of file on that pipe) and so every worker with it.
+A fork server killed on its own takes its workers too: their videos fail as crashed
+("exit code 255"), the rest of the run goes on from a fresh server (tests/test_isolation.py).
 
 FLOWPREP_START_METHOD=spawn|forkserver chooses (default forkserver where available).
 """
@@ -99,9 +103,7 @@ def begin(method: str, extra: Optional[List[str]] = None) -> None:
     srv = _server()
     if method != "forkserver" or srv is None:
         return
-    if server_pid():
-        srv.ensure_running()  # restarted if it died (with multiprocessing's defaults)
-        return
+    was = server_pid()  # running, or dead (then started again here, the same way)
     previous = list(getattr(srv, "_preload_modules", ["__main__"]))
     srv.set_forkserver_preload(PRELOAD + list(extra or []))
     saved = {k: os.environ.get(k) for k in _SERVER_ENV}
@@ -114,7 +116,8 @@ def begin(method: str, extra: Optional[List[str]] = None) -> None:
             if v is None:
                 os.environ.pop(k, None)
         srv.set_forkserver_preload(previous)
-    _owned = bool(server_pid())
+    if not was:
+        _owned = bool(server_pid())
 
 
 def begin_early() -> None:
@@ -128,6 +131,15 @@ def begin_early() -> None:
         return
     begin(method)
     atexit.register(end)
+
+
+def worker_server(method: str) -> int:
+    """The pid of the fork server the next worker comes from (started again if it died),
+    0 for a spawned worker."""
+    if method != "forkserver":
+        return 0
+    begin(method)
+    return server_pid()
 
 
 def context(method: str):
