@@ -358,6 +358,38 @@ CE(9,12) CE(13,14) MN(11,10) MX(0,15) MN(5,20) MX(5,15) MX(4,19) MN(14,19) \
 MN(14,15) MX(2,17) MN(12,17) MN(7,22) MX(7,12) MX(12,14) MX(1,16) MN(9,24) \
 MX(9,16) MX(6,21) MN(11,21) MN(11,16) MX(3,18) MN(13,18) MN(8,23) MX(8,13) \
 MN(13,11) MX(13,14)
+/* 5x5 median of two vertically adjacent outputs (x, y), (x, y+1): their windows
+ * share rows y-1..y+2 of the 5 columns, 20 values, each column's 4 sorted once
+ * (SORT4_NET, shared by the 5 outputs of the row pair that see it). The median of
+ * 25 is rank 12, and each window adds 5 values to the 20, so the 7 lowest and the
+ * 7 highest of the 20 lie below / above the median of either window: the median
+ * is rank 5 of the 20's ranks 7..12 and the window's 5 other values (row y-2
+ * resp. y+3). MED20_NET (input slot c*4 + r: rank r of column c) leaves ranks
+ * 7..12 of the 20, sorted, in the slots MED20_SEL lists (shared by the two
+ * outputs): Batcher's merge of the columns in 5 of 8 groups of 4 padded with
+ * +inf, minimised as MED25_COLS_NET, 59 comparators, 104 operations. MED11_NET
+ * (those 6 in slots 0..5, the other 5 in slots 6..10): the 5 sorted, merged
+ * with the 6 and pruned to the middle, 19 comparators, 28 operations. Per
+ * output 5 + 104 / 2 + 28 = 85 min/max operations (before: 18 + 124 = 142).
+ * Generated and checked (every 0-1 input, random real blocks with ties) by
+ * tests/make_median_net.py --pair / --check. */
+#define MED20_SEL v[7], v[8], v[9], v[10], v[11], v[12]
+#define MED20_NET \
+CE(0,4) CE(2,6) CE(2,4) CE(1,5) CE(3,7) CE(3,5) CE(1,2) CE(3,4) \
+CE(5,6) CE(8,12) CE(10,14) CE(10,12) CE(9,13) CE(11,15) CE(11,13) CE(9,10) \
+CE(11,12) CE(13,14) MX(0,8) CE(4,12) CE(4,8) CE(2,10) MN(6,14) CE(6,10) \
+MX(2,4) CE(6,8) CE(10,12) MX(1,9) CE(5,13) CE(5,9) CE(3,11) MN(7,15) \
+CE(7,11) CE(3,5) CE(7,9) CE(11,13) CE(3,4) CE(5,6) CE(7,8) CE(9,10) \
+CE(11,12) CE(8,16) MX(4,8) MN(12,16) MN(10,18) CE(6,10) MX(6,8) CE(10,12) \
+CE(9,17) MX(5,9) MN(13,17) MX(3,19) MN(11,19) CE(7,11) CE(7,9) MN(11,13) \
+CE(7,8) CE(9,10) CE(11,12)
+#define MED11_OUT 5
+#define MED11_NET \
+CE(6,7) CE(9,10) CE(8,10) CE(8,9) CE(6,9) CE(6,8) CE(7,10) CE(7,9) \
+CE(7,8) MX(0,6) MN(4,10) MX(4,6) MX(2,8) MN(8,6) MX(1,7) MN(5,7) \
+MN(3,9) MX(3,5) MN(5,8)
+/* sorts 4 values ascending (5 comparators, optimal) */
+#define SORT4_NET CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2)
 /* sorts 5 values ascending (9 comparators, optimal) */
 #define SORT5_NET CE(0,1) CE(3,4) CE(2,4) CE(2,3) CE(0,3) CE(0,2) CE(1,4) CE(1,3) CE(1,2)
 
@@ -378,6 +410,55 @@ static inline void sort_columns5(const float *RESTRICT P, int pw, float *RESTRIC
     }
 }
 
+/* c + r * pw (r = 0..3) := rank r of column x of the 4 rows from P (stride pw). */
+static inline void sort_columns4(const float *RESTRICT P, int pw, float *RESTRICT c) {
+    const float *RESTRICT P0 = P, *RESTRICT P1 = P + pw, *RESTRICT P2 = P + 2 * (size_t)pw;
+    const float *RESTRICT P3 = P + 3 * (size_t)pw;
+    float *RESTRICT c0 = c, *RESTRICT c1 = c + pw, *RESTRICT c2 = c + 2 * (size_t)pw;
+    float *RESTRICT c3 = c + 3 * (size_t)pw;
+    for (int x = 0; x < pw; x++) {
+        float v[4] = {P0[x], P1[x], P2[x], P3[x]};
+        SORT4_NET
+        c0[x] = v[0]; c1[x] = v[1]; c2[x] = v[2]; c3[x] = v[3];
+    }
+}
+
+/* o0[x], o1[x] (x < w) := 5x5 medians of the output rows y, y+1 from the padded
+ * rows P .. P + 5 * pw (P = pad row y); srt: 4 rows of pw floats of scratch. */
+HOT static void median5_rows2(const float *RESTRICT P, int pw, int w, float *RESTRICT srt,
+                              float *RESTRICT o0, float *RESTRICT o1) {
+    const float *RESTRICT T = P, *RESTRICT B = P + 5 * (size_t)pw;
+    const float *c0 = srt, *c1 = srt + pw, *c2 = srt + 2 * (size_t)pw, *c3 = srt + 3 * (size_t)pw;
+    sort_columns4(P + pw, pw, srt);
+    for (int x = 0; x < w; x++) {
+        float m[6];
+        {
+            float v[20];
+            for (int dx = 0; dx < 5; dx++) {
+                v[dx * 4] = c0[x + dx]; v[dx * 4 + 1] = c1[x + dx];
+                v[dx * 4 + 2] = c2[x + dx]; v[dx * 4 + 3] = c3[x + dx];
+            }
+            MED20_NET
+            float s_[6] = {MED20_SEL};
+            for (int i = 0; i < 6; i++) m[i] = s_[i];
+        }
+        {
+            float v[11];
+            for (int i = 0; i < 6; i++) v[i] = m[i];
+            for (int dx = 0; dx < 5; dx++) v[6 + dx] = T[x + dx];
+            MED11_NET
+            o0[x] = v[MED11_OUT];
+        }
+        {
+            float v[11];
+            for (int i = 0; i < 6; i++) v[i] = m[i];
+            for (int dx = 0; dx < 5; dx++) v[6 + dx] = B[x + dx];
+            MED11_NET
+            o1[x] = v[MED11_OUT];
+        }
+    }
+}
+
 /* k x k median (k = 3 or 5) of the (h, w) plane u, in place, replicated
  * border, as cv::medianBlur computes it on float planes. pad: (h+k-1)*(w+k-1)
  * floats of scratch. */
@@ -392,7 +473,11 @@ HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *REST
         for (int x = 0; x < r; x++) { D[x] = S[0]; D[pw - 1 - x] = S[w - 1]; }
         memcpy(D + r, S, sizeof(float) * (size_t)w);
     }
-    for (int y = 0; y < h; y++) {
+    int y = 0;
+    if (k == 5) /* two rows at a time; an odd h's last row alone, below */
+        for (; y + 2 <= h; y += 2)
+            median5_rows2(pad + (size_t)y * pw, pw, w, srt, u + (size_t)y * w, u + (size_t)(y + 1) * w);
+    for (; y < h; y++) {
         float *RESTRICT o = u + (size_t)y * w;
         const float *RESTRICT P = pad + (size_t)y * pw;
         if (k == 5) {

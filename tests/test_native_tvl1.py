@@ -181,6 +181,60 @@ def test_median_network_in_the_c_source_selects_the_median():
     assert (comparators, operations) == (74, 124)
 
 
+def test_median_pair_networks_in_the_c_source_select_the_median():
+    # the 5x5 median of two vertically adjacent outputs: MED20_NET (ranks 7..12 of the 20
+    # shared values) and MED11_NET (the median from those 6 and a window's 5 others), read
+    # from flowprep/_tvl1.c, on every 0-1 input (exhaustive) and on random blocks with ties
+    sys.path.insert(0, HERE)
+    from make_median_net import SRC, check_pair
+    with open(SRC) as fh:
+        assert check_pair(fh.read()) == (59, 104, 19, 28)
+
+
+def test_median_plane_equals_cv2_median_blur(tmp_path):
+    """The C median (median_plane, 3x3 and 5x5, in place, replicated border), compiled from
+    flowprep/_tvl1.c with the extension's flags (dispatching build) and called through ctypes,
+    equals cv2.medianBlur bit for bit on float planes with ties: odd and even heights (the
+    5x5 computes rows in pairs, an odd height's last row alone), widths not a multiple of
+    the vector width, and planes smaller than the window."""
+    import ctypes
+    import shutil
+    import sysconfig
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler here")
+    src = tmp_path / "median.c"
+    src.write_text(f'#include "{os.path.join(REPO, "flowprep", "_tvl1.c")}"\n'
+                   "void flowprep_median(float *u, int h, int w, int k) {\n"
+                   "    float *pad = malloc(sizeof(float) * (size_t)(h + 9) * (w + 4));\n"
+                   "    median_plane(u, h, w, k, pad);\n"
+                   "    free(pad);\n"
+                   "}\n")
+    so = str(tmp_path / "median.so")
+    r = subprocess.run([cc, "-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fno-wrapv",
+                        "-std=c99", "-shared", "-fPIC", "-I" + sysconfig.get_paths()["include"], str(src),
+                        "-o", so, "-lm"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lib = ctypes.CDLL(so)
+    lib.flowprep_median.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    rng = np.random.default_rng(21)
+    shapes = [(1, 1), (1, 9), (9, 1), (2, 2), (2, 3), (3, 2), (3, 3), (4, 5), (5, 4), (5, 5), (6, 7),
+              (7, 6), (8, 8), (9, 17), (16, 16), (31, 40), (64, 57), (105, 139), (256, 340), (257, 341)]
+    for shape in shapes:
+        for kind in ("ties", "real", "binary"):
+            if kind == "ties":
+                a = rng.integers(0, 4, shape).astype(np.float32)
+            elif kind == "real":
+                a = (rng.standard_normal(shape) * 3).astype(np.float32)
+            else:
+                a = rng.integers(0, 2, shape).astype(np.float32)
+            for k in (3, 5):
+                want = cv2.medianBlur(a, k)
+                got = np.ascontiguousarray(a.copy())
+                lib.flowprep_median(got.ctypes.data, shape[0], shape[1], k)
+                assert np.array_equal(got, want), (shape, kind, k)
+
+
 # ---- determinism -------------------------------------------------------------------------
 
 def test_same_output_twice_and_in_a_fresh_process():
