@@ -423,14 +423,19 @@ static inline void sort_columns4(const float *RESTRICT P, int pw, float *RESTRIC
     }
 }
 
-/* o0[x], o1[x] (x < w) := 5x5 medians of the output rows y, y+1 from the padded
- * rows P .. P + 5 * pw (P = pad row y); srt: 4 rows of pw floats of scratch. */
-HOT static void median5_rows2(const float *RESTRICT P, int pw, int w, float *RESTRICT srt,
-                              float *RESTRICT o0, float *RESTRICT o1) {
-    const float *RESTRICT T = P, *RESTRICT B = P + 5 * (size_t)pw;
+/* o0[x], o1[x] (x0 <= x < x1) := 5x5 medians of the output rows y, y+1: srt holds
+ * the 4-columns of rows y-1..y+2 sorted (4 rows of pw floats), T / B the padded
+ * rows y-2 / y+3 (all indexed by x of the window's left column). */
+#if defined(__GNUC__)
+#define MEDIAN_INLINE static inline __attribute__((always_inline)) /* into each clone */
+#else
+#define MEDIAN_INLINE static inline
+#endif
+MEDIAN_INLINE void median5_span(const float *RESTRICT srt, int pw, const float *RESTRICT T,
+                                const float *RESTRICT B, float *RESTRICT o0, float *RESTRICT o1,
+                                int x0, int x1) {
     const float *c0 = srt, *c1 = srt + pw, *c2 = srt + 2 * (size_t)pw, *c3 = srt + 3 * (size_t)pw;
-    sort_columns4(P + pw, pw, srt);
-    for (int x = 0; x < w; x++) {
+    for (int x = x0; x < x1; x++) {
         float m[6];
         {
             float v[20];
@@ -457,6 +462,23 @@ HOT static void median5_rows2(const float *RESTRICT P, int pw, int w, float *RES
             o1[x] = v[MED11_OUT];
         }
     }
+}
+
+/* o0[x], o1[x] (x < w) := 5x5 medians of the output rows y, y+1 from the padded
+ * rows P .. P + 5 * pw (P = pad row y); srt: 4 rows of pw floats of scratch. The
+ * last w % 8 outputs are computed as one more span of 8 overlapping the previous
+ * ones (the same values written again), not by the compiler's scalar epilogue,
+ * which is several times slower per pixel (min/max as compare and blend). */
+HOT static void median5_rows2(const float *RESTRICT P, int pw, int w, float *RESTRICT srt,
+                              float *RESTRICT o0, float *RESTRICT o1) {
+    const float *RESTRICT T = P, *RESTRICT B = P + 5 * (size_t)pw;
+    int w8 = w & ~7;
+    sort_columns4(P + pw, pw, srt);
+    median5_span(srt, pw, T, B, o0, o1, 0, w8);
+    if (w8 < w && w8 > 0)
+        median5_span(srt, pw, T, B, o0, o1, w - 8, w);
+    else if (w8 < w)
+        median5_span(srt, pw, T, B, o0, o1, w8, w);
 }
 
 /* k x k median (k = 3 or 5) of the (h, w) plane u, in place, replicated
