@@ -358,36 +358,44 @@ CE(9,12) CE(13,14) MN(11,10) MX(0,15) MN(5,20) MX(5,15) MX(4,19) MN(14,19) \
 MN(14,15) MX(2,17) MN(12,17) MN(7,22) MX(7,12) MX(12,14) MX(1,16) MN(9,24) \
 MX(9,16) MX(6,21) MN(11,21) MN(11,16) MX(3,18) MN(13,18) MN(8,23) MX(8,13) \
 MN(13,11) MX(13,14)
-/* 5x5 median of two vertically adjacent outputs (x, y), (x, y+1): their windows
- * share rows y-1..y+2 of the 5 columns, 20 values, each column's 4 sorted once
- * (SORT4_NET, shared by the 5 outputs of the row pair that see it). The median of
- * 25 is rank 12, and each window adds 5 values to the 20, so the 7 lowest and the
- * 7 highest of the 20 lie below / above the median of either window: the median
- * is rank 5 of the 20's ranks 7..12 and the window's 5 other values (row y-2
- * resp. y+3). MED20_NET (input slot c*4 + r: rank r of column c) leaves ranks
- * 7..12 of the 20, sorted, in the slots MED20_SEL lists (shared by the two
- * outputs): Batcher's merge of the columns in 5 of 8 groups of 4 padded with
- * +inf, minimised as MED25_COLS_NET, 59 comparators, 104 operations. MED11_NET
- * (those 6 in slots 0..5, the other 5 in slots 6..10): the 5 sorted, merged
- * with the 6 and pruned to the middle, 19 comparators, 28 operations. Per
- * output 5 + 104 / 2 + 28 = 85 min/max operations (before: 18 + 124 = 142).
- * Generated and checked (every 0-1 input, random real blocks with ties) by
- * tests/make_median_net.py --pair / --check. */
-#define MED20_SEL v[7], v[8], v[9], v[10], v[11], v[12]
-#define MED20_NET \
+/* 5x5 median of a 2x2 tile of outputs (x, y), (x+1, y), (x, y+1), (x+1, y+1), x
+ * even. The four windows share columns x+1..x+4 of rows y-1..y+2 (the core, 16
+ * values); the vertical pair at x also shares column x of those rows, the one at
+ * x+1 column x+5; the horizontal pair in row y shares columns x+1..x+4 of row y-2,
+ * the one in row y+1 those of row y+3. The columns of rows y-1..y+2 are sorted
+ * once per row pair, the row's 4 shared values once per tile (SORT4_NET). The
+ * median of 25 is rank 12:
+ *   MED16_NET: the core's 4 sorted columns (slots c*4 + r: rank r of column c)
+ *     -> its ranks 3..12, sorted, in the slots MED16_SEL lists (each window adds 9
+ *     values to the 16: the 3 lowest and 3 highest lie below / above every median);
+ *   MED14_NET: those 10 (slots 0..9) and column x resp. x+5 sorted (10..13) ->
+ *     ranks 4..9 of the 14 = ranks 7..12 of the 20 values the vertical pair
+ *     shares, sorted, in the slots MED14_SEL lists (each window adds 5 values);
+ *   MED11_NET: those 6 (slots 0..5), the sorted 4 shared values of the window's
+ *     extra row (6..9) and its fifth value (10) -> rank 5 of the 11, the median,
+ *     in slot MED11_OUT.
+ * Each: Batcher's merge of the sorted groups padded with infinities, minimised
+ * as MED25_COLS_NET. Per tile 2 x 10 (columns) + 76 + 2 x 26 + 2 x 10 (rows) +
+ * 4 x 12 = 216 min/max operations, 54 an output (before: 18 + 124 = 142).
+ * Generated and checked (every 0-1 input of each network; random 6x6 blocks with
+ * ties through all of them) by tests/make_median_net.py --tile / --check. */
+#define MED16_SEL v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]
+#define MED16_NET \
 CE(0,4) CE(2,6) CE(2,4) CE(1,5) CE(3,7) CE(3,5) CE(1,2) CE(3,4) \
 CE(5,6) CE(8,12) CE(10,14) CE(10,12) CE(9,13) CE(11,15) CE(11,13) CE(9,10) \
 CE(11,12) CE(13,14) MX(0,8) CE(4,12) CE(4,8) CE(2,10) MN(6,14) CE(6,10) \
 MX(2,4) CE(6,8) CE(10,12) MX(1,9) CE(5,13) CE(5,9) CE(3,11) MN(7,15) \
-CE(7,11) CE(3,5) CE(7,9) CE(11,13) CE(3,4) CE(5,6) CE(7,8) CE(9,10) \
-CE(11,12) CE(8,16) MX(4,8) MN(12,16) MN(10,18) CE(6,10) MX(6,8) CE(10,12) \
-CE(9,17) MX(5,9) MN(13,17) MX(3,19) MN(11,19) CE(7,11) CE(7,9) MN(11,13) \
-CE(7,8) CE(9,10) CE(11,12)
-#define MED11_OUT 5
+CE(7,11) CE(3,5) CE(7,9) MN(11,13) CE(3,4) CE(5,6) CE(7,8) CE(9,10) \
+CE(11,12)
+#define MED14_SEL v[3], v[4], v[5], v[6], v[10], v[0]
+#define MED14_NET \
+MN(8,11) MX(8,0) CE(4,0) CE(13,2) MN(6,2) MX(13,4) CE(6,0) MN(9,12) \
+MX(9,1) CE(5,1) CE(7,10) MX(7,3) CE(3,5) MN(10,1) CE(3,4) CE(5,6) \
+CE(10,0)
+#define MED11_OUT 0
 #define MED11_NET \
-CE(6,7) CE(9,10) CE(8,10) CE(8,9) CE(6,9) CE(6,8) CE(7,10) CE(7,9) \
-CE(7,8) MX(0,6) MN(4,10) MX(4,6) MX(2,8) MN(8,6) MX(1,7) MN(5,7) \
-MN(3,9) MX(3,5) MN(5,8)
+MN(4,7) MX(4,0) MN(9,2) MX(9,0) MN(5,8) MX(5,1) MX(3,6) MN(6,1) \
+CE(6,0) MN(0,10) MX(6,0)
 /* sorts 4 values ascending (5 comparators, optimal) */
 #define SORT4_NET CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2)
 /* sorts 5 values ascending (9 comparators, optimal) */
@@ -410,75 +418,109 @@ static inline void sort_columns5(const float *RESTRICT P, int pw, float *RESTRIC
     }
 }
 
-/* c + r * pw (r = 0..3) := rank r of column x of the 4 rows from P (stride pw). */
-static inline void sort_columns4(const float *RESTRICT P, int pw, float *RESTRICT c) {
-    const float *RESTRICT P0 = P, *RESTRICT P1 = P + pw, *RESTRICT P2 = P + 2 * (size_t)pw;
-    const float *RESTRICT P3 = P + 3 * (size_t)pw;
-    float *RESTRICT c0 = c, *RESTRICT c1 = c + pw, *RESTRICT c2 = c + 2 * (size_t)pw;
-    float *RESTRICT c3 = c + 3 * (size_t)pw;
-    for (int x = 0; x < pw; x++) {
-        float v[4] = {P0[x], P1[x], P2[x], P3[x]};
-        SORT4_NET
-        c0[x] = v[0]; c1[x] = v[1]; c2[x] = v[2]; c3[x] = v[3];
-    }
-}
-
-/* o0[x], o1[x] (x0 <= x < x1) := 5x5 medians of the output rows y, y+1: srt holds
- * the 4-columns of rows y-1..y+2 sorted (4 rows of pw floats), T / B the padded
- * rows y-2 / y+3 (all indexed by x of the window's left column). */
+#define MEDIAN_SPAN 128 /* outputs a span of median5_rows2 (a multiple of 16) */
 #if defined(__GNUC__)
 #define MEDIAN_INLINE static inline __attribute__((always_inline)) /* into each clone */
 #else
 #define MEDIAN_INLINE static inline
 #endif
-MEDIAN_INLINE void median5_span(const float *RESTRICT srt, int pw, const float *RESTRICT T,
-                                const float *RESTRICT B, float *RESTRICT o0, float *RESTRICT o1,
-                                int x0, int x1) {
-    const float *c0 = srt, *c1 = srt + pw, *c2 = srt + 2 * (size_t)pw, *c3 = srt + 3 * (size_t)pw;
-    for (int x = x0; x < x1; x++) {
-        float m[6];
+
+/* o0[x0 + x], o1[x0 + x] (x < n, n a multiple of 16, x0 + n <= w) := 5x5 medians of the output
+ * rows y, y+1 from the padded rows P .. P + 5 * pw (P = pad row y, indexed by the
+ * x of the window's left column), one 2x2 tile per iteration. The span's sorted
+ * columns and extra rows are first split into even and odd x (on the stack, in
+ * L1), so that every tile reads contiguous vectors. */
+MEDIAN_INLINE void median5_span(const float *RESTRICT P, int pw, float *RESTRICT o0, float *RESTRICT o1,
+                                int x0, int n) {
+    enum { NJ = MEDIAN_SPAN / 2 + 8 };
+    float Ce[4][NJ], Co[4][NJ], Te[NJ], To[NJ], Be[NJ], Bo[NJ];
+    const float *RESTRICT T = P + x0, *RESTRICT R1 = P + pw + x0, *RESTRICT R2 = P + 2 * (size_t)pw + x0,
+                *RESTRICT R3 = P + 3 * (size_t)pw + x0, *RESTRICT R4 = P + 4 * (size_t)pw + x0,
+                *RESTRICT B = P + 5 * (size_t)pw + x0;
+    int nj = n / 2, mj = nj + 2;
+    /* columns x0 .. x0 + n + 3 (the last tile's window reaches x0 + n + 3); up to
+     * x0 + n + 15 where the row has them, so that no scalar remainder is left */
+    if (x0 + 2 * (nj + 8) <= pw)
+        mj = nj + 8;
+    for (int j = 0; j < mj; j++) {
         {
-            float v[20];
-            for (int dx = 0; dx < 5; dx++) {
-                v[dx * 4] = c0[x + dx]; v[dx * 4 + 1] = c1[x + dx];
-                v[dx * 4 + 2] = c2[x + dx]; v[dx * 4 + 3] = c3[x + dx];
+            float v[4] = {R1[2 * j], R2[2 * j], R3[2 * j], R4[2 * j]};
+            SORT4_NET
+            Ce[0][j] = v[0]; Ce[1][j] = v[1]; Ce[2][j] = v[2]; Ce[3][j] = v[3];
+        }
+        {
+            float v[4] = {R1[2 * j + 1], R2[2 * j + 1], R3[2 * j + 1], R4[2 * j + 1]};
+            SORT4_NET
+            Co[0][j] = v[0]; Co[1][j] = v[1]; Co[2][j] = v[2]; Co[3][j] = v[3];
+        }
+        Te[j] = T[2 * j]; To[j] = T[2 * j + 1]; Be[j] = B[2 * j]; Bo[j] = B[2 * j + 1];
+    }
+    o0 += x0; o1 += x0;
+    for (int j = 0; j < nj; j++) {
+        float core[10], left[6], right[6], rt[4], rb[4];
+        {   /* the core: columns 2j+1 .. 2j+4 */
+            float v[16];
+            for (int r = 0; r < 4; r++) {
+                v[r] = Co[r][j]; v[4 + r] = Ce[r][j + 1]; v[8 + r] = Co[r][j + 1]; v[12 + r] = Ce[r][j + 2];
             }
-            MED20_NET
-            float s_[6] = {MED20_SEL};
-            for (int i = 0; i < 6; i++) m[i] = s_[i];
+            MED16_NET
+            float s_[10] = {MED16_SEL};
+            for (int i = 0; i < 10; i++) core[i] = s_[i];
+        }
+        {   /* + column 2j */
+            float v[14];
+            for (int i = 0; i < 10; i++) v[i] = core[i];
+            for (int r = 0; r < 4; r++) v[10 + r] = Ce[r][j];
+            MED14_NET
+            float s_[6] = {MED14_SEL};
+            for (int i = 0; i < 6; i++) left[i] = s_[i];
+        }
+        {   /* + column 2j+5 */
+            float v[14];
+            for (int i = 0; i < 10; i++) v[i] = core[i];
+            for (int r = 0; r < 4; r++) v[10 + r] = Co[r][j + 2];
+            MED14_NET
+            float s_[6] = {MED14_SEL};
+            for (int i = 0; i < 6; i++) right[i] = s_[i];
+        }
+        {   /* the extra rows' shared values: columns 2j+1 .. 2j+4 */
+            float v[4] = {To[j], Te[j + 1], To[j + 1], Te[j + 2]};
+            SORT4_NET
+            for (int i = 0; i < 4; i++) rt[i] = v[i];
         }
         {
-            float v[11];
-            for (int i = 0; i < 6; i++) v[i] = m[i];
-            for (int dx = 0; dx < 5; dx++) v[6 + dx] = T[x + dx];
-            MED11_NET
-            o0[x] = v[MED11_OUT];
+            float v[4] = {Bo[j], Be[j + 1], Bo[j + 1], Be[j + 2]};
+            SORT4_NET
+            for (int i = 0; i < 4; i++) rb[i] = v[i];
         }
-        {
-            float v[11];
-            for (int i = 0; i < 6; i++) v[i] = m[i];
-            for (int dx = 0; dx < 5; dx++) v[6 + dx] = B[x + dx];
-            MED11_NET
-            o1[x] = v[MED11_OUT];
+#define MEDIAN_TILE_OUT(dst, mid, row, fifth)                    \
+        {                                                        \
+            float v[11];                                         \
+            for (int i = 0; i < 6; i++) v[i] = mid[i];           \
+            for (int i = 0; i < 4; i++) v[6 + i] = row[i];       \
+            v[10] = fifth;                                       \
+            MED11_NET                                            \
+            dst = v[MED11_OUT];                                  \
         }
+        MEDIAN_TILE_OUT(o0[2 * j], left, rt, Te[j])
+        MEDIAN_TILE_OUT(o0[2 * j + 1], right, rt, To[j + 2])
+        MEDIAN_TILE_OUT(o1[2 * j], left, rb, Be[j])
+        MEDIAN_TILE_OUT(o1[2 * j + 1], right, rb, Bo[j + 2])
+#undef MEDIAN_TILE_OUT
     }
 }
 
-/* o0[x], o1[x] (x < w) := 5x5 medians of the output rows y, y+1 from the padded
- * rows P .. P + 5 * pw (P = pad row y); srt: 4 rows of pw floats of scratch. The
- * last w % 8 outputs are computed as one more span of 8 overlapping the previous
- * ones (the same values written again), not by the compiler's scalar epilogue,
- * which is several times slower per pixel (min/max as compare and blend). */
-HOT static void median5_rows2(const float *RESTRICT P, int pw, int w, float *RESTRICT srt,
-                              float *RESTRICT o0, float *RESTRICT o1) {
-    const float *RESTRICT T = P, *RESTRICT B = P + 5 * (size_t)pw;
-    int w8 = w & ~7;
-    sort_columns4(P + pw, pw, srt);
-    median5_span(srt, pw, T, B, o0, o1, 0, w8);
-    if (w8 < w && w8 > 0)
-        median5_span(srt, pw, T, B, o0, o1, w - 8, w);
-    else if (w8 < w)
-        median5_span(srt, pw, T, B, o0, o1, w8, w);
+/* o0[x], o1[x] (x < w, w >= 16) := 5x5 medians of the output rows y, y+1 from the
+ * padded rows P .. P + 5 * pw (P = pad row y), in spans of MEDIAN_SPAN outputs;
+ * the last w % 16 as one more span of 16 overlapping the previous ones (the same
+ * values written again), not by the compiler's scalar epilogue, which is several
+ * times slower per pixel (min/max as compare and blend). */
+HOT static void median5_rows2(const float *RESTRICT P, int pw, int w, float *RESTRICT o0, float *RESTRICT o1) {
+    int w16 = w & ~15;
+    for (int x0 = 0; x0 < w16; x0 += MEDIAN_SPAN)
+        median5_span(P, pw, o0, o1, x0, w16 - x0 < MEDIAN_SPAN ? w16 - x0 : MEDIAN_SPAN);
+    if (w16 < w)
+        median5_span(P, pw, o0, o1, w - 16, 16);
 }
 
 /* k x k median (k = 3 or 5) of the (h, w) plane u, in place, replicated
@@ -496,9 +538,9 @@ HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *REST
         memcpy(D + r, S, sizeof(float) * (size_t)w);
     }
     int y = 0;
-    if (k == 5) /* two rows at a time; an odd h's last row alone, below */
+    if (k == 5 && w >= 16) /* 2x2 tiles; an odd h's last row alone, and w < 16, below */
         for (; y + 2 <= h; y += 2)
-            median5_rows2(pad + (size_t)y * pw, pw, w, srt, u + (size_t)y * w, u + (size_t)(y + 1) * w);
+            median5_rows2(pad + (size_t)y * pw, pw, w, u + (size_t)y * w, u + (size_t)(y + 1) * w);
     for (; y < h; y++) {
         float *RESTRICT o = u + (size_t)y * w;
         const float *RESTRICT P = pad + (size_t)y * pw;

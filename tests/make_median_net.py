@@ -144,20 +144,29 @@ def check(text: str) -> Tuple[int, int]:
 
 
 
-# ---- the 5x5 median of two vertically adjacent outputs --------------------------------------
+# ---- the 5x5 median of a 2x2 tile of outputs --------------------------------------------------
 #
-# Outputs (x, y) and (x, y+1) share rows y-1..y+2 of the window's 5 columns: 20 values,
-# each column's 4 sorted once (SORT4_NET, shared by the 5 outputs of a row pair that see
-# it). The median of 25 is rank 12; each window adds 5 values to the 20, so the 7 lowest and
-# the 7 highest of the 20 are below / above the median of either window: the median is rank 5
-# of the 20's ranks 7..12 and the 5 extra values. MED20_NET: 5 sorted columns of 4 (slot
-# c*4 + r) -> ranks 7..12 of the 20, sorted, in the slots MED20_SEL names (shared by both
-# outputs); MED11_NET: those 6 in slots 0..5 and the window's 5 extra values (row y-2 resp.
-# y+3) in slots 6..10 -> the median in slot MED11_OUT.
+# Outputs (x, y), (x+1, y), (x, y+1), (x+1, y+1) (x even). Their windows share columns x+1..x+4
+# of rows y-1..y+2 (the core: 16 values, 4-columns sorted once by SORT4_NET, shared by the
+# row pair); the vertical pair at x also shares column x (rows y-1..y+2) and the one at x+1
+# column x+5; the horizontal pair in row y shares columns x+1..x+4 of row y-2 (sorted by
+# SORT4_NET), the one in row y+1 those of row y+3. The median of 25 is rank 12:
+#   MED16_NET: the core's 4 sorted columns (slots c*4 + r) -> its ranks 3..12 (each window adds
+#     9 values to the 16, so the 3 lowest and the 3 highest are below / above every median),
+#     sorted, in the slots MED16_SEL names;
+#   MED14_NET: those 10 (slots 0..9) and column x resp. x+5 sorted (slots 10..13) -> ranks 4..9
+#     of the 14, which are ranks 7..12 of the 20 values the vertical pair shares, sorted, in
+#     the slots MED14_SEL names (each window adds 5 values to the 20);
+#   MED11_NET: those 6 (slots 0..5), the 4 sorted shared values of the window's extra row
+#     (slots 6..9) and its fifth value (slot 10) -> rank 5 of the 11, the median, in slot
+#     MED11_OUT.
+# Each is Batcher's merge of the sorted groups padded with +inf / -inf to groups of equal size,
+# comparators on infinities removed, pruned to the wanted outputs, comparators that never
+# exchange on the 0-1 inputs removed, then greedily any comparator the outputs do not need; the
+# first of the layouts with the fewest min/max operations.
 
 K4 = 4
-ONES4 = np.array(list(itertools.product(range(K4 + 1), repeat=C)))  # (3125, 5): ones per column
-SORT5 = [(0, 1), (3, 4), (2, 4), (2, 3), (0, 3), (0, 2), (1, 4), (1, 3), (1, 2)]
+SORT4 = [(0, 1), (2, 3), (0, 2), (1, 3), (1, 2)]
 
 
 def _merge_padded(kinds: Dict[int, str], n: int, first: int, net: List[Tuple[int, int]]) -> List[int]:
@@ -208,84 +217,94 @@ def _minimize(net, outs, inputs, expect):
     return ops
 
 
+def _zero_one_groups(sizes: List[int]) -> Tuple[np.ndarray, Dict[int, np.ndarray]]:
+    """Every 0-1 input of sorted groups of the given sizes (slots numbered group after group):
+    (ones per group (N, groups), slot -> (N,) int8)."""
+    counts = np.array(list(itertools.product(*[range(n + 1) for n in sizes])))
+    v, base = {}, 0
+    for g, n in enumerate(sizes):
+        for r in range(n):
+            v[base + r] = (r >= n - counts[:, g]).astype(np.int8)
+        base += n
+    return counts, v
+
+
+def _select(layout, gsize: int, ranks):
+    """layout: per group of gsize wires, (size, low) for a sorted real group with ``low``
+    -inf below it and +inf above, or '+' / '-' for a group of infinities. Returns (operations,
+    ops, output wires, wire -> slot) of the minimised network leaving the given ranks of the
+    real values (ascending) on the output wires."""
+    sizes = [g[0] for g in layout if isinstance(g, tuple)]
+    counts, zo = _zero_one_groups(sizes)
+    kinds, inputs, slot, base = {}, {}, {}, 0
+    for g, item in enumerate(layout):
+        for r in range(gsize):
+            w = g * gsize + r
+            if not isinstance(item, tuple):
+                kinds[w] = item
+                continue
+            size, low = item
+            kinds[w] = "-" if r < low else "r" if r < low + size else "+"
+            if kinds[w] == "r":
+                slot[w] = base + r - low
+                inputs[w] = zo[slot[w]]
+        if isinstance(item, tuple):
+            base += item[0]
+    net: List[Tuple[int, int]] = []
+    label = _merge_padded(kinds, gsize * len(layout), gsize, net)
+    neg = sum(k == "-" for k in kinds.values())
+    expect = [(t >= base - counts.sum(1)).astype(np.int8) for t in ranks]
+    outs = [label[t + neg] for t in ranks]
+    ops = _minimize(net, outs, inputs, expect)
+    return sum(mn + mx for *_, mn, mx in ops), ops, outs, slot
+
+
+def _best(layouts, gsize, ranks):
+    best = None
+    for layout in layouts:
+        r = _select(layout, gsize, ranks)
+        if best is None or r[0] < best[0]:
+            best = r
+    return best[1:]
+
+
+def _med16():
+    pats = [p for p in itertools.product("r+-", repeat=8) if p.count("r") == 4]
+    return _best([[(4, 0) if k == "r" else k for k in p] for p in pats], 4, range(3, 13))
+
+
+def _med14():
+    return _best([[(10, a), (4, b)] for a in range(7) for b in range(13)], 16, range(4, 10))
+
+
+def _med11():
+    return _best([[(6, a), (4, b), (1, c), "+"] for a in range(3) for b in range(5) for c in range(8)], 8, [5])
+
+
 def _text(ops, slot) -> List[str]:
     items = [("CE" if mn and mx else "MN" if mn else "MX") + f"({slot[a]},{slot[b]})" for a, b, mn, mx in ops]
     return [" ".join(items[k:k + 8]) for k in range(0, len(items), 8)]
 
 
-def _med20():
-    """5 sorted columns of 4 in 5 of 8 groups of 4 (the rest +inf or -inf), Batcher's merge,
-    minimised to ranks 7..12; the first of the layouts with the fewest operations."""
-    n1 = ONES4.sum(1)
-    expect = [(t >= 20 - n1).astype(np.int8) for t in range(7, 13)]
-    best = None
-    for pat in itertools.product("r+-", repeat=G):
-        if pat.count("r") != C:
-            continue
-        kinds, real, c = {}, {}, 0
-        for g, k in enumerate(pat):
-            for r in range(K4):
-                kinds[g * K4 + r] = k
-                if k == "r":
-                    real[g * K4 + r] = (c, r)
-            c += k == "r"
-        net: List[Tuple[int, int]] = []
-        label = _merge_padded(kinds, G * K4, K4, net)
-        neg = K4 * pat.count("-")
-        outs = [label[t + neg] for t in range(7, 13)]
-        inputs = {w: (r >= K4 - ONES4[:, c]).astype(np.int8) for w, (c, r) in real.items()}
-        ops = _minimize(net, outs, inputs, expect)
-        cost = sum(mn + mx for *_, mn, mx in ops)
-        if best is None or cost < best[0]:
-            best = (cost, ops, outs, real)
-    _, ops, outs, real = best
-    slot = {w: c * K4 + r for w, (c, r) in real.items()}
-    return ops, [slot[w] for w in outs], slot
-
-
-def _med11():
-    """The 5 extra values sorted (SORT5), Batcher's 8 + 8 merge with the 6 sorted ranks (the
-    groups padded with -inf below / +inf above), minimised to rank 5 of the 11."""
-    a = np.repeat(np.arange(7), 32)
-    e = np.tile(np.array(list(itertools.product((0, 1), repeat=5))), (7, 1))
-    expect = [(a + e.sum(1) >= 6).astype(np.int8)]
-    best = None
-    for p in range(3):
-        for q in range(4):
-            kinds, inputs, slot = {}, {}, {}
-            for w in range(16):
-                g, r = divmod(w, 8)
-                lo, n = (p, 6) if g == 0 else (q, 5)
-                kinds[w] = "-" if r < lo else "r" if r < lo + n else "+"
-                if kinds[w] == "r":
-                    slot[w] = r - lo + 6 * g
-                    inputs[w] = (r - lo >= 6 - a).astype(np.int8) if g == 0 else e[:, r - lo].astype(np.int8)
-            ew = [8 + q + i for i in range(5)]
-            net = [(ew[i], ew[j]) for i, j in SORT5]
-            # the extras are sorted in place: the merge sees them as a sorted group
-            label = _merge_padded(kinds, 16, 8, net)
-            out = label[5 + p + q]
-            ops = _minimize(net, [out], inputs, expect)
-            cost = sum(mn + mx for *_, mn, mx in ops)
-            if best is None or cost < best[0]:
-                best = (cost, ops, slot[out], slot)
-    _, ops, out, slot = best
-    return ops, out, slot
-
-
-def generate_pair() -> str:
-    ops20, sel, slot20 = _med20()
-    ops11, out11, slot11 = _med11()
-    text = ("#define MED20_SEL " + ", ".join(f"v[{s}]" for s in sel) + "\n#define MED20_NET \\\n"
-            + " \\\n".join(_text(ops20, slot20)) + "\n"
-            + f"#define MED11_OUT {out11}\n#define MED11_NET \\\n" + " \\\n".join(_text(ops11, slot11)) + "\n")
-    check_pair(text)
+def generate_tile() -> str:
+    text = ""
+    for name, (ops, outs, slot) in (("MED16", _med16()), ("MED14", _med14()), ("MED11", _med11())):
+        if len(outs) > 1:
+            text += f"#define {name}_SEL " + ", ".join(f"v[{slot[w]}]" for w in outs) + "\n"
+        else:
+            text += f"#define {name}_OUT {slot[outs[0]]}\n"
+        text += f"#define {name}_NET \\\n" + " \\\n".join(_text(ops, slot)) + "\n"
+    check_tile(text)
     return text
 
 
 def _parse_net(text: str, name: str) -> List[Tuple[str, int, int]]:
     body = re.search(r"#define " + name + r" \\\n((?:.*\\\n)*.*\n)", text).group(1)
     return [(k, int(a), int(b)) for k, a, b in re.findall(r"(CE|MN|MX)\((\d+),(\d+)\)", body)]
+
+
+def _parse_sel(text: str, name: str) -> List[int]:
+    return [int(s) for s in re.findall(r"v\[(\d+)\]", re.search(r"#define " + name + r" (.*)\n", text).group(1))]
 
 
 def _run(ops, v):
@@ -302,52 +321,55 @@ def _cost(ops) -> int:
     return sum(2 if k == "CE" else 1 for k, _, _ in ops)
 
 
-def check_pair(text: str) -> Tuple[int, int, int, int]:
-    """Raises AssertionError unless MED20_NET / MED20_SEL select ranks 7..12 of 5 sorted
-    columns of 4 (every 0-1 input: 5^5), MED11_NET / MED11_OUT rank 5 of 6 sorted values and 5
-    others (every 0-1 input: 7 * 2^5), and the two together with SORT4_NET the median of
-    random 6x5 blocks with ties for both outputs; returns (MED20 comparators, operations,
-    MED11 comparators, operations)."""
-    ops20, ops11 = _parse_net(text, "MED20_NET"), _parse_net(text, "MED11_NET")
-    sel = [int(s) for s in re.findall(r"v\[(\d+)\]", re.search(r"#define MED20_SEL (.*)\n", text).group(1))]
-    out11 = int(re.search(r"#define MED11_OUT (\d+)", text).group(1))
-    assert len(sel) == 6
-    n1 = ONES4.sum(1)
-    v = _run(ops20, {c * K4 + r: (r >= K4 - ONES4[:, c]).astype(np.int8) for c in range(C) for r in range(K4)})
-    for t, s in zip(range(7, 13), sel):
-        assert (v[s] == (t >= 20 - n1)).all(), f"MED20_NET: rank {t} wrong on a 0-1 input"
-    a = np.repeat(np.arange(7), 32)
-    e = np.tile(np.array(list(itertools.product((0, 1), repeat=5))), (7, 1))
-    v = {r: (r >= 6 - a).astype(np.int8) for r in range(6)}
-    v.update({6 + i: e[:, i].astype(np.int8) for i in range(5)})
-    assert (_run(ops11, v)[out11] == (a + e.sum(1) >= 6)).all(), "MED11_NET: wrong on a 0-1 input"
-    sort4 = _parse_sort4()
-    rng = np.random.default_rng(0)
-    for _ in range(300):
-        # 64 random 6x5 blocks at once, values with many ties; rows 1..4 shared
-        blk = rng.integers(0, rng.integers(2, 12), (6, 5, 64)).astype(np.float32)
-        blk = np.where(rng.random((6, 5, 64)) < 0.3, rng.random((6, 5, 64)).astype(np.float32), blk)
-        v = {c * K4 + r: blk[1 + r, c].copy() for c in range(C) for r in range(K4)}
-        for c in range(C):
-            cv = _run(sort4, {r: v[c * K4 + r] for r in range(K4)})
-            v.update({c * K4 + r: cv[r] for r in range(K4)})
-        v = _run(ops20, v)
-        mid = [v[s] for s in sel]
-        for row, rows in ((0, slice(0, 5)), (5, slice(1, 6))):
-            w = {i: m.copy() for i, m in enumerate(mid)}
-            w.update({6 + c: blk[row, c].copy() for c in range(C)})
-            want = np.median(blk[rows].reshape(25, -1), axis=0)
-            assert (_run(ops11, w)[out11] == want).all(), "pair median wrong on a random block"
-    return len(ops20), _cost(ops20), len(ops11), _cost(ops11)
-
-
-def _parse_sort4() -> List[Tuple[str, int, int]]:
-    with open(SRC) as fh:
-        src = fh.read()
-    m = re.search(r"#define SORT4_NET (.*)\n", src)
-    if m is None:  # not in the source yet (generating): Batcher's 4-sort
-        return [("CE", 0, 1), ("CE", 2, 3), ("CE", 0, 2), ("CE", 1, 3), ("CE", 1, 2)]
+def _parse_sort4(text: str) -> List[Tuple[str, int, int]]:
+    m = re.search(r"#define SORT4_NET (.*)\n", text)
+    if m is None:  # generating: not in the text
+        return [("CE", a, b) for a, b in SORT4]
     return [(k, int(a), int(b)) for k, a, b in re.findall(r"(CE|MN|MX)\((\d+),(\d+)\)", m.group(1))]
+
+
+def check_tile(text: str) -> Dict[str, Tuple[int, int]]:
+    """Raises AssertionError unless SORT4_NET sorts 4 values, MED16_NET / MED16_SEL select
+    ranks 3..12 of 4 sorted groups of 4, MED14_NET / MED14_SEL ranks 4..9 of sorted 10 and
+    sorted 4, MED11_NET / MED11_OUT rank 5 of sorted 6, sorted 4 and 1 (every 0-1 input with
+    sorted groups, each), and all of them together the medians of random 6x6 blocks with ties
+    (the four windows of a tile); returns {name: (comparators, min/max operations)}."""
+    sort4 = _parse_sort4(text)
+    nets = {n: _parse_net(text, n + "_NET") for n in ("MED16", "MED14", "MED11")}
+    sel16, sel14 = _parse_sel(text, "MED16_SEL"), _parse_sel(text, "MED14_SEL")
+    out11 = int(re.search(r"#define MED11_OUT (\d+)", text).group(1))
+    assert len(sel16) == 10 and len(sel14) == 6
+    bits = np.array(list(itertools.product((0, 1), repeat=4)), np.int8)
+    v = _run(sort4, {r: bits[:, r] for r in range(4)})
+    assert (np.stack([v[r] for r in range(4)], 1) == np.sort(bits, 1)).all(), "SORT4_NET does not sort"
+    for name, sizes, sel in (("MED16", [4, 4, 4, 4], [(t, s) for t, s in zip(range(3, 13), sel16)]),
+                             ("MED14", [10, 4], [(t, s) for t, s in zip(range(4, 10), sel14)]),
+                             ("MED11", [6, 4, 1], [(5, out11)])):
+        counts, v = _zero_one_groups(sizes)
+        v = _run(nets[name], v)
+        for t, s in sel:
+            assert (v[s] == (t >= sum(sizes) - counts.sum(1))).all(), f"{name}_NET: rank {t} wrong on a 0-1 input"
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        # 64 random 6x6 blocks at once (the tile's windows are its 5x5 corners), many ties
+        blk = rng.integers(0, rng.integers(2, 12), (6, 6, 64)).astype(np.float32)
+        blk = np.where(rng.random((6, 6, 64)) < 0.3, rng.random((6, 6, 64)).astype(np.float32), blk)
+        col = [_run(sort4, {r: blk[1 + r, c].copy() for r in range(4)}) for c in range(6)]
+        v = _run(nets["MED16"], {4 * i + r: col[c][r] for i, c in enumerate((1, 2, 3, 4)) for r in range(4)})
+        core = [v[s] for s in sel16]
+        for dx, c in ((0, 0), (1, 5)):
+            v = {i: m.copy() for i, m in enumerate(core)}
+            v.update({10 + r: col[c][r] for r in range(4)})
+            v = _run(nets["MED14"], v)
+            mid = [v[s] for s in sel14]
+            for dy, row in ((0, 0), (1, 5)):
+                shared = _run(sort4, {r: blk[row, 1 + r].copy() for r in range(4)})
+                w = {i: m.copy() for i, m in enumerate(mid)}
+                w.update({6 + r: shared[r] for r in range(4)})
+                w[10] = blk[row, c].copy()
+                want = np.median(blk[dy:dy + 5, dx:dx + 5].reshape(25, -1), axis=0)
+                assert (_run(nets["MED11"], w)[out11] == want).all(), "tile median wrong on a random block"
+    return {n: (len(ops), _cost(ops)) for n, ops in nets.items()}
 
 
 if __name__ == "__main__":
@@ -356,10 +378,9 @@ if __name__ == "__main__":
             src = fh.read()
         n, cost = check(src)
         print(f"flowprep/_tvl1.c: MED25_COLS_NET selects the median: {n} comparators, {cost} operations")
-        n20, c20, n11, c11 = check_pair(src)
-        print(f"flowprep/_tvl1.c: MED20_NET selects ranks 7..12 of 20: {n20} comparators, {c20} operations; "
-              f"MED11_NET the median of the pair's windows: {n11} comparators, {c11} operations")
-    elif "--pair" in sys.argv:
-        sys.stdout.write(generate_pair())
+        for name, (n, cost) in check_tile(src).items():
+            print(f"flowprep/_tvl1.c: {name}_NET is right: {n} comparators, {cost} operations")
+    elif "--tile" in sys.argv:
+        sys.stdout.write(generate_tile())
     else:
         sys.stdout.write(generate())

@@ -181,22 +181,24 @@ def test_median_network_in_the_c_source_selects_the_median():
     assert (comparators, operations) == (74, 124)
 
 
-def test_median_pair_networks_in_the_c_source_select_the_median():
-    # the 5x5 median of two vertically adjacent outputs: MED20_NET (ranks 7..12 of the 20
-    # shared values) and MED11_NET (the median from those 6 and a window's 5 others), read
-    # from flowprep/_tvl1.c, on every 0-1 input (exhaustive) and on random blocks with ties
+def test_median_tile_networks_in_the_c_source_select_the_median():
+    # the 5x5 median of a 2x2 tile of outputs: MED16_NET (ranks 3..12 of the 16 values the
+    # four windows share), MED14_NET (+ a column: ranks 7..12 of the 20 a vertical pair
+    # shares), MED11_NET (+ a row: the median), read from flowprep/_tvl1.c, each on every 0-1
+    # input (exhaustive) and all together on random 6x6 blocks with ties
     sys.path.insert(0, HERE)
-    from make_median_net import SRC, check_pair
+    from make_median_net import SRC, check_tile
     with open(SRC) as fh:
-        assert check_pair(fh.read()) == (59, 104, 19, 28)
+        assert check_tile(fh.read()) == {"MED16": (41, 76), "MED14": (17, 26), "MED11": (11, 12)}
 
 
 def test_median_plane_equals_cv2_median_blur(tmp_path):
     """The C median (median_plane, 3x3 and 5x5, in place, replicated border), compiled from
     flowprep/_tvl1.c with the extension's flags (dispatching build) and called through ctypes,
     equals cv2.medianBlur bit for bit on float planes with ties: odd and even heights (the
-    5x5 computes rows in pairs, an odd height's last row alone), widths not a multiple of
-    the vector width, and planes smaller than the window."""
+    5x5 computes 2x2 tiles, an odd height's last row alone), widths under 16 (row by row),
+    widths not a multiple of 16 (an overlapping last span) or over a span of 128, and planes
+    smaller than the window."""
     import ctypes
     import shutil
     import sysconfig
@@ -219,7 +221,8 @@ def test_median_plane_equals_cv2_median_blur(tmp_path):
     lib.flowprep_median.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     rng = np.random.default_rng(21)
     shapes = [(1, 1), (1, 9), (9, 1), (2, 2), (2, 3), (3, 2), (3, 3), (4, 5), (5, 4), (5, 5), (6, 7),
-              (7, 6), (8, 8), (9, 17), (16, 16), (31, 40), (64, 57), (105, 139), (256, 340), (257, 341)]
+              (7, 6), (8, 8), (9, 15), (1, 16), (2, 16), (3, 17), (16, 16), (31, 40), (6, 130), (7, 143),
+              (64, 57), (105, 139), (20, 258), (256, 340), (257, 341)]
     for shape in shapes:
         for kind in ("ties", "real", "binary"):
             if kind == "ties":
