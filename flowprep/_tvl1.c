@@ -335,8 +335,9 @@ CE(5,21) CE(6,22) CE(7,23) CE(8,24) CE(8,16) CE(9,17) CE(10,18) CE(11,19) \
 CE(12,20) CE(13,21) CE(6,10) CE(7,11) CE(12,16) CE(13,17) CE(10,12) CE(11,13) \
 CE(11,12)
 
-/* 5x5 median from sorted columns: input slot c*5 + r holds rank r (ascending)
- * of the window's column c. Batcher's odd-even merge of the five columns, laid
+/* 5x5 median from sorted columns (one row at a time: planes under 16 wide and an
+ * odd height's last row; the rest goes by 2x2 tiles, below): input slot c*5 + r
+ * holds rank r (ascending) of the window's column c. Batcher's odd-even merge of the five columns, laid
  * out in groups 0, 1, 2, 4, 5 of an 8 x 8 merge with +inf in the empty ranks
  * and groups (the first of the layouts that prune smallest), comparators on
  * +inf removed, comparators that never

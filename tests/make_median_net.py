@@ -1,7 +1,10 @@
-"""How flowprep/_tvl1.c's 5x5 median network on sorted columns was made, and a check of it.
+"""How flowprep/_tvl1.c's 5x5 median networks were made, and a check of them.
 
-The native TV-L1's 5x5 median sorts each column of the window once per row, then selects
-the middle of the 25 values from the 5 sorted columns with MED25_COLS_NET. The network:
+The native TV-L1's 5x5 median computes 2x2 tiles of outputs with MED16_NET, MED14_NET and
+MED11_NET (made and checked by the second half of this file, below "the 5x5 median of a 2x2
+tile"). Widths under 16 and an odd height's last row go row by row: each column of the
+window sorted once per row, then the middle of the 25 values selected from the 5 sorted
+columns with MED25_COLS_NET. That network:
 Batcher's odd-even merge of 8 groups of 8 wires, the 5 columns placed in 5 of the groups
 (ranks 5-7 and the other groups +inf), comparators on +inf dropped (no-ops) or turned into
 relabelings (swaps), then pruned backwards to the middle output, then every comparator that
@@ -10,8 +13,9 @@ never exchanges on sorted-column inputs removed (checked on all 6^5 0-1 inputs: 
 that leaves the fewest operations wins (the first of them: groups 0, 1, 2, 4, 5). MN / MX: comparators of which only the min / max is
 used. Slots are renumbered c*5 + r (column c, rank r ascending).
 
-    python tests/make_median_net.py          # print the macros (a second)
-    python tests/make_median_net.py --check  # check the network in flowprep/_tvl1.c
+    python tests/make_median_net.py          # print MED25_COLS_* (a second)
+    python tests/make_median_net.py --tile   # print MED16_*, MED14_*, MED11_* (~20 s)
+    python tests/make_median_net.py --check  # check all of them in flowprep/_tvl1.c
 
 A selection network is right for every input iff it is right for every 0-1 input (the 0-1
 principle; inputs with sorted columns map to 0-1 inputs with sorted columns), so the check
