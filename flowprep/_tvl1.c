@@ -426,18 +426,45 @@ static inline void sort_columns5(const float *RESTRICT P, int pw, float *RESTRIC
 #define MEDIAN_INLINE static inline
 #endif
 
-/* o0[x0 + x], o1[x0 + x] (x < n, n a multiple of 16, x0 + n <= w) := 5x5 medians of the output
- * rows y, y+1 from the padded rows P .. P + 5 * pw (P = pad row y, indexed by the
- * x of the window's left column), one 2x2 tile per iteration. The span's sorted
- * columns and extra rows are first split into even and odd x (on the stack, in
- * L1), so that every tile reads contiguous vectors. */
+/* The 2x2 tiles' padded plane: row y (of h + 4, stride pw = w + 4) holds the
+ * padded columns c = 0, 2, 4, ... in its first (pw + 1) / 2 floats and c = 1, 3,
+ * ... after them, so that a tile per vector lane (columns x, x+2, ... in
+ * consecutive lanes) reads contiguous vectors. Padded column c is column
+ * min(max(c - 2, 0), w - 1) of row min(max(y - 2, 0), h - 1) of u. */
+static void median5_pad_split(const float *RESTRICT u, int h, int w, float *RESTRICT pad) {
+    int pw = w + 4, he = (pw + 1) / 2;
+    for (int y = 0; y < h + 4; y++) {
+        int sy = y - 2;
+        sy = sy < 0 ? 0 : (sy >= h ? h - 1 : sy);
+        const float *RESTRICT S = u + (size_t)sy * w;
+        float *RESTRICT E = pad + (size_t)y * pw, *RESTRICT O = E + he;
+        for (int j = 1; 2 * j <= w + 1; j++) E[j] = S[2 * j - 2];
+        for (int j = 1; 2 * j + 1 <= w + 1; j++) O[j] = S[2 * j - 1];
+        E[0] = S[0]; O[0] = S[0];
+        for (int c = w + 2; c < pw; c++) {
+            if (c % 2 == 0) E[c / 2] = S[w - 1]; else O[c / 2] = S[w - 1];
+        }
+    }
+}
+
+/* o0[x0 + x], o1[x0 + x] (x < n, n a multiple of 16, x0 + n <= w) := 5x5 medians
+ * of the output rows y, y+1 from the split padded rows P .. P + 5 * pw (P = row y),
+ * one 2x2 tile (x0 + 2j, x0 + 2j + 1) per iteration j. The span's columns of the
+ * 4 shared rows are sorted first (on the stack, in L1). */
 MEDIAN_INLINE void median5_span(const float *RESTRICT P, int pw, float *RESTRICT o0, float *RESTRICT o1,
                                 int x0, int n) {
     enum { NJ = MEDIAN_SPAN / 2 + 8 };
-    float Ce[4][NJ], Co[4][NJ], Te[NJ], To[NJ], Be[NJ], Bo[NJ];
-    const float *RESTRICT T = P + x0, *RESTRICT R1 = P + pw + x0, *RESTRICT R2 = P + 2 * (size_t)pw + x0,
-                *RESTRICT R3 = P + 3 * (size_t)pw + x0, *RESTRICT R4 = P + 4 * (size_t)pw + x0,
-                *RESTRICT B = P + 5 * (size_t)pw + x0;
+    float Ce[4][NJ], Co[4][NJ];
+    int he = (pw + 1) / 2;
+    /* the tile's even columns x0 + 2j and odd ones x0 + 2j + 1, by the parity of x0 */
+    size_t ev = x0 % 2 ? (size_t)he + (size_t)(x0 - 1) / 2 : (size_t)x0 / 2;
+    size_t od = x0 % 2 ? (size_t)(x0 + 1) / 2 : (size_t)he + (size_t)x0 / 2;
+    const float *RESTRICT Te = P + ev, *RESTRICT To = P + od;
+    const float *RESTRICT Be = P + 5 * (size_t)pw + ev, *RESTRICT Bo = P + 5 * (size_t)pw + od;
+    const float *RESTRICT E1 = P + pw + ev, *RESTRICT E2 = P + 2 * (size_t)pw + ev,
+                *RESTRICT E3 = P + 3 * (size_t)pw + ev, *RESTRICT E4 = P + 4 * (size_t)pw + ev;
+    const float *RESTRICT O1 = P + pw + od, *RESTRICT O2 = P + 2 * (size_t)pw + od,
+                *RESTRICT O3 = P + 3 * (size_t)pw + od, *RESTRICT O4 = P + 4 * (size_t)pw + od;
     int nj = n / 2, mj = nj + 2;
     /* columns x0 .. x0 + n + 3 (the last tile's window reaches x0 + n + 3); up to
      * x0 + n + 15 where the row has them, so that no scalar remainder is left */
@@ -445,16 +472,15 @@ MEDIAN_INLINE void median5_span(const float *RESTRICT P, int pw, float *RESTRICT
         mj = nj + 8;
     for (int j = 0; j < mj; j++) {
         {
-            float v[4] = {R1[2 * j], R2[2 * j], R3[2 * j], R4[2 * j]};
+            float v[4] = {E1[j], E2[j], E3[j], E4[j]};
             SORT4_NET
             Ce[0][j] = v[0]; Ce[1][j] = v[1]; Ce[2][j] = v[2]; Ce[3][j] = v[3];
         }
         {
-            float v[4] = {R1[2 * j + 1], R2[2 * j + 1], R3[2 * j + 1], R4[2 * j + 1]};
+            float v[4] = {O1[j], O2[j], O3[j], O4[j]};
             SORT4_NET
             Co[0][j] = v[0]; Co[1][j] = v[1]; Co[2][j] = v[2]; Co[3][j] = v[3];
         }
-        Te[j] = T[2 * j]; To[j] = T[2 * j + 1]; Be[j] = B[2 * j]; Bo[j] = B[2 * j + 1];
     }
     o0 += x0; o1 += x0;
     for (int j = 0; j < nj; j++) {
@@ -511,17 +537,24 @@ MEDIAN_INLINE void median5_span(const float *RESTRICT P, int pw, float *RESTRICT
     }
 }
 
-/* o0[x], o1[x] (x < w, w >= 16) := 5x5 medians of the output rows y, y+1 from the
- * padded rows P .. P + 5 * pw (P = pad row y), in spans of MEDIAN_SPAN outputs;
- * the last w % 16 as one more span of 16 overlapping the previous ones (the same
- * values written again), not by the compiler's scalar epilogue, which is several
- * times slower per pixel (min/max as compare and blend). */
-HOT static void median5_rows2(const float *RESTRICT P, int pw, int w, float *RESTRICT o0, float *RESTRICT o1) {
-    int w16 = w & ~15;
-    for (int x0 = 0; x0 < w16; x0 += MEDIAN_SPAN)
-        median5_span(P, pw, o0, o1, x0, w16 - x0 < MEDIAN_SPAN ? w16 - x0 : MEDIAN_SPAN);
-    if (w16 < w)
-        median5_span(P, pw, o0, o1, w - 16, 16);
+/* the 5x5 median of u (h >= 2, w >= 16) by 2x2 tiles: rows y, y+1 for even y, and
+ * for an odd h rows h-2, h-1 (row h-2 computed again: the same values). Spans of
+ * MEDIAN_SPAN outputs; the last w % 16 as one more span of 16 overlapping the
+ * previous ones (the same values written again), not by the compiler's scalar
+ * epilogue, which is several times slower per pixel (min/max as compare and
+ * blend). pad: (h + 4) * (w + 4) floats. */
+HOT static void median5_tiles(float *RESTRICT u, int h, int w, float *RESTRICT pad) {
+    int pw = w + 4, w16 = w & ~15;
+    median5_pad_split(u, h, w, pad);
+    for (int y = 0; y < h; y += 2) {
+        int y0 = y + 2 <= h ? y : h - 2;
+        const float *P = pad + (size_t)y0 * pw;
+        float *o0 = u + (size_t)y0 * w, *o1 = o0 + w;
+        for (int x0 = 0; x0 < w16; x0 += MEDIAN_SPAN)
+            median5_span(P, pw, o0, o1, x0, w16 - x0 < MEDIAN_SPAN ? w16 - x0 : MEDIAN_SPAN);
+        if (w16 < w)
+            median5_span(P, pw, o0, o1, w - 16, 16);
+    }
 }
 
 /* k x k median (k = 3 or 5) of the (h, w) plane u, in place, replicated
@@ -529,6 +562,10 @@ HOT static void median5_rows2(const float *RESTRICT P, int pw, int w, float *RES
  * floats of scratch. */
 HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *RESTRICT pad) {
     int r = k / 2, pw = w + 2 * r;
+    if (k == 5 && w >= 16 && h >= 2) {
+        median5_tiles(u, h, w, pad);
+        return;
+    }
     float *RESTRICT srt = pad + (size_t)(h + 2 * r) * pw; /* 5 rows of pw floats after the pad */
     for (int y = 0; y < h + 2 * r; y++) {
         int sy = y - r;
@@ -538,11 +575,7 @@ HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *REST
         for (int x = 0; x < r; x++) { D[x] = S[0]; D[pw - 1 - x] = S[w - 1]; }
         memcpy(D + r, S, sizeof(float) * (size_t)w);
     }
-    int y = 0;
-    if (k == 5 && w >= 16) /* 2x2 tiles; an odd h's last row alone, and w < 16, below */
-        for (; y + 2 <= h; y += 2)
-            median5_rows2(pad + (size_t)y * pw, pw, w, u + (size_t)y * w, u + (size_t)(y + 1) * w);
-    for (; y < h; y++) {
+    for (int y = 0; y < h; y++) {
         float *RESTRICT o = u + (size_t)y * w;
         const float *RESTRICT P = pad + (size_t)y * pw;
         if (k == 5) {
