@@ -79,12 +79,7 @@
  * loops perform the same operations in the same order: the same bits. */
 #if !defined(FLOWPREP_NO_VECTOR_EXT)
 #define HAVE_VEC4 1
-typedef float v4sf __attribute__((vector_size(16)));
 typedef float v8sf __attribute__((vector_size(32)));
-#if defined(__clang__) || __GNUC__ >= 9
-#define HAVE_CONVERTVECTOR 1
-typedef double v4df __attribute__((vector_size(32)));
-#endif
 #endif
 #elif defined(_MSC_VER)
 #define RESTRICT __restrict
@@ -141,10 +136,12 @@ static void linear_taps(int src, int dst, double scale, int *i0, int *i1, float 
     }
 }
 
-/* dst (dh, dw) = cv::resize(src (sh, sw), INTER_LINEAR) on float planes: a
- * horizontal pass per source row then a vertical blend, as OpenCV does. */
-static void resize_linear(const float *src, int sh, int sw, float *dst, int dh, int dw,
-                          double scale_y, double scale_x, int *itab, float *ftab, float *rows) {
+/* dst (dh, dw) = cv::resize(src (sh, sw), INTER_LINEAR) on float planes (row
+ * strides sstride, dstride floats): a horizontal pass per source row then a
+ * vertical blend, as OpenCV does. */
+static void resize_linear(const float *src, int sh, int sw, int sstride, float *dst, int dh, int dw,
+                          int dstride, double scale_y, double scale_x, int *itab, float *ftab,
+                          float *rows) {
     int *xi0 = itab, *xi1 = itab + dw, *yi0 = itab + 2 * dw, *yi1 = itab + 2 * dw + dh;
     float *xa0 = ftab, *xa1 = ftab + dw, *ya0 = ftab + 2 * dw, *ya1 = ftab + 2 * dw + dh;
     linear_taps(sw, dw, scale_x, xi0, xi1, xa0, xa1);
@@ -156,18 +153,18 @@ static void resize_linear(const float *src, int sh, int sw, float *dst, int dh, 
         if (s0 != have0) {
             if (s0 == have1) { float *t = r0; r0 = r1; r1 = t; have1 = have0; }
             else {
-                const float *S = src + (size_t)s0 * sw;
+                const float *S = src + (size_t)s0 * sstride;
                 for (int x = 0; x < dw; x++) r0[x] = S[xi0[x]] * xa0[x] + S[xi1[x]] * xa1[x];
             }
             have0 = s0;
         }
         if (s1 != have1) {
-            const float *S = src + (size_t)s1 * sw;
+            const float *S = src + (size_t)s1 * sstride;
             for (int x = 0; x < dw; x++) r1[x] = S[xi0[x]] * xa0[x] + S[xi1[x]] * xa1[x];
             have1 = s1;
         }
         float b0 = ya0[y], b1 = ya1[y];
-        float *D = dst + (size_t)y * dw;
+        float *D = dst + (size_t)y * dstride;
         for (int x = 0; x < dw; x++) D[x] = r0[x] * b0 + r1[x] * b1;
     }
 }
@@ -220,15 +217,17 @@ static void init_cubic_tab(void) {
  * separable), then the data term's per-warp constants (calcGradRho): lg =
  * lambda theta |grad I1w|^2, ig = 1/|grad I1w|^2 (0 where |grad I1w|^2 <=
  * FLT_EPSILON, OpenCV's branch), rho_c = I1w - I1wx u1 - I1wy u2 - I0.
+ * u1, u2 and the outputs have row stride ws, src4 and I0 row stride w.
  * ixs, iys, r0s: scratch rows of w values. */
 HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
-                           const float *RESTRICT u1, const float *RESTRICT u2, int h, int w,
+                           const float *RESTRICT u1, const float *RESTRICT u2, int h, int w, int ws,
                            float l_t, float *RESTRICT Ix, float *RESTRICT Iy, float *RESTRICT lg,
                            float *RESTRICT ig, float *RESTRICT rhoc, int *RESTRICT ixs,
                            int *RESTRICT iys, float *RESTRICT r0s) {
     const float lo = -8.f, hix = (float)w + 8.f, hiy = (float)h + 8.f;
     for (int y = 0; y < h; y++) {
-        const size_t o = (size_t)y * w;
+        const size_t o = (size_t)y * ws; /* flow planes: row stride ws; I0: w */
+        const float *RESTRICT I0r = I0 + (size_t)y * w;
         /* pass 1 (vectorised): positions in 1/32 pixel */
         for (int x = 0; x < w; x++) {
             float mx = (float)x + u1[o + x], my = (float)y + u2[o + x];
@@ -303,7 +302,7 @@ HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
             float g = r1 * r1 + r2 * r2;
             lg[i] = l_t * g;
             ig[i] = g > FLT_EPSILON ? 1.f / g : 0.f;
-            rhoc[i] = r0s[x] - r1 * u1[i] - r2 * u2[i] - I0[i];
+            rhoc[i] = r0s[x] - r1 * u1[i] - r2 * u2[i] - I0r[x];
         }
     }
 }
@@ -378,22 +377,22 @@ static inline void sort_columns5(const float *RESTRICT P, int pw, float *RESTRIC
     }
 }
 
-/* k x k median (k = 3 or 5) of the (h, w) plane u, in place, replicated
+/* k x k median (k = 3 or 5) of the (h, w) plane u (row stride us), in place, replicated
  * border, as cv::medianBlur computes it on float planes. pad: (h+k-1)*(w+k-1)
  * floats of scratch. */
-HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *RESTRICT pad) {
+HOT static void median_plane(float *RESTRICT u, int h, int w, int us, int k, float *RESTRICT pad) {
     int r = k / 2, pw = w + 2 * r;
     float *RESTRICT srt = pad + (size_t)(h + 2 * r) * pw; /* 5 rows of pw floats after the pad */
     for (int y = 0; y < h + 2 * r; y++) {
         int sy = y - r;
         sy = sy < 0 ? 0 : (sy >= h ? h - 1 : sy);
-        const float *S = u + (size_t)sy * w;
+        const float *S = u + (size_t)sy * us;
         float *D = pad + (size_t)y * pw;
         for (int x = 0; x < r; x++) { D[x] = S[0]; D[pw - 1 - x] = S[w - 1]; }
         memcpy(D + r, S, sizeof(float) * (size_t)w);
     }
     for (int y = 0; y < h; y++) {
-        float *RESTRICT o = u + (size_t)y * w;
+        float *RESTRICT o = u + (size_t)y * us;
         const float *RESTRICT P = pad + (size_t)y * pw;
         if (k == 5) {
             /* the window's columns sorted once per row (shared by 5 outputs) */
@@ -423,33 +422,42 @@ HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *REST
 
 /* ------------------------------------------------------ inner iteration */
 
-/* Row sum of e[0..w) in double, 8 interleaved partial sums in a fixed order. */
+/* Row sum of e[0..w): 16 interleaved partial sums in float over the whole
+ * blocks of 16 (lane k sums e[16 b + k] in order of b; two 8-float vectors),
+ * lanes k and k + 8 then added in double, the last w % 16 values added to them
+ * in double, and the 8 sums added pairwise: a fixed order, the same bits in
+ * the vector and the plain build. (Float partial sums: one vector add per 8
+ * values instead of two conversions and two double adds; a row holds few
+ * terms, and OpenCV keeps one float sum over the whole frame.) */
 static inline double row_sum(const float *RESTRICT e, int w) {
     int x = 0;
-#ifdef HAVE_CONVERTVECTOR
-    v4df lo = {0, 0, 0, 0}, hi = {0, 0, 0, 0};
-    for (; x + 8 <= w; x += 8) {
-        v4sf a, b;
+#ifdef HAVE_VEC4
+    v8sf lo = {0, 0, 0, 0, 0, 0, 0, 0}, hi = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (; x + 16 <= w; x += 16) {
+        v8sf a, b;
         memcpy(&a, e + x, sizeof a);
-        memcpy(&b, e + x + 4, sizeof b);
-        lo += __builtin_convertvector(a, v4df);
-        hi += __builtin_convertvector(b, v4df);
+        memcpy(&b, e + x + 8, sizeof b);
+        lo += a;
+        hi += b;
     }
-    double acc[8] = {lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]};
+    float f[16];
+    memcpy(f, &lo, sizeof lo);
+    memcpy(f + 8, &hi, sizeof hi);
 #else
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (; x + 8 <= w; x += 8)
-        for (int k = 0; k < 8; k++) acc[k] += (double)e[x + k];
+    float f[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (; x + 16 <= w; x += 16)
+        for (int k = 0; k < 16; k++) f[k] += e[x + k];
 #endif
-    for (; x < w; x++) acc[0] += (double)e[x];
+    double acc[8];
+    for (int k = 0; k < 8; k++) acc[k] = (double)f[k] + (double)f[k + 8];
+    for (; x < w; x++) acc[x & 7] += (double)e[x];
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 /* u of one row: thresholding (OpenCV's estimateV), then u = v + theta div p
  * (divergence with p = 0 outside; at x = 0 in OpenCV's order (p1 + p2) - p2_up);
  * e = squared change. In place in u1, u2 (each pixel reads only itself). */
-#define U2_BODY(D1, D2)                                                     \
-    {                                                                       \
+#define U2_CALC(D1, D2)                                                     \
         float rho = rhoc[x] + (Ix[x] * u1[x] + Iy[x] * u2[x]);              \
         float lg = LG[x];                                                   \
         float fi = -rho * IG[x];                                            \
@@ -459,10 +467,8 @@ static inline double row_sum(const float *RESTRICT e, int w) {
         float v2 = u2[x] + fi * Iy[x];                                      \
         float n1 = v1 + theta * (D1), n2 = v2 + theta * (D2);               \
         float a = n1 - u1[x], b = n2 - u2[x];                               \
-        e[x] = a * a + b * b;                                               \
-        u1[x] = n1;                                                         \
-        u2[x] = n2;                                                         \
-    }
+        float ee = a * a + b * b;
+#define U2_BODY(D1, D2) { U2_CALC(D1, D2) e[x] = ee; u1[x] = n1; u2[x] = n2; }
 
 static inline void u_row2(int w, const float *RESTRICT Ix, const float *RESTRICT Iy,
                           const float *RESTRICT LG, const float *RESTRICT IG, const float *RESTRICT rhoc,
@@ -470,10 +476,14 @@ static inline void u_row2(int w, const float *RESTRICT Ix, const float *RESTRICT
                           const float *RESTRICT p12, const float *RESTRICT p12u,
                           const float *RESTRICT p21, const float *RESTRICT p22,
                           const float *RESTRICT p22u, float *RESTRICT e, float l_t, float theta) {
+    /* x = 0 in OpenCV's order, kept aside; the loop then runs from x = 0 (aligned
+     * vectors: rows start on 32-byte boundaries), reading p11[-1] and p21[-1]
+     * (the padding before the row) for a result at x = 0 that is replaced */
     int x = 0;
-    U2_BODY((p11[0] + p12[0]) - p12u[0], (p21[0] + p22[0]) - p22u[0])
-    for (x = 1; x < w; x++)
+    U2_CALC((p11[0] + p12[0]) - p12u[0], (p21[0] + p22[0]) - p22u[0])
+    for (x = 0; x < w; x++)
         U2_BODY((p11[x] - p11[x - 1]) + (p12[x] - p12u[x]), (p21[x] - p21[x - 1]) + (p22[x] - p22u[x]))
+    e[0] = ee; u1[0] = n1; u2[0] = n2;
 }
 
 /* Dual update of one row from forward differences of the new u (row u and
@@ -496,20 +506,20 @@ static inline void dual_row1(int w, const float *RESTRICT u, const float *RESTRI
 /* One fused row step of an inner iteration: u of row y (y < h), then the duals
  * of row y - 1 (y > 0; they need u of rows y - 1 and y). Returns row y's sum of
  * squared change of u (0 for y == h). */
-static inline double step2(int y, int h, int w, const float *Ix, const float *Iy, const float *LG,
+static inline double step2(int y, int h, int w, int ws, const float *Ix, const float *Iy, const float *LG,
                            const float *IG, const float *rhoc, float *u1, float *u2, float *p11,
                            float *p12, float *p21, float *p22, float *e, const float *zero, float l_t,
                            float theta, float taut) {
     double sum = 0.0;
     if (y < h) {
-        size_t o = (size_t)y * w;
-        const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
+        size_t o = (size_t)y * ws;
+        const float *p12u = y ? p12 + o - ws : zero, *p22u = y ? p22 + o - ws : zero;
         u_row2(w, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, p11 + o, p12 + o, p12u,
                p21 + o, p22 + o, p22u, e, l_t, theta);
         sum = row_sum(e, w);
     }
     if (y > 0) {
-        size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
+        size_t o = (size_t)(y - 1) * ws, on = y < h ? o + ws : o;
         dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
         dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
     }
@@ -519,21 +529,20 @@ static inline double step2(int y, int h, int w, const float *Ix, const float *Iy
 /* One inner iteration: row steps 0..h in order (row y's u, then row y-1's
  * duals), so u and p are read and written once. Returns the sum of squared
  * change of u, rows added in order. */
-HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const float *LG,
+HOT static double iterate2(int h, int w, int ws, const float *Ix, const float *Iy, const float *LG,
                            const float *IG, const float *rhoc, float *u1, float *u2, float *p11,
                            float *p12, float *p21, float *p22, float *e, const float *zero, float l_t,
                            float theta, float taut) {
     double total = 0.0;
     for (int y = 0; y <= h; y++)
-        total += step2(y, h, w, Ix, Iy, LG, IG, rhoc, u1, u2, p11, p12, p21, p22, e, zero, l_t, theta,
+        total += step2(y, h, w, ws, Ix, Iy, LG, IG, rhoc, u1, u2, p11, p12, p21, p22, e, zero, l_t, theta,
                        taut);
     return total;
 }
 
 /* gamma > 0: the illumination variable u3 with its duals p31, p32 (OpenCV's
  * use_gamma branches: rho gains gamma u3, u3 moves by fi gamma). */
-#define U3_BODY(D1, D2, D3)                                                 \
-    {                                                                       \
+#define U3_CALC(D1, D2, D3)                                                 \
         float rho = rhoc[x] + (Ix[x] * u1[x] + Iy[x] * u2[x]) + gamma * u3[x]; \
         float lg = LG[x];                                                   \
         float fi = -rho * IG[x];                                            \
@@ -544,11 +553,8 @@ HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const
         float n1 = v1 + theta * (D1), n2 = v2 + theta * (D2);               \
         float n3 = v3 + theta * (D3);                                       \
         float a = n1 - u1[x], b = n2 - u2[x], c = n3 - u3[x];               \
-        e[x] = a * a + b * b + c * c;                                       \
-        u1[x] = n1;                                                         \
-        u2[x] = n2;                                                         \
-        u3[x] = n3;                                                         \
-    }
+        float ee = a * a + b * b + c * c;
+#define U3_BODY(D1, D2, D3) { U3_CALC(D1, D2, D3) e[x] = ee; u1[x] = n1; u2[x] = n2; u3[x] = n3; }
 
 static inline void u_row3(int w, const float *RESTRICT Ix, const float *RESTRICT Iy,
                           const float *RESTRICT LG, const float *RESTRICT IG, const float *RESTRICT rhoc,
@@ -559,29 +565,30 @@ static inline void u_row3(int w, const float *RESTRICT Ix, const float *RESTRICT
                           const float *RESTRICT p31, const float *RESTRICT p32,
                           const float *RESTRICT p32u, float *RESTRICT e, float l_t, float theta,
                           float gamma) {
-    int x = 0;
-    U3_BODY((p11[0] + p12[0]) - p12u[0], (p21[0] + p22[0]) - p22u[0], (p31[0] + p32[0]) - p32u[0])
-    for (x = 1; x < w; x++)
+    int x = 0; /* x = 0 kept aside, as in u_row2 */
+    U3_CALC((p11[0] + p12[0]) - p12u[0], (p21[0] + p22[0]) - p22u[0], (p31[0] + p32[0]) - p32u[0])
+    for (x = 0; x < w; x++)
         U3_BODY((p11[x] - p11[x - 1]) + (p12[x] - p12u[x]), (p21[x] - p21[x - 1]) + (p22[x] - p22u[x]),
                 (p31[x] - p31[x - 1]) + (p32[x] - p32u[x]))
+    e[0] = ee; u1[0] = n1; u2[0] = n2; u3[0] = n3;
 }
 
-static inline double step3(int y, int h, int w, const float *Ix, const float *Iy, const float *LG,
+static inline double step3(int y, int h, int w, int ws, const float *Ix, const float *Iy, const float *LG,
                            const float *IG, const float *rhoc, float *u1, float *u2, float *u3,
                            float *p11, float *p12, float *p21, float *p22, float *p31, float *p32,
                            float *e, const float *zero, float l_t, float theta, float taut,
                            float gamma) {
     double sum = 0.0;
     if (y < h) {
-        size_t o = (size_t)y * w;
-        const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
-        const float *p32u = y ? p32 + o - w : zero;
+        size_t o = (size_t)y * ws;
+        const float *p12u = y ? p12 + o - ws : zero, *p22u = y ? p22 + o - ws : zero;
+        const float *p32u = y ? p32 + o - ws : zero;
         u_row3(w, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, u3 + o, p11 + o,
                p12 + o, p12u, p21 + o, p22 + o, p22u, p31 + o, p32 + o, p32u, e, l_t, theta, gamma);
         sum = row_sum(e, w);
     }
     if (y > 0) {
-        size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
+        size_t o = (size_t)(y - 1) * ws, on = y < h ? o + ws : o;
         dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
         dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
         dual_row1(w, u3 + o, u3 + on, p31 + o, p32 + o, taut);
@@ -589,14 +596,14 @@ static inline double step3(int y, int h, int w, const float *Ix, const float *Iy
     return sum;
 }
 
-HOT static double iterate3(int h, int w, const float *Ix, const float *Iy, const float *LG,
+HOT static double iterate3(int h, int w, int ws, const float *Ix, const float *Iy, const float *LG,
                            const float *IG, const float *rhoc, float *u1, float *u2, float *u3,
                            float *p11, float *p12, float *p21, float *p22, float *p31, float *p32,
                            float *e, const float *zero, float l_t, float theta, float taut,
                            float gamma) {
     double total = 0.0;
     for (int y = 0; y <= h; y++)
-        total += step3(y, h, w, Ix, Iy, LG, IG, rhoc, u1, u2, u3, p11, p12, p21, p22, p31, p32, e, zero,
+        total += step3(y, h, w, ws, Ix, Iy, LG, IG, rhoc, u1, u2, u3, p11, p12, p21, p22, p31, p32, e, zero,
                        l_t, theta, taut, gamma);
     return total;
 }
@@ -621,6 +628,11 @@ typedef struct {
  * an inner iteration streams through would all map to the same L1 cache sets
  * (and alias in the load/store unit's 4 KiB check) at every x, which cost more
  * than all its arithmetic. Staggered, they fall on 16 different set groups. */
+/* Row stride (floats) of the flow's planes (u, the duals, the warp's
+ * constants): w rounded up to 16, so that every row starts on a 64-byte
+ * boundary and the inner iteration's vectors never straddle a cache line. */
+static int row_stride(int w) { return (w + 15) & ~15; }
+
 static size_t plane_len(size_t n) {
     n = (n + 15) & ~(size_t)15;
     size_t r = (n * sizeof(float)) % 4096, want = 1280;
@@ -670,7 +682,7 @@ static int work_alloc(Work *wk, int H, int W, const Params *p) {
     wk->levels = L;
     size_t side = (size_t)(H > W ? H : W), pyr = 0;
     for (int s = 0; s < L; s++) pyr += 2 * plane_len((size_t)wk->hs[s] * wk->ws[s]);
-    size_t N = plane_len((size_t)H * W), N4 = plane_len(4 * (size_t)H * W);
+    size_t N = plane_len((size_t)H * row_stride(W)), N4 = plane_len(4 * (size_t)H * W);
     size_t padn = plane_len((size_t)(H + 4 + 5) * (W + 4));
     size_t Wl = plane_len((size_t)W);
     size_t total = pyr + 17 * N + N4 + padn + 2 * Wl + 4 * side + 16;
@@ -699,8 +711,8 @@ static int work_alloc(Work *wk, int H, int W, const Params *p) {
 }
 
 static void solve_level(Work *wk, int s, const Params *p, LevelStats *st) {
-    int h = wk->hs[s], w = wk->ws[s];
-    size_t n = (size_t)h * w;
+    int h = wk->hs[s], w = wk->ws[s], ws = row_stride(w);
+    size_t n = (size_t)h * ws;
     int g3 = p->gamma != 0.f;
     double t0 = 0;
     float eps = (float)(p->epsilon * p->epsilon * (double)h * (double)w);
@@ -708,25 +720,25 @@ static void solve_level(Work *wk, int s, const Params *p, LevelStats *st) {
     for (int c = 0; c < (g3 ? 6 : 4); c++) memset(wk->p[c], 0, n * sizeof(float));
     for (int warp = 0; warp < p->warps; warp++) {
         if (st) t0 = cpu_now();
-        warp_level(wk->src4, wk->I0s[s], wk->u[0], wk->u[1], h, w, p->l_t, wk->Ix, wk->Iy, wk->lg,
+        warp_level(wk->src4, wk->I0s[s], wk->u[0], wk->u[1], h, w, ws, p->l_t, wk->Ix, wk->Iy, wk->lg,
                    wk->ig, wk->rhoc, wk->itab, wk->itab + wk->W, wk->e);
         if (st) { st->t_warp += cpu_now() - t0; st->warps_run++; }
         double err = DBL_MAX;
         for (int outer = 0; err > eps && outer < p->outer; outer++) {
             if (p->median > 1) {
                 if (st) t0 = cpu_now();
-                median_plane(wk->u[0], h, w, p->median, wk->pad);
-                median_plane(wk->u[1], h, w, p->median, wk->pad);
+                median_plane(wk->u[0], h, w, ws, p->median, wk->pad);
+                median_plane(wk->u[1], h, w, ws, p->median, wk->pad);
                 if (st) { st->t_median += cpu_now() - t0; st->medians++; }
             }
             if (st) t0 = cpu_now();
             for (int inner = 0; err > eps && inner < p->inner; inner++) {
                 if (g3)
-                    err = iterate3(h, w, wk->Ix, wk->Iy, wk->lg, wk->ig, wk->rhoc, wk->u[0], wk->u[1],
+                    err = iterate3(h, w, ws, wk->Ix, wk->Iy, wk->lg, wk->ig, wk->rhoc, wk->u[0], wk->u[1],
                                    wk->u[2], wk->p[0], wk->p[1], wk->p[2], wk->p[3], wk->p[4], wk->p[5],
                                    wk->e, wk->zero, p->l_t, p->theta, p->taut, p->gamma);
                 else
-                    err = iterate2(h, w, wk->Ix, wk->Iy, wk->lg, wk->ig, wk->rhoc, wk->u[0], wk->u[1],
+                    err = iterate2(h, w, ws, wk->Ix, wk->Iy, wk->lg, wk->ig, wk->rhoc, wk->u[0], wk->u[1],
                                    wk->p[0], wk->p[1], wk->p[2], wk->p[3], wk->e, wk->zero, p->l_t,
                                    p->theta, p->taut);
                 if (st) st->iterations++;
@@ -750,14 +762,17 @@ static int tvl1_run(const float *prev, const float *next, int H, int W, const Pa
     memcpy(wk.I1s[0], next, sizeof(float) * (size_t)H * W);
     double inv = 1.0 / p->scale_step;
     for (int s = 1; s < L; s++) {
-        resize_linear(wk.I0s[s - 1], wk.hs[s - 1], wk.ws[s - 1], wk.I0s[s], wk.hs[s], wk.ws[s], inv, inv,
+        resize_linear(wk.I0s[s - 1], wk.hs[s - 1], wk.ws[s - 1], wk.ws[s - 1], wk.I0s[s], wk.hs[s], wk.ws[s],
+                      wk.ws[s], inv, inv,
                       wk.itab, wk.ftab, wk.rows);
-        resize_linear(wk.I1s[s - 1], wk.hs[s - 1], wk.ws[s - 1], wk.I1s[s], wk.hs[s], wk.ws[s], inv, inv,
+        resize_linear(wk.I1s[s - 1], wk.hs[s - 1], wk.ws[s - 1], wk.ws[s - 1], wk.I1s[s], wk.hs[s], wk.ws[s],
+                      wk.ws[s], inv, inv,
                       wk.itab, wk.ftab, wk.rows);
     }
     if (stats) stats[0].t_resize += cpu_now() - t0;
     /* the coarsest level starts from zero flow */
-    for (int c = 0; c < 3; c++) memset(wk.u[c], 0, sizeof(float) * (size_t)wk.hs[L - 1] * wk.ws[L - 1]);
+    for (int c = 0; c < 3; c++)
+        memset(wk.u[c], 0, sizeof(float) * (size_t)wk.hs[L - 1] * row_stride(wk.ws[L - 1]));
     float upscale = (float)(1.0 / p->scale_step);
     for (int s = L - 1; s >= 0; s--) {
         LevelStats *st = stats ? &stats[s] : NULL;
@@ -768,15 +783,19 @@ static int tvl1_run(const float *prev, const float *next, int H, int W, const Pa
         int dh = wk.hs[s - 1], dw = wk.ws[s - 1];
         double sy = 1.0 / ((double)dh / wk.hs[s]), sx = 1.0 / ((double)dw / wk.ws[s]);
         for (int c = 0; c < (g3 ? 3 : 2); c++) {
-            resize_linear(wk.u[c], wk.hs[s], wk.ws[s], wk.un[c], dh, dw, sy, sx, wk.itab, wk.ftab, wk.rows);
+            resize_linear(wk.u[c], wk.hs[s], wk.ws[s], row_stride(wk.ws[s]), wk.un[c], dh, dw, row_stride(dw),
+                          sy, sx, wk.itab, wk.ftab, wk.rows);
             float *t = wk.u[c]; wk.u[c] = wk.un[c]; wk.un[c] = t;
         }
-        size_t n = (size_t)dh * dw;
+        size_t n = (size_t)dh * row_stride(dw);
         for (size_t i = 0; i < n; i++) { wk.u[0][i] *= upscale; wk.u[1][i] *= upscale; }
         if (st) st->t_resize += cpu_now() - t0;
     }
-    size_t N = (size_t)H * W;
-    for (size_t i = 0; i < N; i++) { out[2 * i] = wk.u[0][i]; out[2 * i + 1] = wk.u[1][i]; }
+    for (int y = 0; y < H; y++) {
+        const float *a = wk.u[0] + (size_t)y * row_stride(W), *b = wk.u[1] + (size_t)y * row_stride(W);
+        float *o = out + (size_t)y * W * 2;
+        for (int x = 0; x < W; x++) { o[2 * x] = a[x]; o[2 * x + 1] = b[x]; }
+    }
     block_give((Block *)wk.mem);
     return 0;
 }
