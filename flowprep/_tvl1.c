@@ -79,6 +79,7 @@
  * loops perform the same operations in the same order: the same bits. */
 #if !defined(FLOWPREP_NO_VECTOR_EXT)
 #define HAVE_VEC4 1
+typedef float v4sf __attribute__((vector_size(16)));
 typedef float v8sf __attribute__((vector_size(32)));
 #endif
 #elif defined(_MSC_VER)
@@ -218,12 +219,12 @@ static void init_cubic_tab(void) {
  * lambda theta |grad I1w|^2, ig = 1/|grad I1w|^2 (0 where |grad I1w|^2 <=
  * FLT_EPSILON, OpenCV's branch), rho_c = I1w - I1wx u1 - I1wy u2 - I0.
  * u1, u2 and the outputs have row stride ws, src4 and I0 row stride w.
- * ixs, iys, r0s: scratch rows of w values. */
+ * ixs, iys: scratch rows of w ints; r4: of 4 w floats (the samples of a row). */
 HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
                            const float *RESTRICT u1, const float *RESTRICT u2, int h, int w, int ws,
                            float l_t, float *RESTRICT Ix, float *RESTRICT Iy, float *RESTRICT lg,
                            float *RESTRICT ig, float *RESTRICT rhoc, int *RESTRICT ixs,
-                           int *RESTRICT iys, float *RESTRICT r0s) {
+                           int *RESTRICT iys, float *RESTRICT r4) {
     const float lo = -8.f, hix = (float)w + 8.f, hiy = (float)h + 8.f;
     for (int y = 0; y < h; y++) {
         const size_t o = (size_t)y * ws; /* flow planes: row stride ws; I0: w */
@@ -239,7 +240,6 @@ HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
         }
         /* pass 2: the 16 taps per pixel */
         for (int x = 0; x < w; x++) {
-            size_t i = o + x;
             int ix = ixs[x], iy = iys[x];
             int sx = (ix >> 5) - 1, sy = (iy >> 5) - 1;
             const float *wx = cubic_tab[ix & (TAB - 1)], *wy = cubic_tab[iy & (TAB - 1)];
@@ -264,7 +264,11 @@ HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
                     sum = k1 ? sum + row * wv : row * wv;
                     S += (size_t)w * 4;
                 }
-                r0 = sum[0] + sum[4]; r1 = sum[1] + sum[5]; r2 = sum[2] + sum[6];
+                /* lanes 0-2 of the two halves' sum: (I1, I1x, I1y) at the position */
+                v4sf lo4 = {sum[0], sum[1], sum[2], sum[3]}, hi4 = {sum[4], sum[5], sum[6], sum[7]};
+                v4sf r = lo4 + hi4;
+                memcpy(r4 + 4 * (size_t)x, &r, sizeof r);
+                continue;
 #else
                 const float *S = src4 + ((size_t)sy * w + sx) * 4;
                 const float *wa = cubic_x8[ix & (TAB - 1)][0], *wb = cubic_x8[ix & (TAB - 1)][1];
@@ -291,18 +295,20 @@ HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
                     }
                 }
             }
-            r0s[x] = r0;
-            Ix[i] = r1;
-            Iy[i] = r2;
+            r4[4 * (size_t)x] = r0;
+            r4[4 * (size_t)x + 1] = r1;
+            r4[4 * (size_t)x + 2] = r2;
         }
         /* pass 3 (vectorised): the data term's constants for this warp */
         for (int x = 0; x < w; x++) {
             size_t i = o + x;
-            float r1 = Ix[i], r2 = Iy[i];
+            float r1 = r4[4 * (size_t)x + 1], r2 = r4[4 * (size_t)x + 2];
             float g = r1 * r1 + r2 * r2;
+            Ix[i] = r1;
+            Iy[i] = r2;
             lg[i] = l_t * g;
             ig[i] = g > FLT_EPSILON ? 1.f / g : 0.f;
-            rhoc[i] = r0s[x] - r1 * u1[i] - r2 * u2[i] - I0r[x];
+            rhoc[i] = r4[4 * (size_t)x] - r1 * u1[i] - r2 * u2[i] - I0r[x];
         }
     }
 }
@@ -721,7 +727,7 @@ static void solve_level(Work *wk, int s, const Params *p, LevelStats *st) {
     for (int warp = 0; warp < p->warps; warp++) {
         if (st) t0 = cpu_now();
         warp_level(wk->src4, wk->I0s[s], wk->u[0], wk->u[1], h, w, ws, p->l_t, wk->Ix, wk->Iy, wk->lg,
-                   wk->ig, wk->rhoc, wk->itab, wk->itab + wk->W, wk->e);
+                   wk->ig, wk->rhoc, wk->itab, wk->itab + wk->W, wk->pad);
         if (st) { st->t_warp += cpu_now() - t0; st->warps_run++; }
         double err = DBL_MAX;
         for (int outer = 0; err > eps && outer < p->outer; outer++) {
