@@ -45,8 +45,10 @@
  * arithmetic the same IEEE float operations in every version, so the result
  * does not depend on the CPU. The GIL is released while it runs.
  */
+#ifndef FLOWPREP_NO_PYTHON /* tests/tvl1_standalone.c builds the kernel alone */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#endif
 
 #include <float.h>
 #include <math.h>
@@ -806,7 +808,21 @@ static int tvl1_run(const float *prev, const float *next, int H, int W, const Pa
     return 0;
 }
 
+/* The solver's parameters from OpenCV's (checked by the caller). */
+static void params_make(Params *p, double tau, double lambda, double theta, int nscales, int warps,
+                        double epsilon, int inner, int outer, double scale_step, double gamma,
+                        int median) {
+    p->tau = tau; p->lambda = lambda; p->theta_d = theta; p->epsilon = epsilon;
+    p->scale_step = scale_step; p->gamma_d = gamma;
+    p->l_t = (float)(lambda * theta);
+    p->theta = (float)theta;
+    p->taut = (float)(tau / theta);
+    p->gamma = (float)gamma;
+    p->nscales = nscales; p->warps = warps; p->inner = inner; p->outer = outer; p->median = median;
+}
+
 /* ------------------------------------------------------------- Python */
+#ifndef FLOWPREP_NO_PYTHON
 
 static int get_plane(PyObject *obj, Py_buffer *view, const char *name) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) != 0) return -1;
@@ -871,13 +887,7 @@ static PyObject *py_compute(PyObject *self, PyObject *args, PyObject *kwargs) {
         goto done;
     }
     Params p;
-    p.tau = tau; p.lambda = lambda; p.theta_d = theta; p.epsilon = epsilon; p.scale_step = scale_step;
-    p.gamma_d = gamma;
-    p.l_t = (float)(lambda * theta);
-    p.theta = (float)theta;
-    p.taut = (float)(tau / theta);
-    p.gamma = (float)gamma;
-    p.nscales = nscales; p.warps = warps; p.inner = inner; p.outer = outer; p.median = median;
+    params_make(&p, tau, lambda, theta, nscales, warps, epsilon, inner, outer, scale_step, gamma, median);
     LevelStats stats[64];
     memset(stats, 0, sizeof stats);
     int levels = 0, rc;
@@ -937,3 +947,4 @@ PyMODINIT_FUNC PyInit__tvl1(void) {
     init_cubic_tab();
     return PyModule_Create(&module);
 }
+#endif /* FLOWPREP_NO_PYTHON */
