@@ -478,37 +478,43 @@ static inline double row_sum(const float *RESTRICT e, int w) {
         float ee = a * a + b * b;
 #define U2_BODY(D1, D2) { U2_CALC(D1, D2) e[x] = ee; u1[x] = n1; u2[x] = n2; }
 
-static inline void u_row2(int w, const float *RESTRICT Ix, const float *RESTRICT Iy,
+static inline void u_row2(int ws, const float *RESTRICT Ix, const float *RESTRICT Iy,
                           const float *RESTRICT LG, const float *RESTRICT IG, const float *RESTRICT rhoc,
                           float *RESTRICT u1, float *RESTRICT u2, const float *RESTRICT p11,
                           const float *RESTRICT p12, const float *RESTRICT p12u,
                           const float *RESTRICT p21, const float *RESTRICT p22,
                           const float *RESTRICT p22u, float *RESTRICT e, float l_t, float theta) {
-    /* x = 0 in OpenCV's order, kept aside; the loop then runs from x = 0 (aligned
-     * vectors: rows start on 32-byte boundaries), reading p11[-1] and p21[-1]
-     * (the padding before the row) for a result at x = 0 that is replaced */
+    /* x = 0 in OpenCV's order, kept aside; the loop then runs over the whole
+     * padded row, x = 0 .. ws - 1 (aligned vectors, no scalar tail), reading
+     * p11[-1] and p21[-1] (the padding before the row) for a result at x = 0
+     * that is replaced. The padding columns w .. ws - 1 compute values nothing
+     * reads (the row sum, the median, the warp and the resize read x < w). */
     int x = 0;
     U2_CALC((p11[0] + p12[0]) - p12u[0], (p21[0] + p22[0]) - p22u[0])
-    for (x = 0; x < w; x++)
+    for (x = 0; x < ws; x++)
         U2_BODY((p11[x] - p11[x - 1]) + (p12[x] - p12u[x]), (p21[x] - p21[x - 1]) + (p22[x] - p22u[x]))
     e[0] = ee; u1[0] = n1; u2[0] = n2;
 }
 
 /* Dual update of one row from forward differences of the new u (row u and
- * the next row un; un == u on the last row so that dy = 0 there). */
-static inline void dual_row1(int w, const float *RESTRICT u, const float *RESTRICT un,
+ * the next row un; un == u on the last row so that dy = 0 there). The last
+ * column (dx = 0, |grad| = |dy|) is computed first and kept aside; the loop
+ * runs over the whole padded row (no scalar tail) and its result at x = w - 1,
+ * which read the padding, is replaced. */
+static inline void dual_row1(int w, int ws, const float *RESTRICT u, const float *RESTRICT un,
                              float *RESTRICT pa, float *RESTRICT pb, float taut) {
-    for (int x = 0; x < w - 1; x++) {
+    int l = w - 1;
+    float uyl = un[l] - u[l];
+    float rl = 1.f / (1.f + taut * fabsf(uyl));
+    float pal = pa[l] * rl, pbl = (pb[l] + taut * uyl) * rl;
+    for (int x = 0; x < ws; x++) {
         float ux = u[x + 1] - u[x], uy = un[x] - u[x];
         float r = 1.f / (1.f + taut * sqrtf(ux * ux + uy * uy));
         pa[x] = (pa[x] + taut * ux) * r;
         pb[x] = (pb[x] + taut * uy) * r;
     }
-    int x = w - 1; /* last column: dx = 0, |grad| = |dy| */
-    float uy = un[x] - u[x];
-    float r = 1.f / (1.f + taut * fabsf(uy));
-    pa[x] = pa[x] * r;
-    pb[x] = (pb[x] + taut * uy) * r;
+    pa[l] = pal;
+    pb[l] = pbl;
 }
 
 /* One fused row step of an inner iteration: u of row y (y < h), then the duals
@@ -522,14 +528,14 @@ static inline double step2(int y, int h, int w, int ws, const float *Ix, const f
     if (y < h) {
         size_t o = (size_t)y * ws;
         const float *p12u = y ? p12 + o - ws : zero, *p22u = y ? p22 + o - ws : zero;
-        u_row2(w, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, p11 + o, p12 + o, p12u,
+        u_row2(ws, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, p11 + o, p12 + o, p12u,
                p21 + o, p22 + o, p22u, e, l_t, theta);
         sum = row_sum(e, w);
     }
     if (y > 0) {
         size_t o = (size_t)(y - 1) * ws, on = y < h ? o + ws : o;
-        dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
-        dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
+        dual_row1(w, ws, u1 + o, u1 + on, p11 + o, p12 + o, taut);
+        dual_row1(w, ws, u2 + o, u2 + on, p21 + o, p22 + o, taut);
     }
     return sum;
 }
@@ -564,7 +570,7 @@ HOT static double iterate2(int h, int w, int ws, const float *Ix, const float *I
         float ee = a * a + b * b + c * c;
 #define U3_BODY(D1, D2, D3) { U3_CALC(D1, D2, D3) e[x] = ee; u1[x] = n1; u2[x] = n2; u3[x] = n3; }
 
-static inline void u_row3(int w, const float *RESTRICT Ix, const float *RESTRICT Iy,
+static inline void u_row3(int ws, const float *RESTRICT Ix, const float *RESTRICT Iy,
                           const float *RESTRICT LG, const float *RESTRICT IG, const float *RESTRICT rhoc,
                           float *RESTRICT u1, float *RESTRICT u2, float *RESTRICT u3,
                           const float *RESTRICT p11, const float *RESTRICT p12,
@@ -573,9 +579,9 @@ static inline void u_row3(int w, const float *RESTRICT Ix, const float *RESTRICT
                           const float *RESTRICT p31, const float *RESTRICT p32,
                           const float *RESTRICT p32u, float *RESTRICT e, float l_t, float theta,
                           float gamma) {
-    int x = 0; /* x = 0 kept aside, as in u_row2 */
+    int x = 0; /* x = 0 kept aside, the padded row computed, as in u_row2 */
     U3_CALC((p11[0] + p12[0]) - p12u[0], (p21[0] + p22[0]) - p22u[0], (p31[0] + p32[0]) - p32u[0])
-    for (x = 0; x < w; x++)
+    for (x = 0; x < ws; x++)
         U3_BODY((p11[x] - p11[x - 1]) + (p12[x] - p12u[x]), (p21[x] - p21[x - 1]) + (p22[x] - p22u[x]),
                 (p31[x] - p31[x - 1]) + (p32[x] - p32u[x]))
     e[0] = ee; u1[0] = n1; u2[0] = n2; u3[0] = n3;
@@ -591,15 +597,15 @@ static inline double step3(int y, int h, int w, int ws, const float *Ix, const f
         size_t o = (size_t)y * ws;
         const float *p12u = y ? p12 + o - ws : zero, *p22u = y ? p22 + o - ws : zero;
         const float *p32u = y ? p32 + o - ws : zero;
-        u_row3(w, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, u3 + o, p11 + o,
+        u_row3(ws, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, u3 + o, p11 + o,
                p12 + o, p12u, p21 + o, p22 + o, p22u, p31 + o, p32 + o, p32u, e, l_t, theta, gamma);
         sum = row_sum(e, w);
     }
     if (y > 0) {
         size_t o = (size_t)(y - 1) * ws, on = y < h ? o + ws : o;
-        dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
-        dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
-        dual_row1(w, u3 + o, u3 + on, p31 + o, p32 + o, taut);
+        dual_row1(w, ws, u1 + o, u1 + on, p11 + o, p12 + o, taut);
+        dual_row1(w, ws, u2 + o, u2 + on, p21 + o, p22 + o, taut);
+        dual_row1(w, ws, u3 + o, u3 + on, p31 + o, p32 + o, taut);
     }
     return sum;
 }
