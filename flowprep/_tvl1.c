@@ -194,6 +194,16 @@ static void gradient4(const float *I, int h, int w, float *src4) {
 
 /* ----------------------------------------------------------------- warp */
 
+/* v rounded to the nearest integer, ties to even (what lrintf does in the
+ * default rounding mode, and OpenCV's cvRound), for |v| < 2^22: adding 1.5 *
+ * 2^23 lands in [2^23, 2^24), where floats are the integers, so the addition
+ * rounds and the subtraction is exact. Plain float operations, so the loop
+ * around it vectorises (lrintf returns a long, which kept it scalar). */
+static inline int round_even(float v) {
+    const float magic = 12582912.f; /* 1.5 * 2^23 */
+    return (int)((v + magic) - magic);
+}
+
 static float cubic_tab[TAB][4];
 /* the x weights of a table entry laid out for two taps per 8-float vector:
  * [0] = {w0 x4, w1 x4}, [1] = {w2 x4, w3 x4} */
@@ -237,8 +247,8 @@ HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
             /* outside by more than the kernel: 0 either way; keeps ints small */
             mx = mx < lo ? lo : (mx > hix ? hix : mx);
             my = my < lo ? lo : (my > hiy ? hiy : my);
-            ixs[x] = (int)lrintf(mx * (float)TAB);
-            iys[x] = (int)lrintf(my * (float)TAB);
+            ixs[x] = round_even(mx * (float)TAB);
+            iys[x] = round_even(my * (float)TAB);
         }
         /* pass 2: the 16 taps per pixel */
         for (int x = 0; x < w; x++) {
