@@ -772,9 +772,20 @@ static void solve_level(Work *wk, int s, const Params *p, LevelStats *st) {
     }
 }
 
-/* prev, next: float planes (H, W) in [0, 255]; out: (H, W, 2). stats: one per
- * level or NULL. Returns 0, or -1 when memory runs out. */
-static int tvl1_run(const float *prev, const float *next, int H, int W, const Params *p,
+/* n grey values, uint8 (u8) or float32, as float32 values in [0, 255]. */
+static void grey_to_float(const void *src, int u8, size_t n, float *dst) {
+    if (u8) {
+        const unsigned char *s = (const unsigned char *)src;
+        for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
+    } else {
+        memcpy(dst, src, n * sizeof(float));
+    }
+}
+
+/* prev, next: grey planes (H, W) in [0, 255], uint8 (u8) or float32, converted
+ * straight into the working block; out: (H, W, 2). stats: one per level or
+ * NULL. Returns 0, or -1 when memory runs out. */
+static int tvl1_run(const void *prev, const void *next, int u8, int H, int W, const Params *p,
                     float *out, LevelStats *stats, int *levels_out) {
     Work wk;
     memset(&wk, 0, sizeof wk);
@@ -782,8 +793,8 @@ static int tvl1_run(const float *prev, const float *next, int H, int W, const Pa
     int L = wk.levels, g3 = p->gamma != 0.f;
     *levels_out = L;
     double t0 = stats ? cpu_now() : 0;
-    memcpy(wk.I0s[0], prev, sizeof(float) * (size_t)H * W);
-    memcpy(wk.I1s[0], next, sizeof(float) * (size_t)H * W);
+    grey_to_float(prev, u8, (size_t)H * W, wk.I0s[0]);
+    grey_to_float(next, u8, (size_t)H * W, wk.I1s[0]);
     double inv = 1.0 / p->scale_step;
     for (int s = 1; s < L; s++) {
         resize_linear(wk.I0s[s - 1], wk.hs[s - 1], wk.ws[s - 1], wk.ws[s - 1], wk.I0s[s], wk.hs[s], wk.ws[s],
@@ -853,16 +864,6 @@ static int get_plane(PyObject *obj, Py_buffer *view, const char *name) {
     return 0;
 }
 
-static void to_float(const Py_buffer *v, float *dst) {
-    size_t n = (size_t)(v->len / v->itemsize);
-    if (v->itemsize == 1) {
-        const unsigned char *s = (const unsigned char *)v->buf;
-        for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
-    } else {
-        memcpy(dst, v->buf, n * sizeof(float));
-    }
-}
-
 static PyObject *py_compute(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
     static char *kw[] = {"prev", "next", "out", "tau", "lambda_", "theta", "nscales", "warps",
@@ -907,15 +908,10 @@ static PyObject *py_compute(PyObject *self, PyObject *args, PyObject *kwargs) {
     LevelStats stats[64];
     memset(stats, 0, sizeof stats);
     int levels = 0, rc;
-    float *frames = (float *)malloc(sizeof(float) * (size_t)H * W * 2);
-    if (!frames) { PyErr_NoMemory(); goto done; }
     Py_BEGIN_ALLOW_THREADS
-    to_float(&b0, frames);
-    to_float(&b1, frames + (size_t)H * W);
-    rc = tvl1_run(frames, frames + (size_t)H * W, (int)H, (int)W, &p, (float *)bo.buf,
+    rc = tvl1_run(b0.buf, b1.buf, b0.itemsize == 1, (int)H, (int)W, &p, (float *)bo.buf,
                   want_stats ? stats : NULL, &levels);
     Py_END_ALLOW_THREADS
-    free(frames);
     if (rc != 0) { PyErr_NoMemory(); goto done; }
     if (!want_stats) { Py_INCREF(Py_None); result = Py_None; goto done; }
     result = PyList_New(levels);

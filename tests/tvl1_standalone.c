@@ -31,20 +31,19 @@ int main(int argc, char **argv) {
     if (H < 1 || W < 1 || H > 65535 || W > 65535) { fprintf(stderr, "bad size\n"); return 2; }
     size_t n = (size_t)H * W;
     unsigned char *raw = malloc(2 * n);
-    float *frames = malloc(2 * n * sizeof(float)), *out = malloc(2 * n * sizeof(float));
-    if (!raw || !frames || !out) { fprintf(stderr, "out of memory\n"); return 2; }
+    float *out = malloc(2 * n * sizeof(float));
+    if (!raw || !out) { fprintf(stderr, "out of memory\n"); return 2; }
     if (read_all(argv[3], raw, n) || read_all(argv[4], raw + n, n)) {
         fprintf(stderr, "cannot read %zu bytes from %s / %s\n", n, argv[3], argv[4]);
         return 2;
     }
-    for (size_t i = 0; i < 2 * n; i++) frames[i] = (float)raw[i];
     Params p;
     params_make(&p, atof(argv[6]), atof(argv[7]), atof(argv[8]), atoi(argv[9]), atoi(argv[10]),
                 atof(argv[11]), atoi(argv[12]), atoi(argv[13]), atof(argv[14]), atof(argv[15]),
                 atoi(argv[16]));
     init_cubic_tab();
     int levels = 0;
-    if (tvl1_run(frames, frames + n, H, W, &p, out, NULL, &levels) != 0) {
+    if (tvl1_run(raw, raw + n, 1, H, W, &p, out, NULL, &levels) != 0) {
         fprintf(stderr, "out of memory\n");
         return 2;
     }
