@@ -207,9 +207,9 @@ def test_median_plane_equals_cv2_median_blur(tmp_path):
         pytest.skip("no C compiler here")
     src = tmp_path / "median.c"
     src.write_text(f'#include "{os.path.join(REPO, "flowprep", "_tvl1.c")}"\n'
-                   "void flowprep_median(float *u, int h, int w, int k) {\n"
+                   "void flowprep_median(float *u, int h, int w, int us, int k) {\n"
                    "    float *pad = malloc(sizeof(float) * (size_t)(h + 9) * (w + 4));\n"
-                   "    median_plane(u, h, w, k, pad);\n"
+                   "    median_plane(u, h, w, us, k, pad);\n"
                    "    free(pad);\n"
                    "}\n")
     so = str(tmp_path / "median.so")
@@ -218,7 +218,7 @@ def test_median_plane_equals_cv2_median_blur(tmp_path):
                         "-o", so, "-lm"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
     lib = ctypes.CDLL(so)
-    lib.flowprep_median.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.flowprep_median.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
     rng = np.random.default_rng(21)
     shapes = [(1, 1), (1, 9), (9, 1), (2, 2), (2, 3), (3, 2), (3, 3), (4, 5), (5, 4), (5, 5), (6, 7),
               (7, 6), (8, 8), (9, 15), (1, 16), (2, 16), (3, 17), (16, 16), (31, 40), (6, 130), (7, 143),
@@ -234,8 +234,16 @@ def test_median_plane_equals_cv2_median_blur(tmp_path):
             for k in (3, 5):
                 want = cv2.medianBlur(a, k)
                 got = np.ascontiguousarray(a.copy())
-                lib.flowprep_median(got.ctypes.data, shape[0], shape[1], k)
+                lib.flowprep_median(got.ctypes.data, shape[0], shape[1], shape[1], k)
                 assert np.array_equal(got, want), (shape, kind, k)
+                # rows with a stride (as the solver's planes: rounded up to 16, and more)
+                # whose padding stays untouched
+                us = (shape[1] + 15) // 16 * 16 + 16
+                wide = np.full((shape[0], us), np.nan, np.float32)
+                wide[:, :shape[1]] = a
+                lib.flowprep_median(wide.ctypes.data, shape[0], shape[1], us, k)
+                assert np.array_equal(wide[:, :shape[1]], want), (shape, kind, k, us)
+                assert np.isnan(wide[:, shape[1]:]).all(), (shape, kind, k, us)
 
 
 # ---- determinism -------------------------------------------------------------------------
@@ -567,3 +575,57 @@ def platform_is_x86_64():
 
 def _run_python_args(code, args):
     return subprocess.run([sys.executable, "-c", code] + args, capture_output=True, text=True, cwd=REPO)
+
+
+def _setup_tvl1_flags():
+    """setup.py's compiler flags for flowprep._tvl1 (read from the file, so the test builds
+    what pip builds)."""
+    import ast
+    with open(os.path.join(REPO, "setup.py")) as fh:
+        tree = ast.parse(fh.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_UNIX_TVL1_FLAGS":
+            return ast.literal_eval(node.value)
+    raise AssertionError("setup.py has no _UNIX_TVL1_FLAGS")
+
+
+def test_aarch64_build_gives_the_same_flow_bit_for_bit(tmp_path):
+    """The kernel compiled for aarch64 (GCC's cross compiler, setup.py's flags: NEON
+    vectors, no target_clones) and run under qemu-aarch64 gives the x86-64 extension's
+    flow bit for bit on real frames, for the defaults, gamma > 0 and the 3x3 median.
+    The same source is also built for this machine through tests/tvl1_standalone.c, which
+    checks the driver itself. `make test` installs the cross compiler and qemu where
+    apt-get works (FLOWPREP_REQUIRE_AARCH64=1 then turns a missing tool into a failure)."""
+    import shutil
+    cross, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not (cross and qemu and cc):
+        if os.environ.get("FLOWPREP_REQUIRE_AARCH64") == "1":
+            pytest.fail("aarch64-linux-gnu-gcc / qemu-aarch64 are missing (apt-get install gcc-aarch64-linux-gnu "
+                        "qemu-user)")
+        pytest.skip("no aarch64 cross compiler or qemu-aarch64 here")
+    drv = os.path.join(HERE, "tvl1_standalone.c")
+    flags = _setup_tvl1_flags()
+    exe_arm, exe_host = str(tmp_path / "tvl1_arm64"), str(tmp_path / "tvl1_host")
+    for comp, exe, extra in ((cross, exe_arm, ["-static"]), (cc, exe_host, [])):
+        r = subprocess.run([comp] + flags + extra + [drv, "-o", exe, "-lm"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+    pairs = real_pairs()
+    (_, a, b), (_, c, d) = pairs[0], pairs[1]
+    cases = [(a[:120, :170], b[:120, :170], {}), (a[:120, :170], b[:120, :170], {"gamma": 0.1}),
+             (a[:120, :170], b[:120, :170], {"median_filtering": 3}), (c[:200, :250], d[:200, :250], {})]
+    for k, (p0, p1, params) in enumerate(cases):
+        p0, p1 = np.ascontiguousarray(p0), np.ascontiguousarray(p1)
+        want = tvl1_flow(p0, p1, params)
+        (tmp_path / "a.raw").write_bytes(p0.tobytes())
+        (tmp_path / "b.raw").write_bytes(p1.tobytes())
+        q = dict(TVL1_DEFAULTS, **params)
+        args = [str(p0.shape[0]), str(p0.shape[1]), str(tmp_path / "a.raw"), str(tmp_path / "b.raw"),
+                str(tmp_path / "out.raw")] + [repr(q[name]) for name in (
+                    "tau", "lambda", "theta", "nscales", "warps", "epsilon", "inner_iterations",
+                    "outer_iterations", "scale_step", "gamma", "median_filtering")]
+        for label, cmd in (("host", [exe_host]), ("aarch64", [qemu, exe_arm])):
+            r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=600)
+            assert r.returncode == 0, (label, r.stderr)
+            got = np.frombuffer((tmp_path / "out.raw").read_bytes(), np.float32).reshape(want.shape)
+            assert np.array_equal(got, want), (label, k, params, float(np.abs(got - want).max()))
