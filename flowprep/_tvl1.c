@@ -327,31 +327,6 @@ HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
 
 /* --------------------------------------------------------------- median */
 
-/* Median selection networks: Batcher's odd-even merge sort on 9 / 25 inputs
- * (padded to 16 / 32, the padding's comparators dropped), pruned to the
- * comparators that the middle output depends on (generated and checked
- * exhaustively / on random inputs; the tests compare with cv2.medianBlur). */
-#define MED9_NET \
-CE(0,1) CE(2,3) CE(4,5) CE(6,7) CE(0,2) CE(1,3) CE(4,6) CE(5,7) \
-CE(1,2) CE(5,6) CE(0,4) CE(1,5) CE(2,6) CE(3,7) CE(2,4) CE(3,5) \
-CE(1,2) CE(3,4) CE(5,6) CE(0,8) CE(4,8) CE(2,4) CE(3,5) CE(3,4)
-#define MED25_NET \
-CE(0,1) CE(2,3) CE(4,5) CE(6,7) CE(8,9) CE(10,11) CE(12,13) CE(14,15) \
-CE(16,17) CE(18,19) CE(20,21) CE(22,23) CE(0,2) CE(1,3) CE(4,6) CE(5,7) \
-CE(8,10) CE(9,11) CE(12,14) CE(13,15) CE(16,18) CE(17,19) CE(20,22) CE(21,23) \
-CE(1,2) CE(5,6) CE(9,10) CE(13,14) CE(17,18) CE(21,22) CE(0,4) CE(1,5) \
-CE(2,6) CE(3,7) CE(8,12) CE(9,13) CE(10,14) CE(11,15) CE(16,20) CE(17,21) \
-CE(18,22) CE(19,23) CE(2,4) CE(3,5) CE(10,12) CE(11,13) CE(18,20) CE(19,21) \
-CE(1,2) CE(3,4) CE(5,6) CE(9,10) CE(11,12) CE(13,14) CE(17,18) CE(19,20) \
-CE(21,22) CE(0,8) CE(1,9) CE(2,10) CE(3,11) CE(4,12) CE(5,13) CE(6,14) \
-CE(7,15) CE(16,24) CE(4,8) CE(5,9) CE(6,10) CE(7,11) CE(20,24) CE(2,4) \
-CE(3,5) CE(6,8) CE(7,9) CE(10,12) CE(11,13) CE(18,20) CE(19,21) CE(22,24) \
-CE(1,2) CE(3,4) CE(5,6) CE(7,8) CE(9,10) CE(11,12) CE(13,14) CE(17,18) \
-CE(19,20) CE(21,22) CE(23,24) CE(0,16) CE(1,17) CE(2,18) CE(3,19) CE(4,20) \
-CE(5,21) CE(6,22) CE(7,23) CE(8,24) CE(8,16) CE(9,17) CE(10,18) CE(11,19) \
-CE(12,20) CE(13,21) CE(6,10) CE(7,11) CE(12,16) CE(13,17) CE(10,12) CE(11,13) \
-CE(11,12)
-
 /* 5x5 median from sorted columns (one row at a time: planes under 16 wide and an
  * odd height's last row; the rest goes by 2x2 tiles, below): input slot c*5 + r
  * holds rank r (ascending) of the window's column c. Batcher's odd-even merge of the five columns, laid
@@ -416,12 +391,33 @@ MN(4,7) MX(4,0) MN(9,2) MX(9,0) MN(5,8) MX(5,1) MX(3,6) MN(6,1) \
 CE(6,0) MN(0,10) MX(6,0)
 /* sorts 4 values ascending (5 comparators, optimal) */
 #define SORT4_NET CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2)
+/* 3x3 median from sorted columns (slot c*3 + r: rank r of column c): the median
+ * of the highest low, the middle middle and the lowest high (exact; 12 min/max
+ * operations, against 48 for the 24-comparator network on the 9 unsorted
+ * values used before; the columns sorted once per row by SORT3_NET, shared by the 3 outputs
+ * that see them). Checked on every 0-1 input with sorted columns and on random
+ * inputs with ties by tests/make_median_net.py --check. */
+#define MED9_COLS_OUT 6
+#define MED9_COLS_NET MX(0,3) MX(3,6) MN(2,5) MN(2,8) CE(1,4) MN(4,7) MX(1,4) CE(2,6) MN(6,4) MX(2,6)
+/* sorts 3 values ascending */
+#define SORT3_NET CE(0,1) CE(1,2) CE(0,1)
 /* sorts 5 values ascending (9 comparators, optimal) */
 #define SORT5_NET CE(0,1) CE(3,4) CE(2,4) CE(2,3) CE(0,3) CE(0,2) CE(1,4) CE(1,3) CE(1,2)
 
 #define CE(a, b) { float lo_ = v[a] < v[b] ? v[a] : v[b]; v[b] = v[a] < v[b] ? v[b] : v[a]; v[a] = lo_; }
 #define MN(a, b) { v[a] = v[a] < v[b] ? v[a] : v[b]; }
 #define MX(a, b) { v[b] = v[a] < v[b] ? v[b] : v[a]; }
+
+/* c + r * pw (r = 0..2) := rank r of column x of the 3 rows from P (stride pw). */
+static inline void sort_columns3(const float *RESTRICT P, int pw, float *RESTRICT c) {
+    const float *RESTRICT P0 = P, *RESTRICT P1 = P + pw, *RESTRICT P2 = P + 2 * (size_t)pw;
+    float *RESTRICT c0 = c, *RESTRICT c1 = c + pw, *RESTRICT c2 = c + 2 * (size_t)pw;
+    for (int x = 0; x < pw; x++) {
+        float v[3] = {P0[x], P1[x], P2[x]};
+        SORT3_NET
+        c0[x] = v[0]; c1[x] = v[1]; c2[x] = v[2];
+    }
+}
 
 /* c + r * pw (r = 0..4) := rank r of column x of the 5 rows from P (stride pw). */
 static inline void sort_columns5(const float *RESTRICT P, int pw, float *RESTRICT c) {
@@ -610,12 +606,16 @@ HOT static void median_plane(float *RESTRICT u, int h, int w, int us, int k, flo
                 o[x] = v[MED25_COLS_OUT];
             }
         } else {
+            /* the window's columns sorted once per row (shared by 3 outputs) */
+            const float *c0 = srt, *c1 = srt + pw, *c2 = srt + 2 * (size_t)pw;
+            sort_columns3(P, pw, srt);
             for (int x = 0; x < w; x++) {
                 float v[9];
-                for (int dy = 0; dy < 3; dy++)
-                    for (int dx = 0; dx < 3; dx++) v[dy * 3 + dx] = P[(size_t)dy * pw + x + dx];
-                MED9_NET
-                o[x] = v[4];
+                for (int dx = 0; dx < 3; dx++) {
+                    v[dx * 3] = c0[x + dx]; v[dx * 3 + 1] = c1[x + dx]; v[dx * 3 + 2] = c2[x + dx];
+                }
+                MED9_COLS_NET
+                o[x] = v[MED9_COLS_OUT];
             }
         }
     }

@@ -376,6 +376,32 @@ def check_tile(text: str) -> Dict[str, Tuple[int, int]]:
     return {n: (len(ops), _cost(ops)) for n, ops in nets.items()}
 
 
+def check_med9(text: str) -> Tuple[int, int]:
+    """Raises AssertionError unless SORT3_NET sorts 3 values and MED9_COLS_NET / MED9_COLS_OUT
+    select the median of 3 sorted columns of 3 (every 0-1 input with sorted columns: 4^3; random
+    3x3 blocks with ties through both); returns (comparators, min/max operations)."""
+    sort3 = [(k, int(a), int(b)) for k, a, b in
+             re.findall(r"(CE|MN|MX)\((\d+),(\d+)\)", re.search(r"#define SORT3_NET (.*)\n", text).group(1))]
+    ops = [(k, int(a), int(b)) for k, a, b in
+           re.findall(r"(CE|MN|MX)\((\d+),(\d+)\)", re.search(r"#define MED9_COLS_NET (.*)\n", text).group(1))]
+    out = int(re.search(r"#define MED9_COLS_OUT (\d+)", text).group(1))
+    bits = np.array(list(itertools.product((0, 1), repeat=3)), np.int8)
+    v = _run(sort3, {r: bits[:, r] for r in range(3)})
+    assert (np.stack([v[r] for r in range(3)], 1) == np.sort(bits, 1)).all(), "SORT3_NET does not sort"
+    counts, v = _zero_one_groups([3, 3, 3])
+    assert (_run(ops, v)[out] == (counts.sum(1) >= 5)).all(), "MED9_COLS_NET: wrong on a 0-1 input"
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        blk = rng.integers(0, rng.integers(2, 8), (3, 3, 64)).astype(np.float32)
+        blk = np.where(rng.random((3, 3, 64)) < 0.3, rng.random((3, 3, 64)).astype(np.float32), blk)
+        v = {}
+        for c in range(3):
+            col = _run(sort3, {r: blk[r, c].copy() for r in range(3)})
+            v.update({3 * c + r: col[r] for r in range(3)})
+        assert (_run(ops, v)[out] == np.median(blk.reshape(9, -1), axis=0)).all(), "3x3 median wrong"
+    return len(ops), _cost(ops)
+
+
 if __name__ == "__main__":
     if "--check" in sys.argv:
         with open(SRC) as fh:
@@ -384,6 +410,8 @@ if __name__ == "__main__":
         print(f"flowprep/_tvl1.c: MED25_COLS_NET selects the median: {n} comparators, {cost} operations")
         for name, (n, cost) in check_tile(src).items():
             print(f"flowprep/_tvl1.c: {name}_NET is right: {n} comparators, {cost} operations")
+        n, cost = check_med9(src)
+        print(f"flowprep/_tvl1.c: MED9_COLS_NET selects the 3x3 median: {n} comparators, {cost} operations")
     elif "--tile" in sys.argv:
         sys.stdout.write(generate_tile())
     else:

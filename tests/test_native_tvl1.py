@@ -192,6 +192,15 @@ def test_median_tile_networks_in_the_c_source_select_the_median():
         assert check_tile(fh.read()) == {"MED16": (41, 76), "MED14": (17, 26), "MED11": (11, 12)}
 
 
+def test_median3_network_in_the_c_source_selects_the_median():
+    # the 3x3 median from sorted columns (median of the highest low, the middle middle and
+    # the lowest high), read from flowprep/_tvl1.c: every 0-1 input, random blocks with ties
+    sys.path.insert(0, HERE)
+    from make_median_net import SRC, check_med9
+    with open(SRC) as fh:
+        assert check_med9(fh.read()) == (10, 12)
+
+
 def test_median_plane_equals_cv2_median_blur(tmp_path):
     """The C median (median_plane, 3x3 and 5x5, in place, replicated border), compiled from
     flowprep/_tvl1.c with the extension's flags (dispatching build) and called through ctypes,
