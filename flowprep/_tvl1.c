@@ -27,7 +27,8 @@
  *   - the flow is resized to the next finer level (INTER_LINEAR) and divided
  *     by scale_step; the duals restart at 0 on each level.
  * Where it differs from OpenCV (docs/native_tvl1.md): the stopping sum is
- * accumulated in double in a fixed order (OpenCV: one float running sum);
+ * accumulated in a fixed order (float partial sums per row, then double;
+ * OpenCV: one float running sum);
  * |grad u| is sqrtf(ux^2 + uy^2) (OpenCV: hypot); the warp's 16 taps are
  * summed separably (OpenCV: products wy*wx summed row by row); the
  * thresholding multiplies by 1/|grad I1w|^2 computed once per warp and the
