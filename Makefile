@@ -26,6 +26,8 @@ $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml setup.py flowprep/_jp
 
 # strace: tests/test_durability.py reads the order of syncfs/fsync/rename off a real run
 # chromium + chromium-driver: tests/test_report.py opens the report in a real headless browser
+# gcc-aarch64-linux-gnu + qemu-user: tests/test_native_tvl1.py builds the TV-L1 kernel for
+# aarch64 and checks under qemu that it gives the x86-64 build's flow bit for bit
 $(VENV)/.installed-test: $(VENV)/.installed
 	@command -v strace >/dev/null || { command -v apt-get >/dev/null && \
 	  { apt-get install -y -q strace || { apt-get update -q && apt-get install -y -q strace; }; }; } || \
@@ -34,6 +36,10 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	  { command -v apt-get >/dev/null && { apt-get install -y -q chromium chromium-driver || \
 	    { apt-get update -q && apt-get install -y -q chromium chromium-driver; }; }; } || \
 	  echo "note: chromium/chromedriver not found; the report's browser test will be skipped"
+	@{ command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null; } || \
+	  { command -v apt-get >/dev/null && { apt-get install -y -q gcc-aarch64-linux-gnu qemu-user || \
+	    { apt-get update -q && apt-get install -y -q gcc-aarch64-linux-gnu qemu-user; }; }; } || \
+	  echo "note: aarch64 cross compiler/qemu not found; the aarch64 bit-identity test will be skipped"
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
@@ -54,10 +60,12 @@ demo: $(VENV)/.installed
 
 # FLOWPREP_REQUIRE_JPEGCROP=1 / FLOWPREP_REQUIRE_TVL1=1: a test fails if the crop-decoding
 # or the TV-L1 extension did not build; FLOWPREP_REQUIRE_BROWSER=1 (where apt-get could
-# install chromium): the report's browser test fails rather than skips without it
+# install chromium): the report's browser test fails rather than skips without it;
+# FLOWPREP_REQUIRE_AARCH64=1 (likewise): the aarch64 bit-identity test fails without its tools
 test: $(VENV)/.installed-test
 	FLOWPREP_REQUIRE_JPEGCROP=1 FLOWPREP_REQUIRE_TVL1=1 \
 	FLOWPREP_REQUIRE_BROWSER=$$(command -v apt-get >/dev/null && echo 1) \
+	FLOWPREP_REQUIRE_AARCH64=$$(command -v apt-get >/dev/null && echo 1) \
 	$(BIN)/python -m pytest -q tests
 
 bench: $(VENV)/.installed-test

@@ -27,7 +27,8 @@
  *   - the flow is resized to the next finer level (INTER_LINEAR) and divided
  *     by scale_step; the duals restart at 0 on each level.
  * Where it differs from OpenCV (docs/native_tvl1.md): the stopping sum is
- * accumulated in double in a fixed order (OpenCV: one float running sum);
+ * accumulated in a fixed order (float partial sums per row, then double;
+ * OpenCV: one float running sum);
  * |grad u| is sqrtf(ux^2 + uy^2) (OpenCV: hypot); the warp's 16 taps are
  * summed separably (OpenCV: products wy*wx summed row by row); the
  * thresholding multiplies by 1/|grad I1w|^2 computed once per warp and the
@@ -45,8 +46,10 @@
  * arithmetic the same IEEE float operations in every version, so the result
  * does not depend on the CPU. The GIL is released while it runs.
  */
+#ifndef FLOWPREP_NO_PYTHON /* tests/tvl1_standalone.c builds the kernel alone */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#endif
 
 #include <float.h>
 #include <math.h>
@@ -81,10 +84,6 @@
 #define HAVE_VEC4 1
 typedef float v4sf __attribute__((vector_size(16)));
 typedef float v8sf __attribute__((vector_size(32)));
-#if defined(__clang__) || __GNUC__ >= 9
-#define HAVE_CONVERTVECTOR 1
-typedef double v4df __attribute__((vector_size(32)));
-#endif
 #endif
 #elif defined(_MSC_VER)
 #define RESTRICT __restrict
@@ -141,10 +140,12 @@ static void linear_taps(int src, int dst, double scale, int *i0, int *i1, float 
     }
 }
 
-/* dst (dh, dw) = cv::resize(src (sh, sw), INTER_LINEAR) on float planes: a
- * horizontal pass per source row then a vertical blend, as OpenCV does. */
-static void resize_linear(const float *src, int sh, int sw, float *dst, int dh, int dw,
-                          double scale_y, double scale_x, int *itab, float *ftab, float *rows) {
+/* dst (dh, dw) = cv::resize(src (sh, sw), INTER_LINEAR) on float planes (row
+ * strides sstride, dstride floats): a horizontal pass per source row then a
+ * vertical blend, as OpenCV does. */
+static void resize_linear(const float *src, int sh, int sw, int sstride, float *dst, int dh, int dw,
+                          int dstride, double scale_y, double scale_x, int *itab, float *ftab,
+                          float *rows) {
     int *xi0 = itab, *xi1 = itab + dw, *yi0 = itab + 2 * dw, *yi1 = itab + 2 * dw + dh;
     float *xa0 = ftab, *xa1 = ftab + dw, *ya0 = ftab + 2 * dw, *ya1 = ftab + 2 * dw + dh;
     linear_taps(sw, dw, scale_x, xi0, xi1, xa0, xa1);
@@ -156,18 +157,18 @@ static void resize_linear(const float *src, int sh, int sw, float *dst, int dh, 
         if (s0 != have0) {
             if (s0 == have1) { float *t = r0; r0 = r1; r1 = t; have1 = have0; }
             else {
-                const float *S = src + (size_t)s0 * sw;
+                const float *S = src + (size_t)s0 * sstride;
                 for (int x = 0; x < dw; x++) r0[x] = S[xi0[x]] * xa0[x] + S[xi1[x]] * xa1[x];
             }
             have0 = s0;
         }
         if (s1 != have1) {
-            const float *S = src + (size_t)s1 * sw;
+            const float *S = src + (size_t)s1 * sstride;
             for (int x = 0; x < dw; x++) r1[x] = S[xi0[x]] * xa0[x] + S[xi1[x]] * xa1[x];
             have1 = s1;
         }
         float b0 = ya0[y], b1 = ya1[y];
-        float *D = dst + (size_t)y * dw;
+        float *D = dst + (size_t)y * dstride;
         for (int x = 0; x < dw; x++) D[x] = r0[x] * b0 + r1[x] * b1;
     }
 }
@@ -193,6 +194,16 @@ static void gradient4(const float *I, int h, int w, float *src4) {
 }
 
 /* ----------------------------------------------------------------- warp */
+
+/* v rounded to the nearest integer, ties to even (what lrintf does in the
+ * default rounding mode, and OpenCV's cvRound), for |v| < 2^22: adding 1.5 *
+ * 2^23 lands in [2^23, 2^24), where floats are the integers, so the addition
+ * rounds and the subtraction is exact. Plain float operations, so the loop
+ * around it vectorises (lrintf returns a long, which kept it scalar). */
+static inline int round_even(float v) {
+    const float magic = 12582912.f; /* 1.5 * 2^23 */
+    return (int)((v + magic) - magic);
+}
 
 static float cubic_tab[TAB][4];
 /* the x weights of a table entry laid out for two taps per 8-float vector:
@@ -220,27 +231,28 @@ static void init_cubic_tab(void) {
  * separable), then the data term's per-warp constants (calcGradRho): lg =
  * lambda theta |grad I1w|^2, ig = 1/|grad I1w|^2 (0 where |grad I1w|^2 <=
  * FLT_EPSILON, OpenCV's branch), rho_c = I1w - I1wx u1 - I1wy u2 - I0.
- * ixs, iys, r0s: scratch rows of w values. */
+ * u1, u2 and the outputs have row stride ws, src4 and I0 row stride w.
+ * ixs, iys: scratch rows of w ints; r4: of 4 w floats (the samples of a row). */
 HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
-                           const float *RESTRICT u1, const float *RESTRICT u2, int h, int w,
+                           const float *RESTRICT u1, const float *RESTRICT u2, int h, int w, int ws,
                            float l_t, float *RESTRICT Ix, float *RESTRICT Iy, float *RESTRICT lg,
                            float *RESTRICT ig, float *RESTRICT rhoc, int *RESTRICT ixs,
-                           int *RESTRICT iys, float *RESTRICT r0s) {
+                           int *RESTRICT iys, float *RESTRICT r4) {
     const float lo = -8.f, hix = (float)w + 8.f, hiy = (float)h + 8.f;
     for (int y = 0; y < h; y++) {
-        const size_t o = (size_t)y * w;
+        const size_t o = (size_t)y * ws; /* flow planes: row stride ws; I0: w */
+        const float *RESTRICT I0r = I0 + (size_t)y * w;
         /* pass 1 (vectorised): positions in 1/32 pixel */
         for (int x = 0; x < w; x++) {
             float mx = (float)x + u1[o + x], my = (float)y + u2[o + x];
             /* outside by more than the kernel: 0 either way; keeps ints small */
             mx = mx < lo ? lo : (mx > hix ? hix : mx);
             my = my < lo ? lo : (my > hiy ? hiy : my);
-            ixs[x] = (int)lrintf(mx * (float)TAB);
-            iys[x] = (int)lrintf(my * (float)TAB);
+            ixs[x] = round_even(mx * (float)TAB);
+            iys[x] = round_even(my * (float)TAB);
         }
         /* pass 2: the 16 taps per pixel */
         for (int x = 0; x < w; x++) {
-            size_t i = o + x;
             int ix = ixs[x], iy = iys[x];
             int sx = (ix >> 5) - 1, sy = (iy >> 5) - 1;
             const float *wx = cubic_tab[ix & (TAB - 1)], *wy = cubic_tab[iy & (TAB - 1)];
@@ -265,7 +277,11 @@ HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
                     sum = k1 ? sum + row * wv : row * wv;
                     S += (size_t)w * 4;
                 }
-                r0 = sum[0] + sum[4]; r1 = sum[1] + sum[5]; r2 = sum[2] + sum[6];
+                /* lanes 0-2 of the two halves' sum: (I1, I1x, I1y) at the position */
+                v4sf lo4 = {sum[0], sum[1], sum[2], sum[3]}, hi4 = {sum[4], sum[5], sum[6], sum[7]};
+                v4sf r = lo4 + hi4;
+                memcpy(r4 + 4 * (size_t)x, &r, sizeof r);
+                continue;
 #else
                 const float *S = src4 + ((size_t)sy * w + sx) * 4;
                 const float *wa = cubic_x8[ix & (TAB - 1)][0], *wb = cubic_x8[ix & (TAB - 1)][1];
@@ -292,51 +308,29 @@ HOT static void warp_level(const float *RESTRICT src4, const float *RESTRICT I0,
                     }
                 }
             }
-            r0s[x] = r0;
-            Ix[i] = r1;
-            Iy[i] = r2;
+            r4[4 * (size_t)x] = r0;
+            r4[4 * (size_t)x + 1] = r1;
+            r4[4 * (size_t)x + 2] = r2;
         }
         /* pass 3 (vectorised): the data term's constants for this warp */
         for (int x = 0; x < w; x++) {
             size_t i = o + x;
-            float r1 = Ix[i], r2 = Iy[i];
+            float r1 = r4[4 * (size_t)x + 1], r2 = r4[4 * (size_t)x + 2];
             float g = r1 * r1 + r2 * r2;
+            Ix[i] = r1;
+            Iy[i] = r2;
             lg[i] = l_t * g;
             ig[i] = g > FLT_EPSILON ? 1.f / g : 0.f;
-            rhoc[i] = r0s[x] - r1 * u1[i] - r2 * u2[i] - I0[i];
+            rhoc[i] = r4[4 * (size_t)x] - r1 * u1[i] - r2 * u2[i] - I0r[x];
         }
     }
 }
 
 /* --------------------------------------------------------------- median */
 
-/* Median selection networks: Batcher's odd-even merge sort on 9 / 25 inputs
- * (padded to 16 / 32, the padding's comparators dropped), pruned to the
- * comparators that the middle output depends on (generated and checked
- * exhaustively / on random inputs; the tests compare with cv2.medianBlur). */
-#define MED9_NET \
-CE(0,1) CE(2,3) CE(4,5) CE(6,7) CE(0,2) CE(1,3) CE(4,6) CE(5,7) \
-CE(1,2) CE(5,6) CE(0,4) CE(1,5) CE(2,6) CE(3,7) CE(2,4) CE(3,5) \
-CE(1,2) CE(3,4) CE(5,6) CE(0,8) CE(4,8) CE(2,4) CE(3,5) CE(3,4)
-#define MED25_NET \
-CE(0,1) CE(2,3) CE(4,5) CE(6,7) CE(8,9) CE(10,11) CE(12,13) CE(14,15) \
-CE(16,17) CE(18,19) CE(20,21) CE(22,23) CE(0,2) CE(1,3) CE(4,6) CE(5,7) \
-CE(8,10) CE(9,11) CE(12,14) CE(13,15) CE(16,18) CE(17,19) CE(20,22) CE(21,23) \
-CE(1,2) CE(5,6) CE(9,10) CE(13,14) CE(17,18) CE(21,22) CE(0,4) CE(1,5) \
-CE(2,6) CE(3,7) CE(8,12) CE(9,13) CE(10,14) CE(11,15) CE(16,20) CE(17,21) \
-CE(18,22) CE(19,23) CE(2,4) CE(3,5) CE(10,12) CE(11,13) CE(18,20) CE(19,21) \
-CE(1,2) CE(3,4) CE(5,6) CE(9,10) CE(11,12) CE(13,14) CE(17,18) CE(19,20) \
-CE(21,22) CE(0,8) CE(1,9) CE(2,10) CE(3,11) CE(4,12) CE(5,13) CE(6,14) \
-CE(7,15) CE(16,24) CE(4,8) CE(5,9) CE(6,10) CE(7,11) CE(20,24) CE(2,4) \
-CE(3,5) CE(6,8) CE(7,9) CE(10,12) CE(11,13) CE(18,20) CE(19,21) CE(22,24) \
-CE(1,2) CE(3,4) CE(5,6) CE(7,8) CE(9,10) CE(11,12) CE(13,14) CE(17,18) \
-CE(19,20) CE(21,22) CE(23,24) CE(0,16) CE(1,17) CE(2,18) CE(3,19) CE(4,20) \
-CE(5,21) CE(6,22) CE(7,23) CE(8,24) CE(8,16) CE(9,17) CE(10,18) CE(11,19) \
-CE(12,20) CE(13,21) CE(6,10) CE(7,11) CE(12,16) CE(13,17) CE(10,12) CE(11,13) \
-CE(11,12)
-
-/* 5x5 median from sorted columns: input slot c*5 + r holds rank r (ascending)
- * of the window's column c. Batcher's odd-even merge of the five columns, laid
+/* 5x5 median from sorted columns (one row at a time: planes under 16 wide and an
+ * odd height's last row; the rest goes by 2x2 tiles, below): input slot c*5 + r
+ * holds rank r (ascending) of the window's column c. Batcher's odd-even merge of the five columns, laid
  * out in groups 0, 1, 2, 4, 5 of an 8 x 8 merge with +inf in the empty ranks
  * and groups (the first of the layouts that prune smallest), comparators on
  * +inf removed, comparators that never
@@ -358,12 +352,73 @@ CE(9,12) CE(13,14) MN(11,10) MX(0,15) MN(5,20) MX(5,15) MX(4,19) MN(14,19) \
 MN(14,15) MX(2,17) MN(12,17) MN(7,22) MX(7,12) MX(12,14) MX(1,16) MN(9,24) \
 MX(9,16) MX(6,21) MN(11,21) MN(11,16) MX(3,18) MN(13,18) MN(8,23) MX(8,13) \
 MN(13,11) MX(13,14)
+/* 5x5 median of a 2x2 tile of outputs (x, y), (x+1, y), (x, y+1), (x+1, y+1), x
+ * even. The four windows share columns x+1..x+4 of rows y-1..y+2 (the core, 16
+ * values); the vertical pair at x also shares column x of those rows, the one at
+ * x+1 column x+5; the horizontal pair in row y shares columns x+1..x+4 of row y-2,
+ * the one in row y+1 those of row y+3. The columns of rows y-1..y+2 are sorted
+ * once per row pair, the row's 4 shared values once per tile (SORT4_NET). The
+ * median of 25 is rank 12:
+ *   MED16_NET: the core's 4 sorted columns (slots c*4 + r: rank r of column c)
+ *     -> its ranks 3..12, sorted, in the slots MED16_SEL lists (each window adds 9
+ *     values to the 16: the 3 lowest and 3 highest lie below / above every median);
+ *   MED14_NET: those 10 (slots 0..9) and column x resp. x+5 sorted (10..13) ->
+ *     ranks 4..9 of the 14 = ranks 7..12 of the 20 values the vertical pair
+ *     shares, sorted, in the slots MED14_SEL lists (each window adds 5 values);
+ *   MED11_NET: those 6 (slots 0..5), the sorted 4 shared values of the window's
+ *     extra row (6..9) and its fifth value (10) -> rank 5 of the 11, the median,
+ *     in slot MED11_OUT.
+ * Each: Batcher's merge of the sorted groups padded with infinities, minimised
+ * as MED25_COLS_NET. Per tile 2 x 10 (columns) + 76 + 2 x 26 + 2 x 10 (rows) +
+ * 4 x 12 = 216 min/max operations, 54 an output (before: 18 + 124 = 142).
+ * Generated and checked (every 0-1 input of each network; random 6x6 blocks with
+ * ties through all of them) by tests/make_median_net.py --tile / --check. */
+#define MED16_SEL v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]
+#define MED16_NET \
+CE(0,4) CE(2,6) CE(2,4) CE(1,5) CE(3,7) CE(3,5) CE(1,2) CE(3,4) \
+CE(5,6) CE(8,12) CE(10,14) CE(10,12) CE(9,13) CE(11,15) CE(11,13) CE(9,10) \
+CE(11,12) CE(13,14) MX(0,8) CE(4,12) CE(4,8) CE(2,10) MN(6,14) CE(6,10) \
+MX(2,4) CE(6,8) CE(10,12) MX(1,9) CE(5,13) CE(5,9) CE(3,11) MN(7,15) \
+CE(7,11) CE(3,5) CE(7,9) MN(11,13) CE(3,4) CE(5,6) CE(7,8) CE(9,10) \
+CE(11,12)
+#define MED14_SEL v[3], v[4], v[5], v[6], v[10], v[0]
+#define MED14_NET \
+MN(8,11) MX(8,0) CE(4,0) CE(13,2) MN(6,2) MX(13,4) CE(6,0) MN(9,12) \
+MX(9,1) CE(5,1) CE(7,10) MX(7,3) CE(3,5) MN(10,1) CE(3,4) CE(5,6) \
+CE(10,0)
+#define MED11_OUT 0
+#define MED11_NET \
+MN(4,7) MX(4,0) MN(9,2) MX(9,0) MN(5,8) MX(5,1) MX(3,6) MN(6,1) \
+CE(6,0) MN(0,10) MX(6,0)
+/* sorts 4 values ascending (5 comparators, optimal) */
+#define SORT4_NET CE(0,1) CE(2,3) CE(0,2) CE(1,3) CE(1,2)
+/* 3x3 median from sorted columns (slot c*3 + r: rank r of column c): the median
+ * of the highest low, the middle middle and the lowest high (exact; 12 min/max
+ * operations, against 48 for the 24-comparator network on the 9 unsorted
+ * values used before; the columns sorted once per row by SORT3_NET, shared by the 3 outputs
+ * that see them). Checked on every 0-1 input with sorted columns and on random
+ * inputs with ties by tests/make_median_net.py --check. */
+#define MED9_COLS_OUT 6
+#define MED9_COLS_NET MX(0,3) MX(3,6) MN(2,5) MN(2,8) CE(1,4) MN(4,7) MX(1,4) CE(2,6) MN(6,4) MX(2,6)
+/* sorts 3 values ascending */
+#define SORT3_NET CE(0,1) CE(1,2) CE(0,1)
 /* sorts 5 values ascending (9 comparators, optimal) */
 #define SORT5_NET CE(0,1) CE(3,4) CE(2,4) CE(2,3) CE(0,3) CE(0,2) CE(1,4) CE(1,3) CE(1,2)
 
 #define CE(a, b) { float lo_ = v[a] < v[b] ? v[a] : v[b]; v[b] = v[a] < v[b] ? v[b] : v[a]; v[a] = lo_; }
 #define MN(a, b) { v[a] = v[a] < v[b] ? v[a] : v[b]; }
 #define MX(a, b) { v[b] = v[a] < v[b] ? v[b] : v[a]; }
+
+/* c + r * pw (r = 0..2) := rank r of column x of the 3 rows from P (stride pw). */
+static inline void sort_columns3(const float *RESTRICT P, int pw, float *RESTRICT c) {
+    const float *RESTRICT P0 = P, *RESTRICT P1 = P + pw, *RESTRICT P2 = P + 2 * (size_t)pw;
+    float *RESTRICT c0 = c, *RESTRICT c1 = c + pw, *RESTRICT c2 = c + 2 * (size_t)pw;
+    for (int x = 0; x < pw; x++) {
+        float v[3] = {P0[x], P1[x], P2[x]};
+        SORT3_NET
+        c0[x] = v[0]; c1[x] = v[1]; c2[x] = v[2];
+    }
+}
 
 /* c + r * pw (r = 0..4) := rank r of column x of the 5 rows from P (stride pw). */
 static inline void sort_columns5(const float *RESTRICT P, int pw, float *RESTRICT c) {
@@ -378,22 +433,164 @@ static inline void sort_columns5(const float *RESTRICT P, int pw, float *RESTRIC
     }
 }
 
-/* k x k median (k = 3 or 5) of the (h, w) plane u, in place, replicated
+#define MEDIAN_SPAN 128 /* outputs a span of median5_rows2 (a multiple of 16) */
+#if defined(__GNUC__)
+#define MEDIAN_INLINE static inline __attribute__((always_inline)) /* into each clone */
+#else
+#define MEDIAN_INLINE static inline
+#endif
+
+/* The 2x2 tiles' padded plane: row y (of h + 4, stride pw = w + 4) holds the
+ * padded columns c = 0, 2, 4, ... in its first (pw + 1) / 2 floats and c = 1, 3,
+ * ... after them, so that a tile per vector lane (columns x, x+2, ... in
+ * consecutive lanes) reads contiguous vectors. Padded column c is column
+ * min(max(c - 2, 0), w - 1) of row min(max(y - 2, 0), h - 1) of u (stride us). */
+static void median5_pad_split(const float *RESTRICT u, int h, int w, int us, float *RESTRICT pad) {
+    int pw = w + 4, he = (pw + 1) / 2;
+    for (int y = 0; y < h + 4; y++) {
+        int sy = y - 2;
+        sy = sy < 0 ? 0 : (sy >= h ? h - 1 : sy);
+        const float *RESTRICT S = u + (size_t)sy * us;
+        float *RESTRICT E = pad + (size_t)y * pw, *RESTRICT O = E + he;
+        for (int j = 1; 2 * j <= w + 1; j++) E[j] = S[2 * j - 2];
+        for (int j = 1; 2 * j + 1 <= w + 1; j++) O[j] = S[2 * j - 1];
+        E[0] = S[0]; O[0] = S[0];
+        for (int c = w + 2; c < pw; c++) {
+            if (c % 2 == 0) E[c / 2] = S[w - 1]; else O[c / 2] = S[w - 1];
+        }
+    }
+}
+
+/* o0[x0 + x], o1[x0 + x] (x < n, n a multiple of 16, x0 + n <= w) := 5x5 medians
+ * of the output rows y, y+1 from the split padded rows P .. P + 5 * pw (P = row y),
+ * one 2x2 tile (x0 + 2j, x0 + 2j + 1) per iteration j. The span's columns of the
+ * 4 shared rows are sorted first (on the stack, in L1). */
+MEDIAN_INLINE void median5_span(const float *RESTRICT P, int pw, float *RESTRICT o0, float *RESTRICT o1,
+                                int x0, int n) {
+    enum { NJ = MEDIAN_SPAN / 2 + 8 };
+    float Ce[4][NJ], Co[4][NJ];
+    int he = (pw + 1) / 2;
+    /* the tile's even columns x0 + 2j and odd ones x0 + 2j + 1, by the parity of x0 */
+    size_t ev = x0 % 2 ? (size_t)he + (size_t)(x0 - 1) / 2 : (size_t)x0 / 2;
+    size_t od = x0 % 2 ? (size_t)(x0 + 1) / 2 : (size_t)he + (size_t)x0 / 2;
+    const float *RESTRICT Te = P + ev, *RESTRICT To = P + od;
+    const float *RESTRICT Be = P + 5 * (size_t)pw + ev, *RESTRICT Bo = P + 5 * (size_t)pw + od;
+    const float *RESTRICT E1 = P + pw + ev, *RESTRICT E2 = P + 2 * (size_t)pw + ev,
+                *RESTRICT E3 = P + 3 * (size_t)pw + ev, *RESTRICT E4 = P + 4 * (size_t)pw + ev;
+    const float *RESTRICT O1 = P + pw + od, *RESTRICT O2 = P + 2 * (size_t)pw + od,
+                *RESTRICT O3 = P + 3 * (size_t)pw + od, *RESTRICT O4 = P + 4 * (size_t)pw + od;
+    int nj = n / 2, mj = nj + 2;
+    /* columns x0 .. x0 + n + 3 (the last tile's window reaches x0 + n + 3); up to
+     * x0 + n + 15 where the row has them, so that no scalar remainder is left */
+    if (x0 + 2 * (nj + 8) <= pw)
+        mj = nj + 8;
+    for (int j = 0; j < mj; j++) {
+        {
+            float v[4] = {E1[j], E2[j], E3[j], E4[j]};
+            SORT4_NET
+            Ce[0][j] = v[0]; Ce[1][j] = v[1]; Ce[2][j] = v[2]; Ce[3][j] = v[3];
+        }
+        {
+            float v[4] = {O1[j], O2[j], O3[j], O4[j]};
+            SORT4_NET
+            Co[0][j] = v[0]; Co[1][j] = v[1]; Co[2][j] = v[2]; Co[3][j] = v[3];
+        }
+    }
+    o0 += x0; o1 += x0;
+    for (int j = 0; j < nj; j++) {
+        float core[10], left[6], right[6], rt[4], rb[4];
+        {   /* the core: columns 2j+1 .. 2j+4 */
+            float v[16];
+            for (int r = 0; r < 4; r++) {
+                v[r] = Co[r][j]; v[4 + r] = Ce[r][j + 1]; v[8 + r] = Co[r][j + 1]; v[12 + r] = Ce[r][j + 2];
+            }
+            MED16_NET
+            float s_[10] = {MED16_SEL};
+            for (int i = 0; i < 10; i++) core[i] = s_[i];
+        }
+        {   /* + column 2j */
+            float v[14];
+            for (int i = 0; i < 10; i++) v[i] = core[i];
+            for (int r = 0; r < 4; r++) v[10 + r] = Ce[r][j];
+            MED14_NET
+            float s_[6] = {MED14_SEL};
+            for (int i = 0; i < 6; i++) left[i] = s_[i];
+        }
+        {   /* + column 2j+5 */
+            float v[14];
+            for (int i = 0; i < 10; i++) v[i] = core[i];
+            for (int r = 0; r < 4; r++) v[10 + r] = Co[r][j + 2];
+            MED14_NET
+            float s_[6] = {MED14_SEL};
+            for (int i = 0; i < 6; i++) right[i] = s_[i];
+        }
+        {   /* the extra rows' shared values: columns 2j+1 .. 2j+4 */
+            float v[4] = {To[j], Te[j + 1], To[j + 1], Te[j + 2]};
+            SORT4_NET
+            for (int i = 0; i < 4; i++) rt[i] = v[i];
+        }
+        {
+            float v[4] = {Bo[j], Be[j + 1], Bo[j + 1], Be[j + 2]};
+            SORT4_NET
+            for (int i = 0; i < 4; i++) rb[i] = v[i];
+        }
+#define MEDIAN_TILE_OUT(dst, mid, row, fifth)                    \
+        {                                                        \
+            float v[11];                                         \
+            for (int i = 0; i < 6; i++) v[i] = mid[i];           \
+            for (int i = 0; i < 4; i++) v[6 + i] = row[i];       \
+            v[10] = fifth;                                       \
+            MED11_NET                                            \
+            dst = v[MED11_OUT];                                  \
+        }
+        MEDIAN_TILE_OUT(o0[2 * j], left, rt, Te[j])
+        MEDIAN_TILE_OUT(o0[2 * j + 1], right, rt, To[j + 2])
+        MEDIAN_TILE_OUT(o1[2 * j], left, rb, Be[j])
+        MEDIAN_TILE_OUT(o1[2 * j + 1], right, rb, Bo[j + 2])
+#undef MEDIAN_TILE_OUT
+    }
+}
+
+/* the 5x5 median of u (h >= 2, w >= 16, row stride us) by 2x2 tiles: rows y, y+1 for even y, and
+ * for an odd h rows h-2, h-1 (row h-2 computed again: the same values). Spans of
+ * MEDIAN_SPAN outputs; the last w % 16 as one more span of 16 overlapping the
+ * previous ones (the same values written again), not by the compiler's scalar
+ * epilogue, which is several times slower per pixel (min/max as compare and
+ * blend). pad: (h + 4) * (w + 4) floats. */
+HOT static void median5_tiles(float *RESTRICT u, int h, int w, int us, float *RESTRICT pad) {
+    int pw = w + 4, w16 = w & ~15;
+    median5_pad_split(u, h, w, us, pad);
+    for (int y = 0; y < h; y += 2) {
+        int y0 = y + 2 <= h ? y : h - 2;
+        const float *P = pad + (size_t)y0 * pw;
+        float *o0 = u + (size_t)y0 * us, *o1 = o0 + us;
+        for (int x0 = 0; x0 < w16; x0 += MEDIAN_SPAN)
+            median5_span(P, pw, o0, o1, x0, w16 - x0 < MEDIAN_SPAN ? w16 - x0 : MEDIAN_SPAN);
+        if (w16 < w)
+            median5_span(P, pw, o0, o1, w - 16, 16);
+    }
+}
+
+/* k x k median (k = 3 or 5) of the (h, w) plane u (row stride us), in place, replicated
  * border, as cv::medianBlur computes it on float planes. pad: (h+k-1)*(w+k-1)
  * floats of scratch. */
-HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *RESTRICT pad) {
+HOT static void median_plane(float *RESTRICT u, int h, int w, int us, int k, float *RESTRICT pad) {
     int r = k / 2, pw = w + 2 * r;
+    if (k == 5 && w >= 16 && h >= 2) {
+        median5_tiles(u, h, w, us, pad);
+        return;
+    }
     float *RESTRICT srt = pad + (size_t)(h + 2 * r) * pw; /* 5 rows of pw floats after the pad */
     for (int y = 0; y < h + 2 * r; y++) {
         int sy = y - r;
         sy = sy < 0 ? 0 : (sy >= h ? h - 1 : sy);
-        const float *S = u + (size_t)sy * w;
+        const float *S = u + (size_t)sy * us;
         float *D = pad + (size_t)y * pw;
         for (int x = 0; x < r; x++) { D[x] = S[0]; D[pw - 1 - x] = S[w - 1]; }
         memcpy(D + r, S, sizeof(float) * (size_t)w);
     }
     for (int y = 0; y < h; y++) {
-        float *RESTRICT o = u + (size_t)y * w;
+        float *RESTRICT o = u + (size_t)y * us;
         const float *RESTRICT P = pad + (size_t)y * pw;
         if (k == 5) {
             /* the window's columns sorted once per row (shared by 5 outputs) */
@@ -410,12 +607,16 @@ HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *REST
                 o[x] = v[MED25_COLS_OUT];
             }
         } else {
+            /* the window's columns sorted once per row (shared by 3 outputs) */
+            const float *c0 = srt, *c1 = srt + pw, *c2 = srt + 2 * (size_t)pw;
+            sort_columns3(P, pw, srt);
             for (int x = 0; x < w; x++) {
                 float v[9];
-                for (int dy = 0; dy < 3; dy++)
-                    for (int dx = 0; dx < 3; dx++) v[dy * 3 + dx] = P[(size_t)dy * pw + x + dx];
-                MED9_NET
-                o[x] = v[4];
+                for (int dx = 0; dx < 3; dx++) {
+                    v[dx * 3] = c0[x + dx]; v[dx * 3 + 1] = c1[x + dx]; v[dx * 3 + 2] = c2[x + dx];
+                }
+                MED9_COLS_NET
+                o[x] = v[MED9_COLS_OUT];
             }
         }
     }
@@ -423,33 +624,42 @@ HOT static void median_plane(float *RESTRICT u, int h, int w, int k, float *REST
 
 /* ------------------------------------------------------ inner iteration */
 
-/* Row sum of e[0..w) in double, 8 interleaved partial sums in a fixed order. */
+/* Row sum of e[0..w): 16 interleaved partial sums in float over the whole
+ * blocks of 16 (lane k sums e[16 b + k] in order of b; two 8-float vectors),
+ * lanes k and k + 8 then added in double, the last w % 16 values added to them
+ * in double, and the 8 sums added pairwise: a fixed order, the same bits in
+ * the vector and the plain build. (Float partial sums: one vector add per 8
+ * values instead of two conversions and two double adds; a row holds few
+ * terms, and OpenCV keeps one float sum over the whole frame.) */
 static inline double row_sum(const float *RESTRICT e, int w) {
     int x = 0;
-#ifdef HAVE_CONVERTVECTOR
-    v4df lo = {0, 0, 0, 0}, hi = {0, 0, 0, 0};
-    for (; x + 8 <= w; x += 8) {
-        v4sf a, b;
+#ifdef HAVE_VEC4
+    v8sf lo = {0, 0, 0, 0, 0, 0, 0, 0}, hi = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (; x + 16 <= w; x += 16) {
+        v8sf a, b;
         memcpy(&a, e + x, sizeof a);
-        memcpy(&b, e + x + 4, sizeof b);
-        lo += __builtin_convertvector(a, v4df);
-        hi += __builtin_convertvector(b, v4df);
+        memcpy(&b, e + x + 8, sizeof b);
+        lo += a;
+        hi += b;
     }
-    double acc[8] = {lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]};
+    float f[16];
+    memcpy(f, &lo, sizeof lo);
+    memcpy(f + 8, &hi, sizeof hi);
 #else
-    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (; x + 8 <= w; x += 8)
-        for (int k = 0; k < 8; k++) acc[k] += (double)e[x + k];
+    float f[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (; x + 16 <= w; x += 16)
+        for (int k = 0; k < 16; k++) f[k] += e[x + k];
 #endif
-    for (; x < w; x++) acc[0] += (double)e[x];
+    double acc[8];
+    for (int k = 0; k < 8; k++) acc[k] = (double)f[k] + (double)f[k + 8];
+    for (; x < w; x++) acc[x & 7] += (double)e[x];
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 /* u of one row: thresholding (OpenCV's estimateV), then u = v + theta div p
  * (divergence with p = 0 outside; at x = 0 in OpenCV's order (p1 + p2) - p2_up);
  * e = squared change. In place in u1, u2 (each pixel reads only itself). */
-#define U2_BODY(D1, D2)                                                     \
-    {                                                                       \
+#define U2_CALC(D1, D2)                                                     \
         float rho = rhoc[x] + (Ix[x] * u1[x] + Iy[x] * u2[x]);              \
         float lg = LG[x];                                                   \
         float fi = -rho * IG[x];                                            \
@@ -459,59 +669,67 @@ static inline double row_sum(const float *RESTRICT e, int w) {
         float v2 = u2[x] + fi * Iy[x];                                      \
         float n1 = v1 + theta * (D1), n2 = v2 + theta * (D2);               \
         float a = n1 - u1[x], b = n2 - u2[x];                               \
-        e[x] = a * a + b * b;                                               \
-        u1[x] = n1;                                                         \
-        u2[x] = n2;                                                         \
-    }
+        float ee = a * a + b * b;
+#define U2_BODY(D1, D2) { U2_CALC(D1, D2) e[x] = ee; u1[x] = n1; u2[x] = n2; }
 
-static inline void u_row2(int w, const float *RESTRICT Ix, const float *RESTRICT Iy,
+static inline void u_row2(int ws, const float *RESTRICT Ix, const float *RESTRICT Iy,
                           const float *RESTRICT LG, const float *RESTRICT IG, const float *RESTRICT rhoc,
                           float *RESTRICT u1, float *RESTRICT u2, const float *RESTRICT p11,
                           const float *RESTRICT p12, const float *RESTRICT p12u,
                           const float *RESTRICT p21, const float *RESTRICT p22,
                           const float *RESTRICT p22u, float *RESTRICT e, float l_t, float theta) {
+    /* x = 0 in OpenCV's order, kept aside; the loop then runs over the whole
+     * padded row, x = 0 .. ws - 1 (aligned vectors, no scalar tail), reading
+     * p11[-1] and p21[-1] (the padding before the row) for a result at x = 0
+     * that is replaced. The padding columns w .. ws - 1 compute values nothing
+     * reads (the row sum, the median, the warp and the resize read x < w). */
     int x = 0;
-    U2_BODY((p11[0] + p12[0]) - p12u[0], (p21[0] + p22[0]) - p22u[0])
-    for (x = 1; x < w; x++)
+    U2_CALC((p11[0] + p12[0]) - p12u[0], (p21[0] + p22[0]) - p22u[0])
+    for (x = 0; x < ws; x++)
         U2_BODY((p11[x] - p11[x - 1]) + (p12[x] - p12u[x]), (p21[x] - p21[x - 1]) + (p22[x] - p22u[x]))
+    e[0] = ee; u1[0] = n1; u2[0] = n2;
 }
 
 /* Dual update of one row from forward differences of the new u (row u and
- * the next row un; un == u on the last row so that dy = 0 there). */
-static inline void dual_row1(int w, const float *RESTRICT u, const float *RESTRICT un,
+ * the next row un; un == u on the last row so that dy = 0 there). The last
+ * column (dx = 0, |grad| = |dy|) is computed first and kept aside; the loop
+ * runs over the whole padded row (no scalar tail) and its result at x = w - 1,
+ * which read the padding, is replaced. */
+static inline void dual_row1(int w, int ws, const float *RESTRICT u, const float *RESTRICT un,
                              float *RESTRICT pa, float *RESTRICT pb, float taut) {
-    for (int x = 0; x < w - 1; x++) {
+    int l = w - 1;
+    float uyl = un[l] - u[l];
+    float rl = 1.f / (1.f + taut * fabsf(uyl));
+    float pal = pa[l] * rl, pbl = (pb[l] + taut * uyl) * rl;
+    for (int x = 0; x < ws; x++) {
         float ux = u[x + 1] - u[x], uy = un[x] - u[x];
         float r = 1.f / (1.f + taut * sqrtf(ux * ux + uy * uy));
         pa[x] = (pa[x] + taut * ux) * r;
         pb[x] = (pb[x] + taut * uy) * r;
     }
-    int x = w - 1; /* last column: dx = 0, |grad| = |dy| */
-    float uy = un[x] - u[x];
-    float r = 1.f / (1.f + taut * fabsf(uy));
-    pa[x] = pa[x] * r;
-    pb[x] = (pb[x] + taut * uy) * r;
+    pa[l] = pal;
+    pb[l] = pbl;
 }
 
 /* One fused row step of an inner iteration: u of row y (y < h), then the duals
  * of row y - 1 (y > 0; they need u of rows y - 1 and y). Returns row y's sum of
  * squared change of u (0 for y == h). */
-static inline double step2(int y, int h, int w, const float *Ix, const float *Iy, const float *LG,
+static inline double step2(int y, int h, int w, int ws, const float *Ix, const float *Iy, const float *LG,
                            const float *IG, const float *rhoc, float *u1, float *u2, float *p11,
                            float *p12, float *p21, float *p22, float *e, const float *zero, float l_t,
                            float theta, float taut) {
     double sum = 0.0;
     if (y < h) {
-        size_t o = (size_t)y * w;
-        const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
-        u_row2(w, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, p11 + o, p12 + o, p12u,
+        size_t o = (size_t)y * ws;
+        const float *p12u = y ? p12 + o - ws : zero, *p22u = y ? p22 + o - ws : zero;
+        u_row2(ws, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, p11 + o, p12 + o, p12u,
                p21 + o, p22 + o, p22u, e, l_t, theta);
         sum = row_sum(e, w);
     }
     if (y > 0) {
-        size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
-        dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
-        dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
+        size_t o = (size_t)(y - 1) * ws, on = y < h ? o + ws : o;
+        dual_row1(w, ws, u1 + o, u1 + on, p11 + o, p12 + o, taut);
+        dual_row1(w, ws, u2 + o, u2 + on, p21 + o, p22 + o, taut);
     }
     return sum;
 }
@@ -519,21 +737,20 @@ static inline double step2(int y, int h, int w, const float *Ix, const float *Iy
 /* One inner iteration: row steps 0..h in order (row y's u, then row y-1's
  * duals), so u and p are read and written once. Returns the sum of squared
  * change of u, rows added in order. */
-HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const float *LG,
+HOT static double iterate2(int h, int w, int ws, const float *Ix, const float *Iy, const float *LG,
                            const float *IG, const float *rhoc, float *u1, float *u2, float *p11,
                            float *p12, float *p21, float *p22, float *e, const float *zero, float l_t,
                            float theta, float taut) {
     double total = 0.0;
     for (int y = 0; y <= h; y++)
-        total += step2(y, h, w, Ix, Iy, LG, IG, rhoc, u1, u2, p11, p12, p21, p22, e, zero, l_t, theta,
+        total += step2(y, h, w, ws, Ix, Iy, LG, IG, rhoc, u1, u2, p11, p12, p21, p22, e, zero, l_t, theta,
                        taut);
     return total;
 }
 
 /* gamma > 0: the illumination variable u3 with its duals p31, p32 (OpenCV's
  * use_gamma branches: rho gains gamma u3, u3 moves by fi gamma). */
-#define U3_BODY(D1, D2, D3)                                                 \
-    {                                                                       \
+#define U3_CALC(D1, D2, D3)                                                 \
         float rho = rhoc[x] + (Ix[x] * u1[x] + Iy[x] * u2[x]) + gamma * u3[x]; \
         float lg = LG[x];                                                   \
         float fi = -rho * IG[x];                                            \
@@ -544,13 +761,10 @@ HOT static double iterate2(int h, int w, const float *Ix, const float *Iy, const
         float n1 = v1 + theta * (D1), n2 = v2 + theta * (D2);               \
         float n3 = v3 + theta * (D3);                                       \
         float a = n1 - u1[x], b = n2 - u2[x], c = n3 - u3[x];               \
-        e[x] = a * a + b * b + c * c;                                       \
-        u1[x] = n1;                                                         \
-        u2[x] = n2;                                                         \
-        u3[x] = n3;                                                         \
-    }
+        float ee = a * a + b * b + c * c;
+#define U3_BODY(D1, D2, D3) { U3_CALC(D1, D2, D3) e[x] = ee; u1[x] = n1; u2[x] = n2; u3[x] = n3; }
 
-static inline void u_row3(int w, const float *RESTRICT Ix, const float *RESTRICT Iy,
+static inline void u_row3(int ws, const float *RESTRICT Ix, const float *RESTRICT Iy,
                           const float *RESTRICT LG, const float *RESTRICT IG, const float *RESTRICT rhoc,
                           float *RESTRICT u1, float *RESTRICT u2, float *RESTRICT u3,
                           const float *RESTRICT p11, const float *RESTRICT p12,
@@ -559,44 +773,45 @@ static inline void u_row3(int w, const float *RESTRICT Ix, const float *RESTRICT
                           const float *RESTRICT p31, const float *RESTRICT p32,
                           const float *RESTRICT p32u, float *RESTRICT e, float l_t, float theta,
                           float gamma) {
-    int x = 0;
-    U3_BODY((p11[0] + p12[0]) - p12u[0], (p21[0] + p22[0]) - p22u[0], (p31[0] + p32[0]) - p32u[0])
-    for (x = 1; x < w; x++)
+    int x = 0; /* x = 0 kept aside, the padded row computed, as in u_row2 */
+    U3_CALC((p11[0] + p12[0]) - p12u[0], (p21[0] + p22[0]) - p22u[0], (p31[0] + p32[0]) - p32u[0])
+    for (x = 0; x < ws; x++)
         U3_BODY((p11[x] - p11[x - 1]) + (p12[x] - p12u[x]), (p21[x] - p21[x - 1]) + (p22[x] - p22u[x]),
                 (p31[x] - p31[x - 1]) + (p32[x] - p32u[x]))
+    e[0] = ee; u1[0] = n1; u2[0] = n2; u3[0] = n3;
 }
 
-static inline double step3(int y, int h, int w, const float *Ix, const float *Iy, const float *LG,
+static inline double step3(int y, int h, int w, int ws, const float *Ix, const float *Iy, const float *LG,
                            const float *IG, const float *rhoc, float *u1, float *u2, float *u3,
                            float *p11, float *p12, float *p21, float *p22, float *p31, float *p32,
                            float *e, const float *zero, float l_t, float theta, float taut,
                            float gamma) {
     double sum = 0.0;
     if (y < h) {
-        size_t o = (size_t)y * w;
-        const float *p12u = y ? p12 + o - w : zero, *p22u = y ? p22 + o - w : zero;
-        const float *p32u = y ? p32 + o - w : zero;
-        u_row3(w, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, u3 + o, p11 + o,
+        size_t o = (size_t)y * ws;
+        const float *p12u = y ? p12 + o - ws : zero, *p22u = y ? p22 + o - ws : zero;
+        const float *p32u = y ? p32 + o - ws : zero;
+        u_row3(ws, Ix + o, Iy + o, LG + o, IG + o, rhoc + o, u1 + o, u2 + o, u3 + o, p11 + o,
                p12 + o, p12u, p21 + o, p22 + o, p22u, p31 + o, p32 + o, p32u, e, l_t, theta, gamma);
         sum = row_sum(e, w);
     }
     if (y > 0) {
-        size_t o = (size_t)(y - 1) * w, on = y < h ? o + w : o;
-        dual_row1(w, u1 + o, u1 + on, p11 + o, p12 + o, taut);
-        dual_row1(w, u2 + o, u2 + on, p21 + o, p22 + o, taut);
-        dual_row1(w, u3 + o, u3 + on, p31 + o, p32 + o, taut);
+        size_t o = (size_t)(y - 1) * ws, on = y < h ? o + ws : o;
+        dual_row1(w, ws, u1 + o, u1 + on, p11 + o, p12 + o, taut);
+        dual_row1(w, ws, u2 + o, u2 + on, p21 + o, p22 + o, taut);
+        dual_row1(w, ws, u3 + o, u3 + on, p31 + o, p32 + o, taut);
     }
     return sum;
 }
 
-HOT static double iterate3(int h, int w, const float *Ix, const float *Iy, const float *LG,
+HOT static double iterate3(int h, int w, int ws, const float *Ix, const float *Iy, const float *LG,
                            const float *IG, const float *rhoc, float *u1, float *u2, float *u3,
                            float *p11, float *p12, float *p21, float *p22, float *p31, float *p32,
                            float *e, const float *zero, float l_t, float theta, float taut,
                            float gamma) {
     double total = 0.0;
     for (int y = 0; y <= h; y++)
-        total += step3(y, h, w, Ix, Iy, LG, IG, rhoc, u1, u2, u3, p11, p12, p21, p22, p31, p32, e, zero,
+        total += step3(y, h, w, ws, Ix, Iy, LG, IG, rhoc, u1, u2, u3, p11, p12, p21, p22, p31, p32, e, zero,
                        l_t, theta, taut, gamma);
     return total;
 }
@@ -621,6 +836,11 @@ typedef struct {
  * an inner iteration streams through would all map to the same L1 cache sets
  * (and alias in the load/store unit's 4 KiB check) at every x, which cost more
  * than all its arithmetic. Staggered, they fall on 16 different set groups. */
+/* Row stride (floats) of the flow's planes (u, the duals, the warp's
+ * constants): w rounded up to 16, so that every row starts on a 64-byte
+ * boundary and the inner iteration's vectors never straddle a cache line. */
+static int row_stride(int w) { return (w + 15) & ~15; }
+
 static size_t plane_len(size_t n) {
     n = (n + 15) & ~(size_t)15;
     size_t r = (n * sizeof(float)) % 4096, want = 1280;
@@ -670,7 +890,7 @@ static int work_alloc(Work *wk, int H, int W, const Params *p) {
     wk->levels = L;
     size_t side = (size_t)(H > W ? H : W), pyr = 0;
     for (int s = 0; s < L; s++) pyr += 2 * plane_len((size_t)wk->hs[s] * wk->ws[s]);
-    size_t N = plane_len((size_t)H * W), N4 = plane_len(4 * (size_t)H * W);
+    size_t N = plane_len((size_t)H * row_stride(W)), N4 = plane_len(4 * (size_t)H * W);
     size_t padn = plane_len((size_t)(H + 4 + 5) * (W + 4));
     size_t Wl = plane_len((size_t)W);
     size_t total = pyr + 17 * N + N4 + padn + 2 * Wl + 4 * side + 16;
@@ -699,8 +919,8 @@ static int work_alloc(Work *wk, int H, int W, const Params *p) {
 }
 
 static void solve_level(Work *wk, int s, const Params *p, LevelStats *st) {
-    int h = wk->hs[s], w = wk->ws[s];
-    size_t n = (size_t)h * w;
+    int h = wk->hs[s], w = wk->ws[s], ws = row_stride(w);
+    size_t n = (size_t)h * ws;
     int g3 = p->gamma != 0.f;
     double t0 = 0;
     float eps = (float)(p->epsilon * p->epsilon * (double)h * (double)w);
@@ -708,25 +928,25 @@ static void solve_level(Work *wk, int s, const Params *p, LevelStats *st) {
     for (int c = 0; c < (g3 ? 6 : 4); c++) memset(wk->p[c], 0, n * sizeof(float));
     for (int warp = 0; warp < p->warps; warp++) {
         if (st) t0 = cpu_now();
-        warp_level(wk->src4, wk->I0s[s], wk->u[0], wk->u[1], h, w, p->l_t, wk->Ix, wk->Iy, wk->lg,
-                   wk->ig, wk->rhoc, wk->itab, wk->itab + wk->W, wk->e);
+        warp_level(wk->src4, wk->I0s[s], wk->u[0], wk->u[1], h, w, ws, p->l_t, wk->Ix, wk->Iy, wk->lg,
+                   wk->ig, wk->rhoc, wk->itab, wk->itab + wk->W, wk->pad);
         if (st) { st->t_warp += cpu_now() - t0; st->warps_run++; }
         double err = DBL_MAX;
         for (int outer = 0; err > eps && outer < p->outer; outer++) {
             if (p->median > 1) {
                 if (st) t0 = cpu_now();
-                median_plane(wk->u[0], h, w, p->median, wk->pad);
-                median_plane(wk->u[1], h, w, p->median, wk->pad);
+                median_plane(wk->u[0], h, w, ws, p->median, wk->pad);
+                median_plane(wk->u[1], h, w, ws, p->median, wk->pad);
                 if (st) { st->t_median += cpu_now() - t0; st->medians++; }
             }
             if (st) t0 = cpu_now();
             for (int inner = 0; err > eps && inner < p->inner; inner++) {
                 if (g3)
-                    err = iterate3(h, w, wk->Ix, wk->Iy, wk->lg, wk->ig, wk->rhoc, wk->u[0], wk->u[1],
+                    err = iterate3(h, w, ws, wk->Ix, wk->Iy, wk->lg, wk->ig, wk->rhoc, wk->u[0], wk->u[1],
                                    wk->u[2], wk->p[0], wk->p[1], wk->p[2], wk->p[3], wk->p[4], wk->p[5],
                                    wk->e, wk->zero, p->l_t, p->theta, p->taut, p->gamma);
                 else
-                    err = iterate2(h, w, wk->Ix, wk->Iy, wk->lg, wk->ig, wk->rhoc, wk->u[0], wk->u[1],
+                    err = iterate2(h, w, ws, wk->Ix, wk->Iy, wk->lg, wk->ig, wk->rhoc, wk->u[0], wk->u[1],
                                    wk->p[0], wk->p[1], wk->p[2], wk->p[3], wk->e, wk->zero, p->l_t,
                                    p->theta, p->taut);
                 if (st) st->iterations++;
@@ -736,9 +956,20 @@ static void solve_level(Work *wk, int s, const Params *p, LevelStats *st) {
     }
 }
 
-/* prev, next: float planes (H, W) in [0, 255]; out: (H, W, 2). stats: one per
- * level or NULL. Returns 0, or -1 when memory runs out. */
-static int tvl1_run(const float *prev, const float *next, int H, int W, const Params *p,
+/* n grey values, uint8 (u8) or float32, as float32 values in [0, 255]. */
+static void grey_to_float(const void *src, int u8, size_t n, float *dst) {
+    if (u8) {
+        const unsigned char *s = (const unsigned char *)src;
+        for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
+    } else {
+        memcpy(dst, src, n * sizeof(float));
+    }
+}
+
+/* prev, next: grey planes (H, W) in [0, 255], uint8 (u8) or float32, converted
+ * straight into the working block; out: (H, W, 2). stats: one per level or
+ * NULL. Returns 0, or -1 when memory runs out. */
+static int tvl1_run(const void *prev, const void *next, int u8, int H, int W, const Params *p,
                     float *out, LevelStats *stats, int *levels_out) {
     Work wk;
     memset(&wk, 0, sizeof wk);
@@ -746,18 +977,21 @@ static int tvl1_run(const float *prev, const float *next, int H, int W, const Pa
     int L = wk.levels, g3 = p->gamma != 0.f;
     *levels_out = L;
     double t0 = stats ? cpu_now() : 0;
-    memcpy(wk.I0s[0], prev, sizeof(float) * (size_t)H * W);
-    memcpy(wk.I1s[0], next, sizeof(float) * (size_t)H * W);
+    grey_to_float(prev, u8, (size_t)H * W, wk.I0s[0]);
+    grey_to_float(next, u8, (size_t)H * W, wk.I1s[0]);
     double inv = 1.0 / p->scale_step;
     for (int s = 1; s < L; s++) {
-        resize_linear(wk.I0s[s - 1], wk.hs[s - 1], wk.ws[s - 1], wk.I0s[s], wk.hs[s], wk.ws[s], inv, inv,
+        resize_linear(wk.I0s[s - 1], wk.hs[s - 1], wk.ws[s - 1], wk.ws[s - 1], wk.I0s[s], wk.hs[s], wk.ws[s],
+                      wk.ws[s], inv, inv,
                       wk.itab, wk.ftab, wk.rows);
-        resize_linear(wk.I1s[s - 1], wk.hs[s - 1], wk.ws[s - 1], wk.I1s[s], wk.hs[s], wk.ws[s], inv, inv,
+        resize_linear(wk.I1s[s - 1], wk.hs[s - 1], wk.ws[s - 1], wk.ws[s - 1], wk.I1s[s], wk.hs[s], wk.ws[s],
+                      wk.ws[s], inv, inv,
                       wk.itab, wk.ftab, wk.rows);
     }
     if (stats) stats[0].t_resize += cpu_now() - t0;
     /* the coarsest level starts from zero flow */
-    for (int c = 0; c < 3; c++) memset(wk.u[c], 0, sizeof(float) * (size_t)wk.hs[L - 1] * wk.ws[L - 1]);
+    for (int c = 0; c < 3; c++)
+        memset(wk.u[c], 0, sizeof(float) * (size_t)wk.hs[L - 1] * row_stride(wk.ws[L - 1]));
     float upscale = (float)(1.0 / p->scale_step);
     for (int s = L - 1; s >= 0; s--) {
         LevelStats *st = stats ? &stats[s] : NULL;
@@ -768,20 +1002,38 @@ static int tvl1_run(const float *prev, const float *next, int H, int W, const Pa
         int dh = wk.hs[s - 1], dw = wk.ws[s - 1];
         double sy = 1.0 / ((double)dh / wk.hs[s]), sx = 1.0 / ((double)dw / wk.ws[s]);
         for (int c = 0; c < (g3 ? 3 : 2); c++) {
-            resize_linear(wk.u[c], wk.hs[s], wk.ws[s], wk.un[c], dh, dw, sy, sx, wk.itab, wk.ftab, wk.rows);
+            resize_linear(wk.u[c], wk.hs[s], wk.ws[s], row_stride(wk.ws[s]), wk.un[c], dh, dw, row_stride(dw),
+                          sy, sx, wk.itab, wk.ftab, wk.rows);
             float *t = wk.u[c]; wk.u[c] = wk.un[c]; wk.un[c] = t;
         }
-        size_t n = (size_t)dh * dw;
+        size_t n = (size_t)dh * row_stride(dw);
         for (size_t i = 0; i < n; i++) { wk.u[0][i] *= upscale; wk.u[1][i] *= upscale; }
         if (st) st->t_resize += cpu_now() - t0;
     }
-    size_t N = (size_t)H * W;
-    for (size_t i = 0; i < N; i++) { out[2 * i] = wk.u[0][i]; out[2 * i + 1] = wk.u[1][i]; }
+    for (int y = 0; y < H; y++) {
+        const float *a = wk.u[0] + (size_t)y * row_stride(W), *b = wk.u[1] + (size_t)y * row_stride(W);
+        float *o = out + (size_t)y * W * 2;
+        for (int x = 0; x < W; x++) { o[2 * x] = a[x]; o[2 * x + 1] = b[x]; }
+    }
     block_give((Block *)wk.mem);
     return 0;
 }
 
+/* The solver's parameters from OpenCV's (checked by the caller). */
+static void params_make(Params *p, double tau, double lambda, double theta, int nscales, int warps,
+                        double epsilon, int inner, int outer, double scale_step, double gamma,
+                        int median) {
+    p->tau = tau; p->lambda = lambda; p->theta_d = theta; p->epsilon = epsilon;
+    p->scale_step = scale_step; p->gamma_d = gamma;
+    p->l_t = (float)(lambda * theta);
+    p->theta = (float)theta;
+    p->taut = (float)(tau / theta);
+    p->gamma = (float)gamma;
+    p->nscales = nscales; p->warps = warps; p->inner = inner; p->outer = outer; p->median = median;
+}
+
 /* ------------------------------------------------------------- Python */
+#ifndef FLOWPREP_NO_PYTHON
 
 static int get_plane(PyObject *obj, Py_buffer *view, const char *name) {
     if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_ND) != 0) return -1;
@@ -794,16 +1046,6 @@ static int get_plane(PyObject *obj, Py_buffer *view, const char *name) {
         return -1;
     }
     return 0;
-}
-
-static void to_float(const Py_buffer *v, float *dst) {
-    size_t n = (size_t)(v->len / v->itemsize);
-    if (v->itemsize == 1) {
-        const unsigned char *s = (const unsigned char *)v->buf;
-        for (size_t i = 0; i < n; i++) dst[i] = (float)s[i];
-    } else {
-        memcpy(dst, v->buf, n * sizeof(float));
-    }
 }
 
 static PyObject *py_compute(PyObject *self, PyObject *args, PyObject *kwargs) {
@@ -846,25 +1088,14 @@ static PyObject *py_compute(PyObject *self, PyObject *args, PyObject *kwargs) {
         goto done;
     }
     Params p;
-    p.tau = tau; p.lambda = lambda; p.theta_d = theta; p.epsilon = epsilon; p.scale_step = scale_step;
-    p.gamma_d = gamma;
-    p.l_t = (float)(lambda * theta);
-    p.theta = (float)theta;
-    p.taut = (float)(tau / theta);
-    p.gamma = (float)gamma;
-    p.nscales = nscales; p.warps = warps; p.inner = inner; p.outer = outer; p.median = median;
+    params_make(&p, tau, lambda, theta, nscales, warps, epsilon, inner, outer, scale_step, gamma, median);
     LevelStats stats[64];
     memset(stats, 0, sizeof stats);
     int levels = 0, rc;
-    float *frames = (float *)malloc(sizeof(float) * (size_t)H * W * 2);
-    if (!frames) { PyErr_NoMemory(); goto done; }
     Py_BEGIN_ALLOW_THREADS
-    to_float(&b0, frames);
-    to_float(&b1, frames + (size_t)H * W);
-    rc = tvl1_run(frames, frames + (size_t)H * W, (int)H, (int)W, &p, (float *)bo.buf,
+    rc = tvl1_run(b0.buf, b1.buf, b0.itemsize == 1, (int)H, (int)W, &p, (float *)bo.buf,
                   want_stats ? stats : NULL, &levels);
     Py_END_ALLOW_THREADS
-    free(frames);
     if (rc != 0) { PyErr_NoMemory(); goto done; }
     if (!want_stats) { Py_INCREF(Py_None); result = Py_None; goto done; }
     result = PyList_New(levels);
@@ -912,3 +1143,4 @@ PyMODINIT_FUNC PyInit__tvl1(void) {
     init_cubic_tab();
     return PyModule_Create(&module);
 }
+#endif /* FLOWPREP_NO_PYTHON */

@@ -181,6 +181,80 @@ def test_median_network_in_the_c_source_selects_the_median():
     assert (comparators, operations) == (74, 124)
 
 
+def test_median_tile_networks_in_the_c_source_select_the_median():
+    # the 5x5 median of a 2x2 tile of outputs: MED16_NET (ranks 3..12 of the 16 values the
+    # four windows share), MED14_NET (+ a column: ranks 7..12 of the 20 a vertical pair
+    # shares), MED11_NET (+ a row: the median), read from flowprep/_tvl1.c, each on every 0-1
+    # input (exhaustive) and all together on random 6x6 blocks with ties
+    sys.path.insert(0, HERE)
+    from make_median_net import SRC, check_tile
+    with open(SRC) as fh:
+        assert check_tile(fh.read()) == {"MED16": (41, 76), "MED14": (17, 26), "MED11": (11, 12)}
+
+
+def test_median3_network_in_the_c_source_selects_the_median():
+    # the 3x3 median from sorted columns (median of the highest low, the middle middle and
+    # the lowest high), read from flowprep/_tvl1.c: every 0-1 input, random blocks with ties
+    sys.path.insert(0, HERE)
+    from make_median_net import SRC, check_med9
+    with open(SRC) as fh:
+        assert check_med9(fh.read()) == (10, 12)
+
+
+def test_median_plane_equals_cv2_median_blur(tmp_path):
+    """The C median (median_plane, 3x3 and 5x5, in place, replicated border), compiled from
+    flowprep/_tvl1.c with the extension's flags (dispatching build) and called through ctypes,
+    equals cv2.medianBlur bit for bit on float planes with ties: odd and even heights (the
+    5x5 computes 2x2 tiles, an odd height's last row alone), widths under 16 (row by row),
+    widths not a multiple of 16 (an overlapping last span) or over a span of 128, and planes
+    smaller than the window."""
+    import ctypes
+    import shutil
+    import sysconfig
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler here")
+    src = tmp_path / "median.c"
+    src.write_text(f'#include "{os.path.join(REPO, "flowprep", "_tvl1.c")}"\n'
+                   "void flowprep_median(float *u, int h, int w, int us, int k) {\n"
+                   "    float *pad = malloc(sizeof(float) * (size_t)(h + 9) * (w + 4));\n"
+                   "    median_plane(u, h, w, us, k, pad);\n"
+                   "    free(pad);\n"
+                   "}\n")
+    so = str(tmp_path / "median.so")
+    r = subprocess.run([cc, "-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fno-wrapv",
+                        "-std=c99", "-shared", "-fPIC", "-I" + sysconfig.get_paths()["include"], str(src),
+                        "-o", so, "-lm"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lib = ctypes.CDLL(so)
+    lib.flowprep_median.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    rng = np.random.default_rng(21)
+    shapes = [(1, 1), (1, 9), (9, 1), (2, 2), (2, 3), (3, 2), (3, 3), (4, 5), (5, 4), (5, 5), (6, 7),
+              (7, 6), (8, 8), (9, 15), (1, 16), (2, 16), (3, 17), (16, 16), (31, 40), (6, 130), (7, 143),
+              (64, 57), (105, 139), (20, 258), (256, 340), (257, 341)]
+    for shape in shapes:
+        for kind in ("ties", "real", "binary"):
+            if kind == "ties":
+                a = rng.integers(0, 4, shape).astype(np.float32)
+            elif kind == "real":
+                a = (rng.standard_normal(shape) * 3).astype(np.float32)
+            else:
+                a = rng.integers(0, 2, shape).astype(np.float32)
+            for k in (3, 5):
+                want = cv2.medianBlur(a, k)
+                got = np.ascontiguousarray(a.copy())
+                lib.flowprep_median(got.ctypes.data, shape[0], shape[1], shape[1], k)
+                assert np.array_equal(got, want), (shape, kind, k)
+                # rows with a stride (as the solver's planes: rounded up to 16, and more)
+                # whose padding stays untouched
+                us = (shape[1] + 15) // 16 * 16 + 16
+                wide = np.full((shape[0], us), np.nan, np.float32)
+                wide[:, :shape[1]] = a
+                lib.flowprep_median(wide.ctypes.data, shape[0], shape[1], us, k)
+                assert np.array_equal(wide[:, :shape[1]], want), (shape, kind, k, us)
+                assert np.isnan(wide[:, shape[1]:]).all(), (shape, kind, k, us)
+
+
 # ---- determinism -------------------------------------------------------------------------
 
 def test_same_output_twice_and_in_a_fresh_process():
@@ -510,3 +584,57 @@ def platform_is_x86_64():
 
 def _run_python_args(code, args):
     return subprocess.run([sys.executable, "-c", code] + args, capture_output=True, text=True, cwd=REPO)
+
+
+def _setup_tvl1_flags():
+    """setup.py's compiler flags for flowprep._tvl1 (read from the file, so the test builds
+    what pip builds)."""
+    import ast
+    with open(os.path.join(REPO, "setup.py")) as fh:
+        tree = ast.parse(fh.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "_UNIX_TVL1_FLAGS":
+            return ast.literal_eval(node.value)
+    raise AssertionError("setup.py has no _UNIX_TVL1_FLAGS")
+
+
+def test_aarch64_build_gives_the_same_flow_bit_for_bit(tmp_path):
+    """The kernel compiled for aarch64 (GCC's cross compiler, setup.py's flags: NEON
+    vectors, no target_clones) and run under qemu-aarch64 gives the x86-64 extension's
+    flow bit for bit on real frames, for the defaults, gamma > 0 and the 3x3 median.
+    The same source is also built for this machine through tests/tvl1_standalone.c, which
+    checks the driver itself. `make test` installs the cross compiler and qemu where
+    apt-get works (FLOWPREP_REQUIRE_AARCH64=1 then turns a missing tool into a failure)."""
+    import shutil
+    cross, qemu = shutil.which("aarch64-linux-gnu-gcc"), shutil.which("qemu-aarch64")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not (cross and qemu and cc):
+        if os.environ.get("FLOWPREP_REQUIRE_AARCH64") == "1":
+            pytest.fail("aarch64-linux-gnu-gcc / qemu-aarch64 are missing (apt-get install gcc-aarch64-linux-gnu "
+                        "qemu-user)")
+        pytest.skip("no aarch64 cross compiler or qemu-aarch64 here")
+    drv = os.path.join(HERE, "tvl1_standalone.c")
+    flags = _setup_tvl1_flags()
+    exe_arm, exe_host = str(tmp_path / "tvl1_arm64"), str(tmp_path / "tvl1_host")
+    for comp, exe, extra in ((cross, exe_arm, ["-static"]), (cc, exe_host, [])):
+        r = subprocess.run([comp] + flags + extra + [drv, "-o", exe, "-lm"], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-2000:]
+    pairs = real_pairs()
+    (_, a, b), (_, c, d) = pairs[0], pairs[1]
+    cases = [(a[:120, :170], b[:120, :170], {}), (a[:120, :170], b[:120, :170], {"gamma": 0.1}),
+             (a[:120, :170], b[:120, :170], {"median_filtering": 3}), (c[:200, :250], d[:200, :250], {})]
+    for k, (p0, p1, params) in enumerate(cases):
+        p0, p1 = np.ascontiguousarray(p0), np.ascontiguousarray(p1)
+        want = tvl1_flow(p0, p1, params)
+        (tmp_path / "a.raw").write_bytes(p0.tobytes())
+        (tmp_path / "b.raw").write_bytes(p1.tobytes())
+        q = dict(TVL1_DEFAULTS, **params)
+        args = [str(p0.shape[0]), str(p0.shape[1]), str(tmp_path / "a.raw"), str(tmp_path / "b.raw"),
+                str(tmp_path / "out.raw")] + [repr(q[name]) for name in (
+                    "tau", "lambda", "theta", "nscales", "warps", "epsilon", "inner_iterations",
+                    "outer_iterations", "scale_step", "gamma", "median_filtering")]
+        for label, cmd in (("host", [exe_host]), ("aarch64", [qemu, exe_arm])):
+            r = subprocess.run(cmd + args, capture_output=True, text=True, timeout=600)
+            assert r.returncode == 0, (label, r.stderr)
+            got = np.frombuffer((tmp_path / "out.raw").read_bytes(), np.float32).reshape(want.shape)
+            assert np.array_equal(got, want), (label, k, params, float(np.abs(got - want).max()))
