@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -173,3 +174,32 @@ def _tree(root):
                                    if k not in ("created", "runs")}, sort_keys=True).encode()
             out[rel] = data
     return out
+
+
+@pytest.mark.skipif("forkserver" not in __import__("multiprocessing").get_all_start_methods(),
+                    reason="no fork server on this platform")
+def test_runs_in_threads_share_the_fork_server_until_the_last_ends(tmp_path, monkeypatch):
+    """flowprep.extract in two threads: the first to end leaves the server to the other."""
+    import threading
+    import flowprep
+    from flowprep.run import starter
+    monkeypatch.setenv("FLOWPREP_START_METHOD", "forkserver")
+    short, long_ = tmp_path / "short", tmp_path / "long"
+    for d, n, frames in ((short, 1, 3), (long_, 6, 24)):
+        d.mkdir()
+        for k in range(n):
+            write_video(str(d / f"v{k}.mkv"), translated_frames(frames, 96, 128, 1.0, 0.5))
+    reports = {}
+
+    def run(src):
+        reports[src.name] = flowprep.extract(str(src), str(tmp_path / f"out_{src.name}"),
+                                             algo="tvl1", jobs=2, progress=False, short_side=0)
+    threads = [threading.Thread(target=run, args=(d,)) for d in (long_, short)]
+    for t in threads:
+        t.start()
+        time.sleep(0.5)  # the short run starts and ends while the long one runs
+    for t in threads:
+        t.join(300)
+    assert not reports["short"].failed and len(reports["short"].published) == 1
+    assert not reports["long"].failed and len(reports["long"].published) == 6, reports["long"].failed
+    assert starter.server_pid() == 0

@@ -168,11 +168,12 @@ def extract(inputs: Sequence[str], out: str, **options: Any) -> Report:
     method = None if opts.scheduler else start_method()  # ConfigError before anything runs
     if method is not None:
         # the fork server imports what workers need while this process sets the run up
-        begin_workers(method, preload_for(opts.format))
+        begin_workers(method, preload_for(opts.format), hold=True)
     try:
         return _extract(inputs, out, opts)
     finally:
-        end_workers()
+        if method is not None:
+            end_workers()
 
 
 def _extract(inputs: Sequence[str], out: str, opts: ExtractOptions) -> Report:

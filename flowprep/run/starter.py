@@ -39,6 +39,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import threading
 from typing import List, Optional
 
 from ..errors import ConfigError
@@ -63,6 +64,8 @@ def preload_for(fmt: str) -> List[str]:
 
 
 _owned = False  # this module started the running fork server (and stops it)
+_holds = 0  # runs of this process using it now (threads may run several): stopped at 0
+_lock = threading.Lock()
 
 
 def start_method(value: Optional[str] = None) -> str:
@@ -95,14 +98,22 @@ def server_pid() -> int:
     return int(getattr(srv, "_forkserver_pid", None) or 0)
 
 
-def begin(method: str, extra: Optional[List[str]] = None) -> None:
+def begin(method: str, extra: Optional[List[str]] = None, hold: bool = False) -> None:
     """Start the fork server now (``method`` forkserver and none running), so that its
     imports overlap what the parent does before it starts workers. ``extra``: more
-    modules to import there (the store format's writer). Idempotent."""
-    global _owned
+    modules to import there (the store format's writer); ``hold``: a run starts, which
+    ``end`` ends (the server is stopped when no run holds it). Idempotent."""
+    global _owned, _holds
     srv = _server()
     if method != "forkserver" or srv is None:
         return
+    with _lock:
+        _start(srv, extra)
+        _holds += bool(hold)
+
+
+def _start(srv, extra: Optional[List[str]]) -> None:
+    global _owned
     was = server_pid()  # running, or dead (then started again here, the same way)
     previous = list(getattr(srv, "_preload_modules", ["__main__"]))
     srv.set_forkserver_preload(PRELOAD + list(extra or []))
@@ -130,7 +141,7 @@ def begin_early() -> None:
     except ConfigError:
         return
     begin(method)
-    atexit.register(end)
+    atexit.register(end, True)
 
 
 def worker_server(method: str) -> int:
@@ -148,13 +159,21 @@ def context(method: str):
     return mp.get_context(method)
 
 
-def end() -> None:
-    """Stop the fork server ``begin`` started (a no-op otherwise); its workers are gone."""
-    global _owned
-    srv = _server()
-    if not _owned or srv is None:
-        return
-    _owned = False
+def end(force: bool = False) -> None:
+    """A run that ``begin(hold=True)`` started ends: stop the fork server ``begin`` started
+    once no run holds it (a no-op for a server this module did not start). ``force``: at
+    exit, whatever holds it."""
+    global _owned, _holds
+    with _lock:
+        _holds = 0 if force else max(0, _holds - 1)
+        srv = _server()
+        if not _owned or srv is None or _holds:
+            return
+        _owned = False
+        _stop(srv)
+
+
+def _stop(srv) -> None:
     pid, stop = server_pid(), getattr(srv, "_stop", None)
     if not pid or stop is None:  # pragma: no cover - gone, or another Python
         return
