@@ -20,7 +20,11 @@ Part 2, end to end: `flowprep extract --algo tvl1 --jobs 2`, default backend
 (children's rusage), on data/samples and on synthetic 340x256 texture clips
 (a texture translated by a different constant shift per clip, lossless FFV1).
 --e2e-frames N keeps the first N frames of each clip (a trimmed lossless copy
-written with imageio-ffmpeg).
+written with imageio-ffmpeg). The sample clips hold only 25-30 frames (any N >= 30
+keeps them whole) and the default 25 is short: a run's fixed start-up (~0.9 CPU-s)
+weighs against 15-24 pairs a clip. UCF-101 clips average ~7 s, ~180 frames at 25
+frames/s; `--e2e-frames 100` (whole sample clips, 100-frame textures) is nearer a
+dataset's proportions, at the price of ~3 minutes of OpenCV per input set.
 
     .venv/bin/python benchmarks/bench_native_tvl1.py [--rounds 3] [--pairs 4] [--e2e-frames 25] [--before REV]
 """
@@ -298,7 +302,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=4, help="pairs per clip (default 4)")
     ap.add_argument("--no-torch", dest="torch", action="store_false", help="leave the torch backend out")
     ap.add_argument("--e2e-frames", type=int, default=25,
-                    help="frames per clip for the end-to-end part (0: whole clips; default 25)")
+                    help="frames per clip for the end-to-end part (0: whole clips; default 25; "
+                         "the sample clips hold 25-30, UCF-101's ~180: see the module doc)")
     ap.add_argument("--skip-e2e", action="store_true", help="only the per-pair part")
     ap.add_argument("--before", metavar="REV", default=None,
                     help="also measure flowprep/_tvl1.c as of git revision REV (built into a temp folder)")
