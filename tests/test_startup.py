@@ -88,16 +88,19 @@ def _what_a_forked_worker_sees(conn):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_the_fork_server_imports_once_starts_no_thread_and_is_stopped(monkeypatch):
-    import multiprocessing as mp
+@pytest.mark.parametrize("blas", [None, "4"])
+def test_the_fork_server_imports_once_starts_no_thread_and_is_stopped(monkeypatch, blas):
     from flowprep.run import starter
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    if blas is None:
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    else:  # the run's own setting is for the run's process, not for the server
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", blas)
     if starter.server_pid():
         pytest.skip("a fork server of this process is already running")
     starter.begin("forkserver", starter.preload_for("jpeg"))
     try:
         pid = starter.server_pid()
-        assert pid and "OPENBLAS_NUM_THREADS" not in os.environ  # set for the server only
+        assert pid and os.environ.get("OPENBLAS_NUM_THREADS") == blas  # set for the server only
         ctx = starter.context("forkserver")
         a, b = ctx.Pipe()
         p = ctx.Process(target=_what_a_forked_worker_sees, args=(b,))

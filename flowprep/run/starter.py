@@ -19,9 +19,9 @@ It is stopped when the run ends (``end``), so:
 
 Fork safety: the fork server is a fresh process that only imports modules (``PRELOAD``);
 no video is opened, no flow computed, no store touched there. It is started with
-OPENBLAS_NUM_THREADS=1 (unless set) so that importing NumPy and OpenCV, each with its
-own OpenBLAS, starts no thread pool in it: the server is single-threaded when it forks
-(tests/test_startup.py checks it). The workers' use of BLAS is 2x2 and 3x3 matrices
+OPENBLAS_NUM_THREADS=1 (whatever the run's environment says) so that importing NumPy
+and OpenCV, each with its own OpenBLAS, starts no thread pool in it: the server is
+single-threaded when it forks (tests/test_startup.py checks it). The workers' use of BLAS is 2x2 and 3x3 matrices
 (--warped), which OpenBLAS computes on the calling thread anyway: the stored bytes are
 those of a spawn worker (tests/compare_with_base.py).
 
@@ -55,7 +55,7 @@ PRELOAD: List[str] = ["__main__", "flowprep.run.local", "flowprep.run.pipeline",
                       "flowprep.run.faults", "flowprep.flow.native_tvl1",
                       "flowprep.flow.opencv_cpu", "av", "av.video.reformatter"]
 
-#: set in the fork server's environment unless the run's environment sets it
+#: the fork server's environment (whatever the run's says: it must fork single-threaded)
 _SERVER_ENV = {"OPENBLAS_NUM_THREADS": "1"}
 
 def preload_for(fmt: str) -> List[str]:
@@ -119,13 +119,14 @@ def _start(srv, extra: Optional[List[str]]) -> None:
     srv.set_forkserver_preload(PRELOAD + list(extra or []))
     saved = {k: os.environ.get(k) for k in _SERVER_ENV}
     try:
-        for k, v in _SERVER_ENV.items():
-            os.environ.setdefault(k, v)
+        os.environ.update(_SERVER_ENV)
         srv.ensure_running()
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
         srv.set_forkserver_preload(previous)
     if not was:
         _owned = bool(server_pid())
