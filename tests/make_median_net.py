@@ -129,13 +129,7 @@ def check(text: str) -> Tuple[int, int]:
     ops, out = parse(text)
 
     def run(v):
-        for kind, a, b in ops:
-            lo, hi = np.minimum(v[a], v[b]), np.maximum(v[a], v[b])
-            if kind in ("CE", "MN"):
-                v[a] = lo
-            if kind in ("CE", "MX"):
-                v[b] = hi
-        return v[out]
+        return _run(ops, v)[out]
 
     v = {c * K + r: (r >= K - ONES[:, c]).astype(np.int8) for c in range(C) for r in range(K)}
     assert (run(v) == (ONES.sum(1) >= 13)).all(), "wrong on a 0-1 input"
