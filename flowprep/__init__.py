@@ -41,4 +41,18 @@ def open_store(path, storage_options=None):
     return _open_store(str(path), storage_options)
 
 
+def __getattr__(name):
+    """``flowprep.store``, ``flowprep.loader``, ... imported on first use (PEP 562), so code
+    that reaches a subpackage through the package after a bare ``import flowprep`` works
+    as when this file imported them all."""
+    import importlib
+    if not name.startswith("__"):
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = ["extract", "open_store", "FlowprepError", "__version__"]

@@ -206,3 +206,24 @@ def test_runs_in_threads_share_the_fork_server_until_the_last_ends(tmp_path, mon
     assert not reports["short"].failed and len(reports["short"].published) == 1
     assert not reports["long"].failed and len(reports["long"].published) == 6, reports["long"].failed
     assert starter.server_pid() == 0
+
+
+def test_a_bare_import_is_light_and_still_reaches_every_subpackage():
+    """`import flowprep` imports neither OpenCV nor NumPy nor the run modules (so the CLI
+    can start its fork server first), yet flowprep.store, flowprep.loader, ... work after
+    it as attributes, as when the package imported them all (a spawned pool worker that
+    unpickles a reference through them depends on it); a missing name is an
+    AttributeError."""
+    code = ("import sys, flowprep\n"
+            "light = not any(m in sys.modules for m in ('cv2', 'numpy', 'flowprep.run.extract'))\n"
+            "names = flowprep.store.registry.names()\n"
+            "ok = callable(flowprep.loader.TwoStreamDataset) and callable(flowprep.quantize.quantize_fixed)\n"
+            "try:\n"
+            "    flowprep.no_such_thing\n"
+            "    missing = False\n"
+            "except AttributeError:\n"
+            "    missing = True\n"
+            "print(light, sorted(names), ok, missing)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "['hdf5',", "'jpeg',", "'wds']", "True", "True"], r.stdout
