@@ -14,8 +14,10 @@ It is stopped when the run ends (``end``), so:
 
 - workers see the environment of the run that started them, as spawn workers do
   (FLOWPREP_TEST_HOOK, an LD_PRELOAD fault shim, CUDA_VISIBLE_DEVICES...);
-- nothing of flowprep stays running in a program that called ``flowprep.extract``
-  (a fork server that program started itself is used, and left running).
+- nothing of flowprep stays running in a program that called ``flowprep.extract``;
+- a fork server the program started itself (a "forkserver" pool of its own) is left
+  alone and the run spawns its workers: that server's environment and imports are
+  not the run's (its workers would miss e.g. the run's credentials).
 
 Fork safety: the fork server is a fresh process that only imports modules (``PRELOAD``);
 no video is opened, no flow computed, no store touched there. It is started with
@@ -115,6 +117,8 @@ def begin(method: str, extra: Optional[List[str]] = None, hold: bool = False) ->
 def _start(srv, extra: Optional[List[str]]) -> None:
     global _owned
     was = server_pid()  # running, or dead (then started again here, the same way)
+    if was and not _owned:
+        return  # the program's own fork server: left alone, the run spawns (_foreign)
     previous = list(getattr(srv, "_preload_modules", ["__main__"]))
     srv.set_forkserver_preload(PRELOAD + list(extra or []))
     saved = {k: os.environ.get(k) for k in _SERVER_ENV}
@@ -145,19 +149,25 @@ def begin_early() -> None:
     atexit.register(end, True)
 
 
+def _foreign() -> bool:
+    """A fork server runs that this module did not start (the program's own)."""
+    return bool(server_pid()) and not _owned
+
+
 def worker_server(method: str) -> int:
     """The pid of the fork server the next worker comes from (started again if it died),
     0 for a spawned worker."""
     if method != "forkserver":
         return 0
     begin(method)
-    return server_pid()
+    return 0 if _foreign() else server_pid()
 
 
 def context(method: str):
-    """The multiprocessing context workers start from (the fork server started if needed)."""
+    """The multiprocessing context workers start from (the fork server started if needed;
+    spawn where the program runs a fork server of its own)."""
     begin(method)
-    return mp.get_context(method)
+    return mp.get_context("spawn" if method == "forkserver" and _foreign() else method)
 
 
 def end(force: bool = False) -> None:
