@@ -29,3 +29,15 @@ def small_dataset(tmp_path_factory, samples):
             os.makedirs(root / cls, exist_ok=True)
             shutil.copy(src, root / cls / (name + ".mp4"))
     return str(root)
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage_before_each_test():
+    """Free the previous tests' garbage here, in pytest's own process, before a test may
+    fork (DataLoader fork workers, multiprocessing "fork" pools). An unreachable PyAV
+    VideoReformatter left by an in-process decode owns swscale slice threads; collected
+    in a forked child, where those threads do not exist, its destructor waits on their
+    condition variable forever (seen in a DataLoader worker of test_clips)."""
+    import gc
+    gc.collect()
+    yield
