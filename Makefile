@@ -46,7 +46,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 venv: $(VENV)/.installed
 
 demo: $(VENV)/.installed
-	@echo "TV-L1 on the CPU (flowprep's native TV-L1): about 0.05 CPU-s per 340x256 pair (0.05-0.1 s at these clips' widths); this takes under a minute."
+	@echo "TV-L1 on the CPU (flowprep's native TV-L1): about 0.045 CPU-s per 340x256 pair (0.04-0.09 s at these clips' widths); this takes under a minute."
 	$(BIN)/flowprep extract data/samples -o $(DEMO_OUT) --algo tvl1 --jobs 2
 	$(BIN)/flowprep inspect $(DEMO_OUT)
 	$(BIN)/flowprep show $(DEMO_OUT) Biking/v_Biking_g01_c01 --frame 10 -o $(DEMO_OUT)/flow.png

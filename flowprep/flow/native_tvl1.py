@@ -67,7 +67,7 @@ def fallback_message() -> str:
         why = f"{NO_NATIVE_ENV}=1 is set"
     else:
         why = "flowprep's compiled TV-L1 is not in use"
-    return (f"note: {why}; TV-L1 runs on OpenCV's DualTVL1, about 20x slower. "
+    return (f"note: {why}; TV-L1 runs on OpenCV's DualTVL1, about 25x slower. "
             f"For the fast path, {_HOW_TO_GET_IT}.")
 
 
