@@ -105,7 +105,7 @@ def begin(method: str, extra: Optional[List[str]] = None, hold: bool = False) ->
     imports overlap what the parent does before it starts workers. ``extra``: more
     modules to import there (the store format's writer); ``hold``: a run starts, which
     ``end`` ends (the server is stopped when no run holds it). Idempotent."""
-    global _owned, _holds
+    global _holds
     srv = _server()
     if method != "forkserver" or srv is None:
         return
@@ -114,11 +114,16 @@ def begin(method: str, extra: Optional[List[str]] = None, hold: bool = False) ->
         _holds += bool(hold)
 
 
+def _foreign() -> bool:
+    """A fork server runs that this module did not start (the program's own)."""
+    return bool(server_pid()) and not _owned
+
+
 def _start(srv, extra: Optional[List[str]]) -> None:
     global _owned
+    if _foreign():
+        return  # the program's own fork server: left alone, the run spawns
     was = server_pid()  # running, or dead (then started again here, the same way)
-    if was and not _owned:
-        return  # the program's own fork server: left alone, the run spawns (_foreign)
     previous = list(getattr(srv, "_preload_modules", ["__main__"]))
     srv.set_forkserver_preload(PRELOAD + list(extra or []))
     saved = {k: os.environ.get(k) for k in _SERVER_ENV}
@@ -147,11 +152,6 @@ def begin_early() -> None:
         return
     begin(method)
     atexit.register(end, True)
-
-
-def _foreign() -> bool:
-    """A fork server runs that this module did not start (the program's own)."""
-    return bool(server_pid()) and not _owned
 
 
 def worker_server(method: str) -> int:
