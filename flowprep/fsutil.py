@@ -175,13 +175,20 @@ def temp_name(path: str) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while process ``pid`` of this host runs; a zombie (dead, not yet reaped: e.g. a
+    worker killed with its run, reparented to an init that reaps late) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except OSError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):  # no procfs (macOS), or it exited meanwhile
+        return True if not os.path.isdir("/proc/self") else os.path.exists(f"/proc/{pid}")
+    return state not in (b"Z", b"X")
 
 
 def stale_temp_files(directory: str, now: float = 0.0) -> List[str]:

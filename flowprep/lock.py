@@ -199,9 +199,18 @@ def clean_stale(root: str) -> List[str]:
                 removed.append(os.path.relpath(path, root))
             except OSError:
                 pass
+    # staging areas first: a worker of a dead run still dying (SIGKILL on its way) can then
+    # seal nothing more into OUT/shards, whose orphans are looked for next
+    removed.extend(_clean_staging(tmp, locks))
     removed.extend(_clean_orphan_shards(root, locks))
+    return removed
+
+
+def _clean_staging(tmp: str, locks: str) -> List[str]:
+    """Delete the staging areas OUT/.flowprep/tmp/<token>/ of runs no longer alive."""
     if not os.path.isdir(tmp):
-        return removed
+        return []
+    removed = []
     for token in os.listdir(tmp):
         lock_path = os.path.join(locks, f"run-{token}.lock")
         fd = _flock(lock_path, exclusive=True)
@@ -220,6 +229,9 @@ def clean_stale(root: str) -> List[str]:
 
 #: an unindexed shard this old, of a run no longer alive, is left over whoever wrote it
 ORPHAN_SHARD_SECONDS = 3600.0
+#: how long a local worker of a run no longer alive is waited for (it dies with its run:
+#: the kernel's SIGKILL reaches it moments later); alive after that, its shard is kept
+DYING_WORKER_SECONDS = 5.0
 #: a shard written by a local worker: <token>-w<index>-<pid>-<seq>.h5 (token starts with the host)
 _LOCAL_SHARD = re.compile(r"-w\d+-(?P<pid>\d+)-\d+\.(h5|tar)$")
 
@@ -233,6 +245,19 @@ def _live_tokens(locks: str) -> List[str]:
             if n.startswith("run-") and n.endswith(".lock") and _held(os.path.join(locks, n))]
 
 
+def _gone(pid: int, wait: float = DYING_WORKER_SECONDS) -> bool:
+    """True once local process ``pid`` (a worker of a run no longer alive) has exited,
+    waiting up to ``wait`` seconds for it: killed with its run, it may still be exiting
+    (a run killed with SIGKILL takes its fork server, then the server its workers)."""
+    from .fsutil import _pid_alive
+    deadline = time.monotonic() + wait
+    while _pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _clean_orphan_shards(root: str, locks: str) -> List[str]:
     """Delete shards (OUT/shards/*.h5, *.tar) that no index part names and nobody will.
 
@@ -240,13 +265,14 @@ def _clean_orphan_shards(root: str, locks: str) -> List[str]:
     a moment later; a run killed in between leaves it unnamed (its videos were
     never published, so resume redoes them). It is deleted when its run is not
     alive and either its writer was a local worker process of this host that is
-    gone (workers die with their run) or it is ORPHAN_SHARD_SECONDS old (writers
+    gone (workers die with their run: one still exiting is waited for, up to
+    DYING_WORKER_SECONDS; a zombie counts as gone) or it is ORPHAN_SHARD_SECONDS old (writers
     elsewhere, e.g. dask workers, cannot be asked). Shards of live runs are kept.
     The index is read after those checks: a writer that was gone when checked
     cannot add an index part later. Nothing is deleted while any index part is
     unreadable (it might name the shard).
     """
-    from .fsutil import _HOST, _pid_alive
+    from .fsutil import _HOST
     shard_dir = os.path.join(root, "shards")
     from .store import registry, shards
     exts = tuple(f.shard_ext for f in map(registry.get, registry.names()) if f.sharded)
@@ -263,7 +289,7 @@ def _clean_orphan_shards(root: str, locks: str) -> List[str]:
         if any(name.startswith(prefix) for prefix in live):
             continue
         m = _LOCAL_SHARD.search(name)
-        if m and name.startswith(_HOST + "-") and not _pid_alive(int(m.group("pid"))):
+        if m and name.startswith(_HOST + "-") and _gone(int(m.group("pid"))):
             candidates.append(name)
             continue
         try:

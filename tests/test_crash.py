@@ -205,6 +205,35 @@ def _dead_pid():
     return p.pid
 
 
+def test_a_writer_still_dying_is_waited_for_and_a_zombie_counts_as_gone(inputs, tmp_path):
+    """A run killed with SIGKILL takes its workers a moment later (through the fork server):
+    the next run's cleanup must not keep the shard one of them sealed meanwhile."""
+    import shutil
+    from flowprep.fsutil import _HOST, _pid_alive
+    from flowprep.lock import clean_stale
+    zombie = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while _pid_alive(zombie.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _pid_alive(zombie.pid)  # exited, not reaped yet: a zombie
+    assert os.path.exists(f"/proc/{zombie.pid}")
+    zombie.wait()
+    out = tmp_path / "out"
+    p = subprocess.run(cmd(inputs, out, "wds"), capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    shards = out / "shards"
+    real = sorted(os.listdir(shards))
+    dying = subprocess.Popen(["sleep", "0.7"])  # never reaped by us: ends as a zombie
+    orphan = f"{_HOST}-1-abcdef-w0-{dying.pid}-0000.tar"
+    shutil.copy(shards / real[0], shards / orphan)
+    t0 = time.monotonic()
+    removed = clean_stale(str(out))
+    assert removed == [f"shards/{orphan}"]
+    assert 0.5 < time.monotonic() - t0 < 5
+    assert sorted(os.listdir(shards)) == real
+    dying.wait()
+
+
 def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(inputs, tmp_path):
     """The cleanup each run starts with, on fabricated leftovers (deterministic)."""
     import shutil

@@ -281,6 +281,9 @@ class PyAVReader(Decoder):
             except Exception:  # noqa: BLE001 - closing a broken container
                 pass
             self._container = None
+        # freed here, in the process that made it: its swscale slice threads exist only here
+        # (a reformatter collected later in a forked child waits on them forever)
+        self._reformatter = None
         f = getattr(self, "_fileobj", None)
         if f is not None:
             try:
