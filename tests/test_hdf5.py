@@ -519,8 +519,13 @@ def test_reading_from_other_processes_matches_a_serial_read(method):
     store = flowprep.open_store(path)
     ids = store.video_ids
     serial = _read_some(store, ids)  # opens the shard handles in this process first
-    with mp.get_context(method).Pool(2) as pool:
-        got = pool.starmap(_read_some, [(store, [vid]) for vid in ids] * 2)
+    try:
+        with mp.get_context(method).Pool(2) as pool:
+            got = pool.starmap(_read_some, [(store, [vid]) for vid in ids] * 2)
+    finally:
+        if method == "forkserver":  # not left running for later tests (test_startup's)
+            from multiprocessing import forkserver
+            getattr(forkserver._forkserver, "_stop", lambda: None)()
     assert [x for part in got for x in part] == serial * 2
 
 
