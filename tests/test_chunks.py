@@ -9,8 +9,11 @@ JPEG store; the blob, payload tables and meta of the HDF5 store.
 import os
 from fractions import Fraction
 
+import cv2
 import numpy as np
 import pytest
+
+import flowprep
 
 from flowprep.run.chunks import (ChunkMismatch, ChunkSpec, chunk_setting, compute_chunk, join_parts,
                              part_path, plan_chunks, publish_parts, save_part, write_order)
@@ -83,6 +86,49 @@ def test_a_seek_on_the_sample_clips_keeps_the_same_frames():
 def test_a_seek_past_the_end_gives_no_selected_frame(gop_video):
     got, r = _decode(gop_video, seek=5.0, start=5.0)
     assert got == [] and r.frames_read >= 1
+
+
+@pytest.fixture(scope="module")
+def moving_folder(tmp_path_factory):
+    """A frame folder: the 40 frames of moving_video as PNG images (frame_1.png ...)."""
+    d = tmp_path_factory.mktemp("folder") / "moving"
+    d.mkdir()
+    for k, f in enumerate(translated_frames(40, 40, 56, 1.5, -1.0, seed=1)):
+        cv2.imwrite(str(d / f"frame_{k + 1}.png"), f[:, :, ::-1])
+    return str(d)
+
+
+def _decode_folder(path, seek=None, **sel):
+    r = open_reader(path, "auto", Resize(0), input_fps=FPS, seek=seek)
+    got = [(Fraction(t), f) for t, f in select(r.frames(), end_time=lambda _t: r.end_time, **sel)]
+    return got, r
+
+
+@pytest.mark.parametrize("fps", [None, 10, 30])
+def test_a_frame_folder_seeks_exactly_and_keeps_the_same_frames(moving_folder, fps):
+    full, r0 = _decode_folder(moving_folder, fps=fps)
+    assert r0.seeked_to is None and r0.frames_read == 40 and r0.seekable
+    for s in (0.03, 0.04, 0.3, 0.33, 0.5, 0.97, 1.28, 1.5):
+        got, r = _decode_folder(moving_folder, seek=s, fps=fps, start=s)
+        want, _ = _decode_folder(moving_folder, fps=fps, start=s)
+        assert _same(got, want) and got, s
+        first = int(Fraction(s).limit_denominator(10**6) * FPS)  # the image shown at s
+        assert r.seeked_to == Fraction(first, FPS) and r.frames_skipped == first
+        assert r.frames_read == 40 - first  # the images before it were not read
+        assert r.warnings() == [] and not r.truncated
+    got, r = _decode_folder(moving_folder, seek=5.0, start=5.0)  # past the end
+    assert got == [] and r.frames_read == 1 and r.frames_skipped == 39 and not r.truncated
+
+
+def test_a_seek_is_not_reported_as_a_truncated_file(gop_video):
+    """A seek decodes fewer frames than the container claims: not a cut-short file."""
+    _, r = _decode(gop_video, seek=1.0, start=1.0)
+    assert r.seeked_to > 0 and r.frames_skipped == round(float(r.seeked_to) * FPS)
+    assert r.frames_read + r.frames_skipped == 48 and r.warnings() == [] and not r.truncated
+    from flowprep.decode.base import decode_warnings  # skipped frames count as present
+    assert decode_warnings(28, 48, True, 0, skipped=20) == []
+    assert decode_warnings(20, 48, True, 0, skipped=20)[0].startswith(
+        "truncated: 20 frames decoded after a seek past 20, the container claims 48")
 
 
 def test_chunk_size_setting():
@@ -208,6 +254,16 @@ def test_a_chunked_video_is_the_unsplit_video_byte_for_byte(tmp_path, moving_vid
     assert_same_store(a, b)
 
 
+@pytest.mark.parametrize("fmt", ["jpeg", "hdf5", "wds"])
+@pytest.mark.parametrize("case", ["step2-backward", "fps-range"])
+def test_a_chunked_frame_folder_is_the_unsplit_folder_byte_for_byte(tmp_path, moving_folder,
+                                                                    fmt, case):
+    opts = dict(CASES[case], format=fmt, algo="dis")
+    a = _unsplit(tmp_path, [moving_folder], **opts)
+    b = _chunked(tmp_path, [moving_folder], _even_specs(3, 1.6, opts.get("start") or 0), **opts)
+    assert_same_store(a, b)
+
+
 def test_hdf5_raw_payload_and_uneven_and_empty_chunks(tmp_path, moving_video):
     opts = dict(format="hdf5", payload="raw", algo="dis", step=2)
     a = _unsplit(tmp_path, [moving_video], **opts)
@@ -321,6 +377,21 @@ def test_a_run_splits_the_long_video_only_and_equals_an_unsplit_run(tmp_path, mo
     again = _extract(monkeypatch, run_inputs, tmp_path / "two", 8, jobs=2, **opts)
     assert sorted(again.skipped) == ["long", "short0", "short1"] and not again.published
     assert not os.listdir(os.path.join(two.root, ".flowprep", "tmp"))
+
+
+def test_a_run_splits_a_long_frame_folder_and_equals_an_unsplit_run(tmp_path, monkeypatch,
+                                                                    moving_folder):
+    import shutil
+    inputs = tmp_path / "in"
+    shutil.copytree(moving_folder, inputs / "cls" / "folder")
+    opts = dict(format="wds", step=2, start=0.3, input_fps=FPS)
+    ref = _extract(monkeypatch, str(inputs), tmp_path / "ref", 0, jobs=1, **opts)
+    assert ref.ok and not ref.chunked
+    two = _extract(monkeypatch, str(inputs), tmp_path / "two", 8, jobs=2, **opts)
+    assert two.ok and two.chunked == {"cls/folder": 5} and not two.chunk_fallbacks
+    assert_same_store(ref.root, two.root)
+    meta = flowprep.open_store(two.root)["cls/folder"].meta
+    assert meta["decoded_frames"] == 40 - 7 and "warnings" not in meta  # from image 7 (0.28 s)
 
 
 def test_a_bad_chunk_size_is_refused_before_anything_runs(tmp_path, monkeypatch, run_inputs):

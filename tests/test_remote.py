@@ -586,6 +586,18 @@ def test_wds_store_at_a_url_convert_both_ways_tools_and_loaders(bucket, env, tmp
     png = str(tmp_path / "s.png")
     res = runner.invoke(cli, ["show", wds_url, "Left/v_l1", "--frame", "1", "-o", png])
     assert res.exit_code == 0 and os.path.getsize(png) > 0, res.output
+    html = str(tmp_path / "report.html")  # the report of a store at a URL is the local copy's
+    res = runner.invoke(cli, ["report", wds_url, "-o", html, "--sample", "2",
+                              "--storage-option", f"endpoint_url={env.endpoint}"])
+    assert res.exit_code == 0 and "4 videos, 0 failed" in res.output, res.output
+    from flowprep.report.page import build_report
+    got, want = build_report(wds_url, sample=2).content, build_report(ref_path, sample=2).content
+    for c in (got, want):
+        for k in ("path", "text", "disk_bytes"):  # where it is; lock and run files differ
+            c["summary"].pop(k)
+    assert got["summary"]["videos"] == 4 and got["counts"] == want["counts"]
+    assert got["summary"] == want["summary"] and got["tables"] == want["tables"]
+    assert [x["video_id"] for x in got["samples"]] == [x["video_id"] for x in want["samples"]]
 
     opts = dict(modality="flow", length=2, crop_size=64, seed=3)
     a, b = TwoStreamDataset(wds_url, **opts), TwoStreamDataset(ref_path, **opts)

@@ -84,7 +84,8 @@ def open_reader(path: str, decoder: str = "auto", resize: Resize = Resize(), thr
         input_fps: frames/s of a frame folder (default DEFAULT_FPS); ignored for videos.
         seek: seconds (float or Fraction): PyAV starts decoding at the keyframe at or
             before it (see decode/pyav.py; frames before it may still come, the caller
-            selects); the other readers decode from the first frame. None: the start.
+            selects), a frame folder at the image shown then; OpenCV's reader decodes
+            from the first frame (its seeking is not frame-exact). None: the start.
         storage_options: for an fsspec URL ``path`` (see flowprep.decode.remote_input).
     Raises:
         DecodeError naming the input when it does not decode; ConfigError for a bad name.
@@ -96,7 +97,7 @@ def open_reader(path: str, decoder: str = "auto", resize: Resize = Resize(), thr
                                   storage_options, seek=seek)
     if os.path.isdir(path):
         from .folder import FolderReader
-        return FolderReader(path, resize, input_fps=input_fps)
+        return FolderReader(path, resize, input_fps=input_fps, seek=seek)
     which = resolve_decoder(decoder)
     if which == "pyav":
         from .pyav import PyAVReader

@@ -82,12 +82,16 @@ def short_of_container(decoded: int, container_frames: Optional[int]) -> bool:
 
 
 def decode_warnings(frames_read: int, container_frames: Optional[int], exhausted: bool,
-                    decode_errors: int) -> List[str]:
+                    decode_errors: int, skipped: int = 0) -> List[str]:
     """The warnings of a decode: truncated (decoded to the end, well short of the
-    container's count) and corrupt packets skipped (strings for a person)."""
+    container's count) and corrupt packets skipped (strings for a person).
+
+    ``skipped``: frames before the point a seek started decoding at (estimated from
+    its time and the frame rate; 0 without a seek); they count as present."""
     out = []
-    if exhausted and short_of_container(frames_read, container_frames):
-        out.append(f"truncated: {frames_read} frames decoded, the container claims "
+    if exhausted and short_of_container(frames_read + skipped, container_frames):
+        seek = f" after a seek past {skipped}" if skipped else ""
+        out.append(f"truncated: {frames_read} frames decoded{seek}, the container claims "
                    f"{container_frames}; the file is probably cut short or corrupt")
     if decode_errors:
         out.append(f"decode errors: {decode_errors} corrupt packet"
@@ -278,7 +282,11 @@ class Decoder:
         invented_times: frames that had no time, or one that did not increase, and got
             the previous frame's time plus one period.
         seeked_to: where a seek started decoding (seconds), None: at the first frame.
-        seekable: True when ``seek`` lands exactly (PyAV on a stream with a start time).
+        frames_skipped: frames before ``seeked_to`` (0 without a seek; PyAV: estimated
+            from the time and the frame rate, a frame folder: exact); the truncation
+            warning counts them as present.
+        seekable: True when ``seek`` lands exactly (PyAV on a stream with a start time,
+            a frame folder).
     """
 
     name = ""
@@ -286,6 +294,7 @@ class Decoder:
     container_frames: Optional[int] = None
     duration: Optional[float] = None
     seeked_to: Optional[Time] = None
+    frames_skipped: int = 0
     seekable: bool = False
 
     def __init__(self, path: str, resize: Resize = Resize()) -> None:
@@ -359,12 +368,13 @@ class Decoder:
     def truncated(self) -> bool:
         """True when decoding reached the end of the stream well short of the container's
         frame count (a run stopped early by --end is not truncated)."""
-        return self.exhausted and short_of_container(self.frames_read, self.container_frames)
+        return self.exhausted and short_of_container(self.frames_read + self.frames_skipped,
+                                                     self.container_frames)
 
     def warnings(self) -> List[str]:
         """Problems with the input that did not stop it decoding, for a person (strings)."""
         return decode_warnings(self.frames_read, self.container_frames, self.exhausted,
-                               self.decode_errors) + self._extra_warnings
+                               self.decode_errors, self.frames_skipped) + self._extra_warnings
 
     def skipped_summary(self) -> str:
         """What decoding skipped, counted, for failure reasons; "" when nothing was.

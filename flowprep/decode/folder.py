@@ -19,9 +19,14 @@ other frames do not move):
 A folder in which no image is used fails with a reason counting them by cause; so
 does a folder of two or more images in which no two share a size (the reason lists
 the sizes).
+
+Seeking (``seek=S``: --start, the time chunks of a long folder) is exact: decoding
+starts at image floor(S x fps), the last one shown at or before S (past the end: the
+last image); the images before it are not read (their headers are: the folder's size is the same whatever the seek).
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections import Counter
@@ -35,6 +40,7 @@ from ..errors import ConfigError, DecodeError
 from ..filetypes import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from .base import DEFAULT_FPS, MAX_PIXELS, Decoder, Resize, Time, megapixels, too_large
 from .image_header import image_size, read_size
+from .select import as_fraction
 
 
 _DIGITS = re.compile(r"(\d+)")
@@ -114,12 +120,16 @@ class FolderReader(Decoder):
         path: the folder.
         resize: the output size rule.
         input_fps: frames per second of the images (their time base), > 0.
+        seek: start at the image shown at S seconds (seconds, float or Fraction; see the
+            module docstring); None or 0: at the first image.
+        remote: a flowprep.remote.Remote when the folder is a prefix on object storage.
     """
 
     name = "folder"
+    seekable = True
 
     def __init__(self, path: str, resize: Resize = Resize(), input_fps: Optional[float] = None,
-                 remote=None) -> None:
+                 remote=None, seek: Optional[Time] = None) -> None:
         super().__init__(path, resize)
         self.fps = check_input_fps(DEFAULT_FPS if input_fps is None else input_fps)
         self._fps_q = Fraction(self.fps).limit_denominator(1_000_000)
@@ -130,6 +140,16 @@ class FolderReader(Decoder):
             raise DecodeError(f"{self.path}: a folder without images ({', '.join(IMAGE_EXTENSIONS)}) "
                               f"or videos")
         self.container_frames = len(self.names)
+        self.duration = float(len(self.names) / self._fps_q)
+        first = 0
+        if seek is not None and seek > 0:
+            # floor: the image shown at or before the seek time; past the end, the last
+            # image (a selection after it is empty: said as for a decode from the start)
+            first = min(math.floor(as_fraction(seek) * self._fps_q), len(self.names) - 1)
+        self._first_index = first
+        self.frames_skipped = first
+        if seek is not None and seek > 0:
+            self.seeked_to = Fraction(first) / self._fps_q
         self._skipped: List[str] = []  # one message per skipped image, for the warning
         self._skipped_by: Dict[str, List[str]] = {c: [] for c in SKIP_CAUSES}  # names (+ size)
         # sizes from the headers: the folder's size is the one most images share
@@ -184,7 +204,8 @@ class FolderReader(Decoder):
         return f"{self.path}: none of its {images} is used: {self.skipped_summary()}"
 
     def _raw(self) -> Iterator[Tuple[np.ndarray, Optional[Time]]]:
-        for i, name in enumerate(self.names):
+        for i in range(self._first_index, len(self.names)):
+            name = self.names[i]
             header = self._headers[i]
             if header is not None and too_large(*header):
                 w, h = header

@@ -39,6 +39,7 @@ import numpy as np
 from ..errors import DecodeError
 from .base import (MAX_BAD_READS, Decoder, Resize, Time, check_declared_size, check_file,
                    diagnose, diagnose_file)
+from .select import as_fraction
 
 
 def ffmpeg_version() -> str:
@@ -130,7 +131,7 @@ class PyAVReader(Decoder):
         self.seekable = self._origin is not None and bool(self._tb)
         if seek is not None and seek > 0 and self.seekable:
             self._frames_from = self._seek(Fraction(seek) if isinstance(seek, int)
-                                           else _as_fraction(seek))
+                                           else as_fraction(seek))
         self._start()
         # the first frame decided the output size; convert it like every other frame
         first, self._first_av = self._first_av, None
@@ -199,6 +200,7 @@ class PyAVReader(Decoder):
                     break
             if first is not None and self._time_of(first) <= target:
                 self.seeked_to = self._time_of(first)
+                self.frames_skipped = round(float(self.seeked_to) * self.fps) if self.fps else 0
                 return _chain(first, gen)
             gen.close()
             back = max(Fraction(1, 4), 4 * back)  # 1/4, 1, 4, 16, 64 s back
@@ -207,6 +209,7 @@ class PyAVReader(Decoder):
     def _restart(self) -> Iterator:
         """Back to the first frame: a fresh container, decoded from the start."""
         self.seeked_to = None
+        self.frames_skipped = 0
         self.decode_errors = 0
         self._container.close()
         self._container = self._av.open(self.path, metadata_errors="ignore")
@@ -295,10 +298,6 @@ class PyAVReader(Decoder):
 def _chain(first, rest: Iterator) -> Iterator:
     yield first
     yield from rest
-
-
-def _as_fraction(x: Time) -> Fraction:
-    return x if isinstance(x, Fraction) else Fraction(x).limit_denominator(1_000_000)
 
 
 def _short(exc: BaseException) -> str:

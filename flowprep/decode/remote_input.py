@@ -26,7 +26,8 @@ def open_remote_reader(url: str, decoder: str, resize: Resize, threads: int = 0,
                        seek=None) -> Decoder:
     """A Decoder streaming the video object or frame-folder prefix at ``url``.
 
-    ``seek``: as open_reader's (video objects seek by byte range; folders ignore it).
+    ``seek``: as open_reader's (video objects seek by byte range; a folder starts at the
+    image shown then, its earlier images are not read).
 
     ``decoder``: the resolved decoder of video objects ("pyav" or "opencv").
     Raises DecodeError naming the URL (credentials left out) when it does not decode.
@@ -43,7 +44,7 @@ def open_remote_reader(url: str, decoder: str, resize: Resize, threads: int = 0,
         raise DecodeError(f"{where}: no such object")
     if info.get("type") == "directory":
         from .folder import FolderReader
-        return FolderReader(where, resize, input_fps=input_fps, remote=remote)
+        return FolderReader(where, resize, input_fps=input_fps, remote=remote, seek=seek)
     size = int(info.get("size") or 0)
     if size == 0:
         raise DecodeError(f"{where}: empty object (0 bytes)")

@@ -210,7 +210,8 @@ def _class_of(r: Dict[str, Any]) -> str:
 def build_report(path: str, sample: int = 6, seed: int = 0, top: int = TOP,
                  static_motion: float = STATIC_MOTION, clip_fraction: float = CLIP_FRACTION,
                  approx_flows: Optional[int] = APPROX_FLOWS,
-                 progress: Optional[Callable[[str], None]] = None) -> Report:
+                 progress: Optional[Callable[[str], None]] = None,
+                 storage_options: Optional[Dict[str, Any]] = None) -> Report:
     """Build the report of the store at ``path`` (any format, local path or URL).
 
     Args:
@@ -219,6 +220,7 @@ def build_report(path: str, sample: int = 6, seed: int = 0, top: int = TOP,
         static_motion: pixels; videos moving less are near-static.
         clip_fraction: the per-video clipped share the clip sentence counts.
         approx_flows: planes read a video for stores made before the statistics.
+        storage_options: fsspec options for a URL ``path`` (endpoint_url, anon...).
     Raises:
         ConfigError for a bad argument; StoreError when ``path`` is not a store.
     """
@@ -228,9 +230,9 @@ def build_report(path: str, sample: int = 6, seed: int = 0, top: int = TOP,
     from ..verify import describe_store, format_description
     t0 = time.perf_counter()
     say = progress or (lambda _m: None)
-    store = open_store(path)
+    store = open_store(path, storage_options)
     say("reading metadata")
-    desc = describe_store(path)
+    desc = describe_store(path, storage_options)
     rows = store_rows(store, approx_flows=approx_flows)
     pub = _published(rows)
     quant = store.config.get("quant") or {}

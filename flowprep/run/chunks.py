@@ -30,8 +30,8 @@ Chunk size: FLOWPREP_CHUNK_FRAMES=N (frames; 0 turns splitting off), else
 automatic: at most ``AUTO_CHUNK`` frames a chunk, at least one chunk a worker and
 their count rounded up to a multiple of the run's workers, both while chunks keep
 ``MIN_CHUNK`` frames, and only for videos of at least ``2 x AUTO_CHUNK`` frames
-(estimated from the container's duration and the frame rate). Splitting needs a seekable decode (PyAV, a video
-file with a start time), flow (--task both/flow) and a store whose writer takes
+(estimated from the container's duration and the frame rate). Splitting needs a seekable decode (PyAV on a video
+file with a start time, or a frame folder), flow (--task both/flow) and a store whose writer takes
 stored payloads (jpeg, hdf5, wds).
 """
 from __future__ import annotations
@@ -219,6 +219,8 @@ class ChunkPart:
         decode_errors, invented_times: corrupt packets / invented timestamps met.
         decoder: the reader's DecodeSummary (sizes, rates, describe).
         seeked_to: where its seek landed (seconds) or None.
+        frames_skipped: the reader's frames before where its seek landed (the first
+            chunk's, after a --start seek, count for the truncation warning).
         rgb, flows: the payloads (PayloadRecorder's), dropped from the header.
     """
 
@@ -236,6 +238,7 @@ class ChunkPart:
     invented_times: int
     decoder: DecodeSummary
     seeked_to: Optional[float] = None
+    frames_skipped: int = 0
     rgb: List[bytes] = field(default_factory=list)
     flows: Dict[Tuple[bool, bool], List[Any]] = field(default_factory=dict)
     seconds: float = 0.0
@@ -297,6 +300,7 @@ def compute_chunk(vin: VideoInput, job: "Job", backend: "FlowBackend", spec: Chu
             decode_errors=int(reader.decode_errors), invented_times=int(reader.invented_times),
             decoder=DecodeSummary.of(reader),
             seeked_to=None if reader.seeked_to is None else float(reader.seeked_to),
+            frames_skipped=int(reader.frames_skipped),
             rgb=rec.rgb, flows={k: v for k, v in rec.flows.items() if v},
             seconds=time.perf_counter() - t_start)
     finally:
@@ -447,7 +451,8 @@ def join_parts(parts: Sequence[ChunkPart], step: int) -> Joined:
     exhausted = any(p.exhausted for p in parts)
     dec = DecodeSummary(d0.fps, d0.width, d0.height, d0.src_width, d0.src_height,
                         d0.container_frames, 0, frames_read, d0.decoder,
-                        decode_warnings(frames_read, d0.container_frames, exhausted, 0))
+                        decode_warnings(frames_read, d0.container_frames, exhausted, 0,
+                                        parts[0].frames_skipped))
     return Joined([float(t) for t in exact], flows, offsets, stats, warp, dec, parts[0].batch)
 
 
