@@ -131,6 +131,16 @@ def test_a_seek_is_not_reported_as_a_truncated_file(gop_video):
         "truncated: 20 frames decoded after a seek past 20, the container claims 48")
 
 
+def test_a_run_with_start_on_a_real_clip_publishes_without_a_truncation_warning(tmp_path):
+    bikes = [p for p in sample_videos() if os.path.basename(p) == "bikes.mp4"][0]
+    rep = flowprep.extract([bikes], str(tmp_path / "out"), algo="farneback", start=9.0,
+                           short_side=64, jobs=1)
+    assert rep.ok and not rep.warnings
+    meta = flowprep.open_store(rep.root)["bikes"].meta
+    assert "warnings" not in meta and meta["num_frames"] == 25
+    assert meta["decoded_frames"] < meta["container_frames"] - 25  # it did seek
+
+
 def test_chunk_size_setting():
     assert chunk_setting("") is None and chunk_setting("auto") is None
     assert chunk_setting("0") == 0 and chunk_setting("12") == 12
