@@ -6,6 +6,9 @@
                                               another N (whose parts overlap) is refused
     OUT/.flowprep/locks/run-<token>.lock      held while run <token> lives; its staging
                                               area OUT/.flowprep/tmp/<token>/ is stale once free
+    OUT/.flowprep/locks/workers-<token>.lock  shared by the worker processes of run <token>
+                                              while they may write into its staging area (a
+                                              worker of a killed run dies moments after it)
     OUT/.flowprep/locks/store.lock            exclusive, held for moments: read-modify-write
                                               of store-level files (flowprep.json, the lists)
 
@@ -167,10 +170,13 @@ class RunLock:
             os.close(fd)
         self._fds = []
         shutil.rmtree(getattr(self, "tmp_root", ""), ignore_errors=True) if hasattr(self, "tmp_root") else None
-        try:
-            os.unlink(os.path.join(self.dir, f"run-{self.token}.lock"))
-        except OSError:
-            pass
+        if hasattr(self, "tmp_root"):
+            release_worker_hold(self.tmp_root)  # a writer in the run's own process
+        for name in (f"run-{self.token}.lock", f"workers-{self.token}.lock"):
+            try:
+                os.unlink(os.path.join(self.dir, name))
+            except OSError:
+                pass
 
     def __enter__(self) -> "RunLock":
         return self
@@ -207,7 +213,9 @@ def clean_stale(root: str) -> List[str]:
 
 
 def _clean_staging(tmp: str, locks: str) -> List[str]:
-    """Delete the staging areas OUT/.flowprep/tmp/<token>/ of runs no longer alive."""
+    """Delete the staging areas OUT/.flowprep/tmp/<token>/ of runs no longer alive, once
+    no worker of theirs is left (waited for up to DYING_WORKER_SECONDS; a worker still
+    there after that keeps its run's staging area for a later run to remove)."""
     if not os.path.isdir(tmp):
         return []
     removed = []
@@ -217,14 +225,74 @@ def _clean_staging(tmp: str, locks: str) -> List[str]:
         if fd is None:
             continue  # that run is alive
         try:
-            shutil.rmtree(os.path.join(tmp, token), ignore_errors=True)
-            removed.append(token)
-            os.unlink(lock_path)
-        except OSError:
-            pass
+            workers = _wait_for_workers(locks, token)
+            if workers is None:
+                continue  # a worker of it still writes (a dask worker, a hung process)
+            try:
+                shutil.rmtree(os.path.join(tmp, token), ignore_errors=True)
+                removed.append(token)
+                os.unlink(lock_path)
+                os.unlink(_workers_lock(locks, token))
+            except OSError:
+                pass
+            finally:
+                os.close(workers)
         finally:
             os.close(fd)
     return removed
+
+
+def _workers_lock(locks: str, token: str) -> str:
+    return os.path.join(locks, f"workers-{token}.lock")
+
+
+def _wait_for_workers(locks: str, token: str,
+                      wait: Optional[float] = None) -> Optional[int]:
+    """An fd holding run ``token``'s workers lock exclusively, once none of its workers
+    holds it (polled up to ``wait`` seconds, DYING_WORKER_SECONDS by default); None
+    when one still does then."""
+    path = _workers_lock(locks, token)
+    deadline = time.monotonic() + (DYING_WORKER_SECONDS if wait is None else wait)
+    while True:
+        fd = _flock(path, exclusive=True)
+        if fd is not None or time.monotonic() >= deadline:
+            return fd
+        time.sleep(0.05)
+
+
+_worker_holds: dict = {}  # staging area -> fd of this process's shared workers lock
+
+
+def hold_as_worker(root: str, tmp_root: str) -> None:
+    """Mark this process as a worker of the run whose staging area is ``tmp_root``
+    (OUT/.flowprep/tmp/<token>): a shared lock on OUT/.flowprep/locks/workers-<token>.lock,
+    which the kernel releases when the process dies. The next run removes that staging
+    area only once no worker holds it (``clean_stale``): a worker of a run killed with
+    SIGKILL may still be finishing a write for a moment. Idempotent; a no-op where the
+    lock cannot be taken (then only the run's own lock protects the area)."""
+    if tmp_root in _worker_holds:
+        return
+    locks = os.path.join(root, META_DIR, "locks")
+    try:
+        fd = _flock(_workers_lock(locks, os.path.basename(tmp_root)), exclusive=False)
+    except (OSError, StoreError):
+        return
+    if fd is not None:
+        _worker_holds[tmp_root] = fd
+
+
+def release_worker_hold(tmp_root: str) -> None:
+    """This process writes no more into the staging area ``tmp_root`` (a dask worker
+    whose run ended, the run's own process): let a later run remove it."""
+    fd = _worker_holds.pop(tmp_root, None)
+    if fd is not None:
+        os.close(fd)
+
+
+def release_worker_holds_of(token: str) -> None:
+    """``release_worker_hold`` for every staging area of run ``token`` (any store)."""
+    for tmp_root in [t for t in _worker_holds if os.path.basename(t) == token]:
+        release_worker_hold(tmp_root)
 
 
 #: an unindexed shard this old, of a run no longer alive, is left over whoever wrote it

@@ -234,6 +234,46 @@ def test_a_writer_still_dying_is_waited_for_and_a_zombie_counts_as_gone(inputs, 
     dying.wait()
 
 
+def test_a_dead_runs_staging_area_is_removed_only_once_its_workers_are_gone(tmp_path,
+                                                                             monkeypatch):
+    """A worker of a run killed with SIGKILL may still be writing into the run's staging
+    area for a moment (it dies after the run, through the fork server): the next run must
+    not delete files under it (a JPEG video renamed into place half deleted)."""
+    import sys
+    import flowprep.lock as lk
+    root = tmp_path / "out"
+    locks, tmp = root / ".flowprep" / "locks", root / ".flowprep" / "tmp"
+    code = ("import sys, time; from flowprep.lock import hold_as_worker; "
+            "hold_as_worker(sys.argv[1], sys.argv[2]); print('held', flush=True); "
+            "time.sleep(float(sys.argv[3]))")
+
+    def dead_run(token, worker_seconds):
+        (tmp / token / "0").mkdir(parents=True)
+        (tmp / token / "0" / "img_00001.jpg").write_bytes(b"x")
+        (locks / f"run-{token}.lock").touch()  # its run is gone: nobody holds this
+        p = subprocess.Popen([sys.executable, "-c", code, str(root), str(tmp / token),
+                              str(worker_seconds)], stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "held"
+        return p
+
+    locks.mkdir(parents=True)
+    worker = dead_run("host-1-aaaaaa", 1.0)
+    t0 = time.monotonic()
+    removed = lk.clean_stale(str(root))
+    assert "host-1-aaaaaa" in removed and time.monotonic() - t0 > 0.5  # waited for it
+    assert not (tmp / "host-1-aaaaaa").exists() and worker.wait(10) == 0
+    assert not (locks / "workers-host-1-aaaaaa.lock").exists()
+
+    monkeypatch.setattr(lk, "DYING_WORKER_SECONDS", 0.3)
+    stuck = dead_run("host-2-bbbbbb", 60)
+    assert "host-2-bbbbbb" not in lk.clean_stale(str(root))  # a worker still writes: kept
+    assert (tmp / "host-2-bbbbbb" / "0" / "img_00001.jpg").exists()
+    stuck.kill()
+    stuck.wait()
+    assert "host-2-bbbbbb" in lk.clean_stale(str(root))
+    assert not (tmp / "host-2-bbbbbb").exists()
+
+
 def test_leftovers_of_dead_writers_are_removed_and_live_ones_kept(inputs, tmp_path):
     """The cleanup each run starts with, on fabricated leftovers (deterministic)."""
     import shutil

@@ -91,6 +91,11 @@ class Job:
         return (self.config.get("decoder") or {}).get("name") or self.opts.decoder
 
     def writer(self, tag: str) -> StoreWriter:
+        """A writer into the run's staging area; this process is marked as one of the run's
+        workers for as long as it lives (``lock.hold_as_worker``: a later run does not
+        remove the staging area under it)."""
+        from ..lock import hold_as_worker
+        hold_as_worker(self.root, self.tmp_root)
         return open_writer(self.opts.format, self.root, self.tmp_root, tag,
                            jpeg_quality=self.opts.jpeg_quality, shard_size=self.opts.shard_size,
                            payload=self.opts.payload,
