@@ -120,6 +120,21 @@ def test_a_frame_folder_seeks_exactly_and_keeps_the_same_frames(moving_folder, f
     assert got == [] and r.frames_read == 1 and r.frames_skipped == 39 and not r.truncated
 
 
+def test_a_folder_seek_into_unusable_images_decodes_from_the_start(moving_folder, tmp_path):
+    """Nothing usable after the seek point: the outcome is a decode from the start's (the
+    frames before it decode, the skipped images are counted over the whole folder)."""
+    import shutil
+    d = tmp_path / "f"
+    shutil.copytree(moving_folder, d)
+    for k in range(31, 41):
+        (d / f"frame_{k}.png").write_bytes(b"not a png")
+    got, r = _decode_folder(str(d), seek=1.3, start=1.3)
+    want, r0 = _decode_folder(str(d), start=1.3)
+    assert got == want == [] and r.seeked_to is None and r.frames_skipped == 0
+    assert r.frames_read == r0.frames_read == 30 and r.decode_errors == r0.decode_errors == 10
+    assert r.skipped_summary() == r0.skipped_summary()
+
+
 def test_a_seek_is_not_reported_as_a_truncated_file(gop_video):
     """A seek decodes fewer frames than the container claims: not a cut-short file."""
     _, r = _decode(gop_video, seek=1.0, start=1.0)

@@ -22,7 +22,10 @@ the sizes).
 
 Seeking (``seek=S``: --start, the time chunks of a long folder) is exact: decoding
 starts at image floor(S x fps), the last one shown at or before S (past the end: the
-last image); the images before it are not read (their headers are: the folder's size is the same whatever the seek).
+last image); the images before it are not read (their headers are: the folder's size
+is the same whatever the seek). When no image from there on is used, the folder is
+decoded from its first image (the frames and the failure reason are then a decode
+from the start's).
 """
 from __future__ import annotations
 
@@ -204,7 +207,24 @@ class FolderReader(Decoder):
         return f"{self.path}: none of its {images} is used: {self.skipped_summary()}"
 
     def _raw(self) -> Iterator[Tuple[np.ndarray, Optional[Time]]]:
-        for i in range(self._first_index, len(self.names)):
+        used = False
+        for item in self._images(self._first_index):
+            used = True
+            yield item
+        if not used and self._first_index:
+            # no image from the seek point on is used: decode from the first image, so that
+            # the outcome (frames, the failure reason) is a decode from the start's
+            self._first_index = self.frames_skipped = 0
+            self.seeked_to = None
+            self.decode_errors = 0
+            self._skipped = []
+            self._skipped_by = {c: [] for c in SKIP_CAUSES}
+            yield from self._images(0)
+        self._last_duration = 1 / self._fps_q
+
+    def _images(self, first: int) -> Iterator[Tuple[np.ndarray, Optional[Time]]]:
+        """(rgb, time) of the images used from image ``first`` on (skips counted)."""
+        for i in range(first, len(self.names)):
             name = self.names[i]
             header = self._headers[i]
             if header is not None and too_large(*header):
@@ -235,7 +255,6 @@ class FolderReader(Decoder):
                            f"{want[0]}x{want[1]}")
                 continue
             yield cv2.cvtColor(img, cv2.COLOR_BGR2RGB), Fraction(i) / self._fps_q
-        self._last_duration = 1 / self._fps_q
 
     def _skip(self, cause: str, item: str, why: str) -> None:
         self.decode_errors += 1
