@@ -107,8 +107,8 @@ def map_rate(path: str, samples: int, rng) -> float:
     return samples / (time.perf_counter() - t0)
 
 
-def stream_rate(path: str) -> float:
-    ds = StreamingTwoStreamDataset(path, shuffle_buffer=0, **LOADER)
+def stream_rate(path: str, sequential: bool = True) -> float:
+    ds = StreamingTwoStreamDataset(path, shuffle_buffer=0, sequential=sequential, **LOADER)
     t0 = time.perf_counter()
     n = sum(1 for _ in ds)
     return n / (time.perf_counter() - t0)
@@ -147,12 +147,13 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     cv2.setNumThreads(1)
-    rates = {k: [] for k in ("jpeg", "hdf5", "wds", "wds streaming")}
+    rates = {k: [] for k in ("jpeg", "hdf5", "wds", "wds streaming", "wds streaming, members")}
     for r in range(args.rounds):
         rng = np.random.default_rng(r)
         for fmt in ("jpeg", "hdf5", "wds"):
             rates[fmt].append(map_rate(stores[fmt], args.samples, rng))
         rates["wds streaming"].append(stream_rate(stores["wds"]))
+        rates["wds streaming, members"].append(stream_rate(stores["wds"], sequential=False))
 
     print(f"Machine: {cpu_name()}, {os.cpu_count()} cores (reads on 1 core: sched_setaffinity, "
           f"cv2.setNumThreads(1)); Python {platform.python_version()}; flowprep "
@@ -172,7 +173,8 @@ def main() -> None:
             shards = len(os.listdir(os.path.join(stores[fmt], "shards")))
             index_files = sum(len(fs) for _, _, fs in os.walk(os.path.join(stores[fmt], "index")))
         ef, eb = extrapolate(fmt, files, size, videos, index_files, shards)
-        stream = f"{max(rates['wds streaming']):,.0f}" if fmt == "wds" else "-"
+        stream = (f"{max(rates['wds streaming']):,.0f} (sequential=False: "
+                  f"{max(rates['wds streaming, members']):,.0f})" if fmt == "wds" else "-")
         print(f"| {fmt} | {files:,} | {size / 1e6:,.1f} MB | {ef:,} | {eb / 1e9:,.2f} GB | "
               f"{max(rates[fmt]):,.0f} | {stream} |")
     print(f"\n1,000 videos: per-video files and bytes x {1000 / videos:g}; sharded formats "

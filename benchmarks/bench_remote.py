@@ -13,8 +13,10 @@ Extraction: N copies of bikes.mp4 (250 frames each), ``--format wds`` (or
 
 Reading, one process, flow stacks of 10 with 224 crops: the map-style
 TwoStreamDataset (byte ranges through the bounded block cache) and the
-streaming StreamingTwoStreamDataset (each shard read front to back), over the
-local store and over the same store at its s3:// URL.
+streaming StreamingTwoStreamDataset (each shard read front to back, and with
+sequential=False only each sample's members, by byte range), over the local store
+and over the same store at its s3:// URL, with the bytes each sample fetched from
+the S3 server (s3fs's range requests, counted).
 
     python benchmarks/bench_remote.py [--copies 4] [--jobs 2] [--algo farneback] [--repeat 2]
 """
@@ -48,31 +50,48 @@ def extract(inp: str, out: str, algo: str, jobs: int, fmt: str) -> float:
 LOADER = dict(modality="flow", length=10, num_segments=1, mode="train", crop_size=224, seed=0)
 
 
-def read_rate(source, seconds: float = 8.0) -> float:
-    """Flow stacks/s of the map-style loader over ``source`` (one process)."""
+FETCHED = [0]  # bytes s3fs fetched by range requests (counted in main)
+
+
+def read_rate(source, seconds: float = 8.0):
+    """(flow stacks/s, bytes fetched a stack) of the map-style loader over ``source``."""
     from flowprep.loader import TwoStreamDataset
     ds = TwoStreamDataset(source, **LOADER)
-    n = 0
+    n, before = 0, FETCHED[0]
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         ds.set_epoch(n // len(ds))
         ds[n % len(ds)]
         n += 1
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), (FETCHED[0] - before) / n
 
 
-def stream_rate(source, seconds: float = 8.0) -> float:
-    """Flow stacks/s of the streaming loader over ``source`` (one process, whole epochs)."""
+def stream_rate(source, seconds: float = 8.0, sequential: bool = True):
+    """(flow stacks/s, bytes fetched a stack) of the streaming loader over ``source`` (one
+    process, whole epochs)."""
     from flowprep.loader import StreamingTwoStreamDataset
-    ds = StreamingTwoStreamDataset(source, rank=0, world_size=1, shuffle_buffer=4, **LOADER)
-    n, epoch = 0, 0
+    ds = StreamingTwoStreamDataset(source, rank=0, world_size=1, shuffle_buffer=4,
+                                   sequential=sequential, **LOADER)
+    n, epoch, before = 0, 0, FETCHED[0]
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         ds.set_epoch(epoch)
         for _ in ds:
             n += 1
         epoch += 1
-    return n / (time.perf_counter() - t0)
+    return n / (time.perf_counter() - t0), (FETCHED[0] - before) / n
+
+
+def count_fetches() -> None:
+    """Count the bytes of every range request s3fs makes (FETCHED)."""
+    from s3fs.core import S3File
+    fetch = S3File._fetch_range
+
+    def counted(self, start, end):
+        data = fetch(self, start, end)
+        FETCHED[0] += len(data)
+        return data
+    S3File._fetch_range = counted
 
 
 def main() -> None:
@@ -86,6 +105,7 @@ def main() -> None:
     from s3server import S3Server
     from synth import sample_videos
     srv = S3Server()
+    count_fetches()
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
                       AWS_ENDPOINT_URL=srv.endpoint, AWS_DEFAULT_REGION="us-east-1")
     load0 = os.getloadavg()[0]
@@ -111,13 +131,17 @@ def main() -> None:
         local_store = os.path.join(work, "out0")
         remote_store = f"s3://{bucket}/local-in-0"
         rates = {}
+        fetched = {}
         readers = [("map-style", read_rate)]
         if a.format == "wds":
             readers.append(("streaming", stream_rate))
+            readers.append(("streaming, sequential=False",
+                            lambda src: stream_rate(src, sequential=False)))
         for r in range(a.repeat):
             for reader, fn in readers:
                 for name, src in (("local", local_store), ("s3", remote_store)):
-                    rates[reader, name] = max(rates.get((reader, name), 0.0), fn(src))
+                    rate, fetched[reader, name] = fn(src)
+                    rates[reader, name] = max(rates.get((reader, name), 0.0), rate)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         srv.stop()
@@ -135,12 +159,13 @@ def main() -> None:
         print(f"| {name} | {best[name]:.1f} | {best[name] / best['local -> local']:.3f} |")
     print()
     print(f"| loader over the {a.format} store, flow stacks of 10, 224 crop, 1 process "
-          f"| stacks/s | vs local |")
-    print("|---|---|---|")
+          f"| stacks/s | vs local | MB fetched a stack |")
+    print("|---|---|---|---|")
     for reader, _ in readers:
         for name in ("local", "s3"):
             v = rates[reader, name]
-            print(f"| {reader}, {name} | {v:.1f} | {v / rates[reader, 'local']:.3f} |")
+            mb = f"{fetched[reader, name] / 1e6:.2f}" if name == "s3" else "-"
+            print(f"| {reader}, {name} | {v:.1f} | {v / rates[reader, 'local']:.3f} | {mb} |")
 
 
 if __name__ == "__main__":

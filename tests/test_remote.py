@@ -606,8 +606,10 @@ def test_wds_store_at_a_url_convert_both_ways_tools_and_loaders(bucket, env, tmp
         sa, sb, s2 = a[i], b[i], a2[i]
         assert sa["video_id"] == sb["video_id"]
         assert np.array_equal(sa["flow"], sb["flow"]) and np.array_equal(s2["flow"], sb["flow"])
-    stream = StreamingTwoStreamDataset(wds_url, rank=0, world_size=1, shuffle_buffer=1, **opts)
-    got = {s["video_id"]: s for s in stream}
-    assert sorted(got) == ref.video_ids
-    for i, vid in enumerate(b.video_ids):
-        assert np.array_equal(got[vid]["flow"], b[i]["flow"])
+    for sequential in (True, False):  # whole shards, or each sample's members by range
+        stream = StreamingTwoStreamDataset(wds_url, rank=0, world_size=1, shuffle_buffer=1,
+                                           sequential=sequential, **opts)
+        got = {s["video_id"]: s for s in stream}
+        assert sorted(got) == ref.video_ids
+        for i, vid in enumerate(b.video_ids):
+            assert np.array_equal(got[vid]["flow"], b[i]["flow"])

@@ -206,21 +206,24 @@ def many_store(tmp_path_factory):
 OPTS = dict(modality="two-stream", length=3, num_segments=2, crop_size=32, seed=11)
 
 
-def _read_rank(path, rank, epoch):
+def _read_rank(path, rank, epoch, sequential=True):
     import torch.utils.data as tud
     from flowprep.loader import StreamingTwoStreamDataset
-    ds = StreamingTwoStreamDataset(path, rank=rank, world_size=2, shuffle_buffer=3, **OPTS)
+    ds = StreamingTwoStreamDataset(path, rank=rank, world_size=2, shuffle_buffer=3,
+                                   sequential=sequential, **OPTS)
     ds.set_epoch(epoch)
     loader = tud.DataLoader(ds, batch_size=None, num_workers=2,
                             multiprocessing_context="fork")
     return list(loader)
 
 
-@pytest.mark.parametrize("epoch", [0, 1])
-def test_streaming_2_ranks_x_2_workers_every_video_once_equal_to_map_style(many_store, epoch):
+@pytest.mark.parametrize("epoch,sequential", [(0, True), (1, True), (1, False)])
+def test_streaming_2_ranks_x_2_workers_every_video_once_equal_to_map_style(many_store, epoch,
+                                                                          sequential):
     from flowprep.loader import StreamingTwoStreamDataset, TwoStreamDataset
     ref = TwoStreamDataset(many_store, **OPTS)
-    samples = _read_rank(many_store, 0, epoch) + _read_rank(many_store, 1, epoch)
+    samples = (_read_rank(many_store, 0, epoch, sequential)
+               + _read_rank(many_store, 1, epoch, sequential))
     got = sorted(s["video_id"] for s in samples)
     assert got == sorted(ref.video_ids)  # every video exactly once over the ranks and workers
     for s in samples:
@@ -242,6 +245,30 @@ def test_streaming_order_changes_with_the_epoch_not_the_data(many_store):
     assert sorted(a) == sorted(b) == ds.video_ids and a != b
     ds.set_epoch(0)
     assert [s["video_id"] for s in ds] == a  # deterministic per (seed, epoch)
+
+
+def test_streaming_by_members_reads_only_what_samples_use_in_shard_order(many_store,
+                                                                         monkeypatch):
+    """sequential=False: the same samples in the same order, each video read by byte
+    range (its members the sample uses and meta.json), never the shard front to back."""
+    from flowprep.loader import StreamingTwoStreamDataset
+    from flowprep.store.wds.store import WdsStore
+    whole = [(s["video_id"], s["flow"].tobytes()) for s in StreamingTwoStreamDataset(
+        many_store, **OPTS)]
+    read, opened = [], []
+    pread = WdsStore.read_range
+    monkeypatch.setattr(WdsStore, "read_range",
+                        lambda self, shard, off, size, member: read.append(member)
+                        or pread(self, shard, off, size, member))
+    monkeypatch.setattr(WdsStore, "open_shard_stream", lambda self, shard: opened.append(shard))
+    ds = StreamingTwoStreamDataset(many_store, sequential=False, **OPTS)
+    assert [(s["video_id"], s["flow"].tobytes()) for s in ds] == whole and not opened
+    table = flowprep.open_store(many_store)
+    members = sum(len(v["members"]) for u, _ in table.stream_units()
+                  for v in table.members_of(u)["videos"].values())
+    assert 0 < len(read) < members / 2  # a sample's members, not every member
+    with pytest.raises(flowprep.errors.ConfigError, match="sequential"):
+        StreamingTwoStreamDataset(many_store, sequential="no", **OPTS)
 
 
 def test_streaming_needs_a_seed_with_several_ranks(many_store):

@@ -547,9 +547,12 @@ class Store:
         return [(f"videos {i}..{min(i + n, len(ids)) - 1}", ids[i:i + n])
                 for i in range(0, len(ids), n)]
 
-    def iter_unit(self, unit: str, video_ids: Sequence[str]) -> Iterator[Video]:
+    def iter_unit(self, unit: str, video_ids: Sequence[str],
+                  sequential: bool = True) -> Iterator[Video]:
         """The videos ``video_ids`` of ``unit`` (a subset of what stream_units names for
-        it), in reading order. Formats with sequential shards read them front to back."""
+        it), in reading order. Formats with sequential shards (wds) read them front to
+        back, every byte once; ``sequential=False``: every format yields its random-access
+        videos, which read only the members a sample uses."""
         for vid in video_ids:
             yield self[vid]
 

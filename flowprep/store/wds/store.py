@@ -310,14 +310,20 @@ class WdsStore(ShardedStore):
         return [(s, [v for _, v in sorted(by_shard[s])]) for s in sorted(by_shard)]
 
 
-    def iter_unit(self, unit: str, video_ids: Sequence[str]) -> Iterator[Video]:
+    def iter_unit(self, unit: str, video_ids: Sequence[str],
+                  sequential: bool = True) -> Iterator[Video]:
         """Read shard ``unit`` front to back (one sequential pass, as from object storage);
         yield the videos of ``video_ids`` as :class:`MemberVideo` objects, in shard order.
+        ``sequential=False``: yield them as :class:`WdsVideo` objects instead, which read
+        only the members asked for, by byte range (crc32 checked), still in shard order.
 
         Every member is checked against the shard's member table (crc32); a member the
         table does not list (foreign), a truncated or corrupt member, or a listed video
         the tar lacks raises StoreError naming the shard and the member.
         """
+        if not sequential:
+            yield from super().iter_unit(unit, video_ids, sequential)
+            return
         want = set(video_ids)
         table = self.members_of(unit)
         path = self.shard_path(unit)
