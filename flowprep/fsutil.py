@@ -185,10 +185,10 @@ def _pid_alive(pid: int) -> bool:
         return True
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, IndexError):  # no procfs (macOS), or it exited meanwhile
-        return True if not os.path.isdir("/proc/self") else os.path.exists(f"/proc/{pid}")
-    return state not in (b"Z", b"X")
+            state = f.read().rsplit(b")", 1)[1].split()[:1]
+    except OSError:  # no procfs (macOS): alive as far as can be told; else it just exited
+        return not os.path.isdir("/proc/self")
+    return state not in ([b"Z"], [b"X"])
 
 
 def stale_temp_files(directory: str, now: float = 0.0) -> List[str]:

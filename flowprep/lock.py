@@ -170,8 +170,7 @@ class RunLock:
             os.close(fd)
         self._fds = []
         shutil.rmtree(getattr(self, "tmp_root", ""), ignore_errors=True) if hasattr(self, "tmp_root") else None
-        if hasattr(self, "tmp_root"):
-            release_worker_hold(self.tmp_root)  # a writer in the run's own process
+        release_worker_holds(self.token)  # a writer in the run's own process
         for name in (f"run-{self.token}.lock", f"workers-{self.token}.lock"):
             try:
                 os.unlink(os.path.join(self.dir, name))
@@ -221,24 +220,23 @@ def _clean_staging(tmp: str, locks: str) -> List[str]:
     removed = []
     for token in os.listdir(tmp):
         lock_path = os.path.join(locks, f"run-{token}.lock")
-        fd = _flock(lock_path, exclusive=True)
-        if fd is None:
+        run_fd = _flock(lock_path, exclusive=True)
+        if run_fd is None:
             continue  # that run is alive
+        workers_path = _workers_lock(locks, token)
+        workers_fd = _poll(lambda: _flock(workers_path, exclusive=True))
         try:
-            workers = _wait_for_workers(locks, token)
-            if workers is None:
+            if workers_fd is None:
                 continue  # a worker of it still writes (a dask worker, a hung process)
-            try:
-                shutil.rmtree(os.path.join(tmp, token), ignore_errors=True)
-                removed.append(token)
-                os.unlink(lock_path)
-                os.unlink(_workers_lock(locks, token))
-            except OSError:
-                pass
-            finally:
-                os.close(workers)
+            shutil.rmtree(os.path.join(tmp, token), ignore_errors=True)
+            removed.append(token)
+            for path in (lock_path, workers_path):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
         finally:
-            os.close(fd)
+            for fd in (run_fd, workers_fd):
+                if fd is not None:
+                    os.close(fd)
     return removed
 
 
@@ -246,17 +244,15 @@ def _workers_lock(locks: str, token: str) -> str:
     return os.path.join(locks, f"workers-{token}.lock")
 
 
-def _wait_for_workers(locks: str, token: str,
-                      wait: Optional[float] = None) -> Optional[int]:
-    """An fd holding run ``token``'s workers lock exclusively, once none of its workers
-    holds it (polled up to ``wait`` seconds, DYING_WORKER_SECONDS by default); None
-    when one still does then."""
-    path = _workers_lock(locks, token)
+def _poll(ready, wait: Optional[float] = None):
+    """``ready()``'s first answer other than None or False (an fd may be 0), asked every
+    50 ms for up to ``wait`` seconds (DYING_WORKER_SECONDS by default: what a killed
+    run's workers get to exit); its last answer when none was."""
     deadline = time.monotonic() + (DYING_WORKER_SECONDS if wait is None else wait)
     while True:
-        fd = _flock(path, exclusive=True)
-        if fd is not None or time.monotonic() >= deadline:
-            return fd
+        got = ready()
+        if (got is not None and got is not False) or time.monotonic() >= deadline:
+            return got
         time.sleep(0.05)
 
 
@@ -281,18 +277,11 @@ def hold_as_worker(root: str, tmp_root: str) -> None:
         _worker_holds[tmp_root] = fd
 
 
-def release_worker_hold(tmp_root: str) -> None:
-    """This process writes no more into the staging area ``tmp_root`` (a dask worker
-    whose run ended, the run's own process): let a later run remove it."""
-    fd = _worker_holds.pop(tmp_root, None)
-    if fd is not None:
-        os.close(fd)
-
-
-def release_worker_holds_of(token: str) -> None:
-    """``release_worker_hold`` for every staging area of run ``token`` (any store)."""
+def release_worker_holds(token: str) -> None:
+    """This process writes no more into the staging areas of run ``token`` (a dask worker
+    whose run ended, the run's own process): let a later run remove them."""
     for tmp_root in [t for t in _worker_holds if os.path.basename(t) == token]:
-        release_worker_hold(tmp_root)
+        os.close(_worker_holds.pop(tmp_root))
 
 
 #: an unindexed shard this old, of a run no longer alive, is left over whoever wrote it
@@ -313,17 +302,12 @@ def _live_tokens(locks: str) -> List[str]:
             if n.startswith("run-") and n.endswith(".lock") and _held(os.path.join(locks, n))]
 
 
-def _gone(pid: int, wait: float = DYING_WORKER_SECONDS) -> bool:
+def _gone(pid: int) -> bool:
     """True once local process ``pid`` (a worker of a run no longer alive) has exited,
-    waiting up to ``wait`` seconds for it: killed with its run, it may still be exiting
-    (a run killed with SIGKILL takes its fork server, then the server its workers)."""
+    polled up to DYING_WORKER_SECONDS: killed with its run, it may still be exiting (a
+    run killed with SIGKILL takes its fork server, then the server its workers)."""
     from .fsutil import _pid_alive
-    deadline = time.monotonic() + wait
-    while _pid_alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return _poll(lambda: not _pid_alive(pid))
 
 
 def _clean_orphan_shards(root: str, locks: str) -> List[str]:

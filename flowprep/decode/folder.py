@@ -149,10 +149,8 @@ class FolderReader(Decoder):
             # floor: the image shown at or before the seek time; past the end, the last
             # image (a selection after it is empty: said as for a decode from the start)
             first = min(math.floor(as_fraction(seek) * self._fps_q), len(self.names) - 1)
-        self._first_index = first
-        self.frames_skipped = first
-        if seek is not None and seek > 0:
             self.seeked_to = Fraction(first) / self._fps_q
+        self._first_index = self.frames_skipped = first
         self._skipped: List[str] = []  # one message per skipped image, for the warning
         self._skipped_by: Dict[str, List[str]] = {c: [] for c in SKIP_CAUSES}  # names (+ size)
         # sizes from the headers: the folder's size is the one most images share

@@ -456,8 +456,8 @@ def _close_run(token: str) -> Dict[str, Optional[List[str]]]:
         finally:
             st.lock.release()
     if all(v is not None for v in out.values()):  # none still busy: no more writes here
-        from ..lock import release_worker_holds_of
-        release_worker_holds_of(token)
+        from ..lock import release_worker_holds
+        release_worker_holds(token)
     return out
 
 
